@@ -1,0 +1,282 @@
+{{/* Names, after `helm create`: truncated to 63 characters (DNS label limit). */}}
+{{- define "ballast.name" -}}
+{{- default .Chart.Name .Values.nameOverride | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{- define "ballast.fullname" -}}
+{{- if .Values.fullnameOverride }}
+{{- .Values.fullnameOverride | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- $name := default .Chart.Name .Values.nameOverride }}
+{{- if contains $name .Release.Name }}
+{{- .Release.Name | trunc 63 | trimSuffix "-" }}
+{{- else }}
+{{- printf "%s-%s" .Release.Name $name | trunc 63 | trimSuffix "-" }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{- define "ballast.chart" -}}
+{{- printf "%s-%s" .Chart.Name .Chart.Version | replace "+" "_" | trunc 63 | trimSuffix "-" }}
+{{- end }}
+
+{{/* Selector labels: only immutable ones (name, instance); components add component/colour. */}}
+{{- define "ballast.selectorLabels" -}}
+app.kubernetes.io/name: {{ include "ballast.name" . }}
+app.kubernetes.io/instance: {{ .Release.Name }}
+{{- end }}
+
+{{- define "ballast.labels" -}}
+helm.sh/chart: {{ include "ballast.chart" . }}
+{{ include "ballast.selectorLabels" . }}
+app.kubernetes.io/version: {{ .Chart.AppVersion | quote }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+app.kubernetes.io/part-of: ballast
+{{- end }}
+
+{{/* Labels of one component: (dict "root" $ "component" "api") */}}
+{{- define "ballast.componentLabels" -}}
+{{ include "ballast.labels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{- define "ballast.componentSelector" -}}
+{{ include "ballast.selectorLabels" .root }}
+app.kubernetes.io/component: {{ .component }}
+{{- end }}
+
+{{/* The colour that is not active. */}}
+{{- define "ballast.previewColor" -}}
+{{- if eq .Values.activeColor "blue" }}green{{ else }}blue{{ end }}
+{{- end }}
+
+{{/* Tag of the newest release (migrations, and colours without their own tag). */}}
+{{- define "ballast.releaseTag" -}}
+{{- default .Chart.AppVersion .Values.image.tag }}
+{{- end }}
+
+{{/*
+Image of a component in a colour: (dict "root" $ "component" "api" "color" "blue"); color may be "".
+"image" names the Dockerfile target when it differs from the component (worker: jobs).
+*/}}
+{{- define "ballast.image" -}}
+{{- $root := .root }}
+{{- $values := index $root.Values .component }}
+{{- $repo := default (printf "%s-%s" $root.Values.image.repository (default .component .image)) $values.imageRepository }}
+{{- $tag := include "ballast.releaseTag" $root }}
+{{- if .color }}
+{{- $tag = default $tag (index $root.Values.colors .color).tag }}
+{{- end }}
+{{- printf "%s:%s" $repo $tag }}
+{{- end }}
+
+{{- define "ballast.secretName" -}}
+{{- default (printf "%s-secrets" (include "ballast.fullname" .)) .Values.secrets.existingSecret }}
+{{- end }}
+
+{{- define "ballast.serviceAccountName" -}}
+{{- $values := index .root.Values .component }}
+{{- if $values.serviceAccount.create }}
+{{- default (printf "%s-%s" (include "ballast.fullname" .root) .component) $values.serviceAccount.name }}
+{{- else }}
+{{- default "default" $values.serviceAccount.name }}
+{{- end }}
+{{- end }}
+
+{{/* Internal URL of one colour's api: each colour's ui talks to the api of its own release. */}}
+{{- define "ballast.apiColorUrl" -}}
+{{- printf "http://%s-api-%s:%v" (include "ballast.fullname" .root) .color .root.Values.api.port }}
+{{- end }}
+
+{{/* Non-secret settings shared by every process, as a name -> value map (YAML). */}}
+{{- define "ballast.configData" -}}
+{{- if regexMatch "^[a-z+]+://[^/@]*:[^/@]*@" .Values.database.url }}
+{{- fail "database.url must not contain a password: put it in the existing Secret (secrets.databasePasswordKey)" }}
+{{- end }}
+{{- if regexMatch "^rediss?://[^/@]*:[^/@]*@" .Values.redis.url }}
+{{- fail "redis.url must not contain a password: put the full URL in the existing Secret (secrets.redisUrlKey)" }}
+{{- end }}
+BALLAST_ENV: {{ .Values.config.env | quote }}
+BALLAST_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
+BALLAST_LOG_FORMAT: {{ .Values.config.logFormat | quote }}
+BALLAST_DATABASE__URL: {{ .Values.database.url | quote }}
+BALLAST_DATABASE__POOL_SIZE: {{ .Values.database.poolSize | quote }}
+BALLAST_PATHS__DATA_DIR: "/var/lib/ballast"
+{{- if and .Values.worker.enabled (not .Values.redis.url) }}
+{{- fail "worker.enabled needs redis.url: the api and the workers share Redis as the Celery broker" }}
+{{- end }}
+{{- with .Values.redis.url }}
+BALLAST_REDIS_URL: {{ . | quote }}
+BALLAST_JOBS__BROKER_URL: {{ . | quote }}
+{{- end }}
+BALLAST_JOBS__SOFT_TIME_LIMIT: {{ .Values.worker.softTimeLimitSeconds | quote }}
+BALLAST_JOBS__CANCEL_GRACE_S: {{ .Values.worker.cancelGraceSeconds | quote }}
+{{- with .Values.s3.endpointUrl }}
+BALLAST_S3__ENDPOINT_URL: {{ . | quote }}
+BALLAST_S3__BUCKET: {{ $.Values.s3.bucket | quote }}
+BALLAST_S3__REGION: {{ $.Values.s3.region | quote }}
+BALLAST_S3__ACCESS_KEY_ID: {{ $.Values.s3.accessKeyId | quote }}
+{{- end }}
+{{- range $k, $v := .Values.config.extra }}
+{{ $k }}: {{ $v | quote }}
+{{- end }}
+{{- end }}
+
+{{/*
+Secret env entries: (dict "root" $ "secret" NAME "database" true|false "s3Required" true|false).
+Only processes that open the database get its password; the S3 key and a Redis URL with a
+password are optional keys of the Secret, except for backups (s3Required), which cannot work
+without the object store's key.
+*/}}
+{{- define "ballast.secretEnv" -}}
+{{- $s := .root.Values.secrets -}}
+- name: BALLAST_SECURITY__SECRET_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ $s.secretKeyKey }}
+{{- if .database }}
+- name: BALLAST_DATABASE__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ $s.databasePasswordKey }}
+- name: BALLAST_S3__SECRET_ACCESS_KEY
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ $s.s3SecretAccessKeyKey }}
+      {{- if not .s3Required }}
+      optional: true
+      {{- end }}
+- name: BALLAST_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ $s.redisUrlKey }}
+      optional: true
+- name: BALLAST_JOBS__BROKER_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ $s.redisUrlKey }}
+      optional: true
+{{- end }}
+{{- end }}
+
+{{/* Pod-level security context. */}}
+{{- define "ballast.podSecurityContext" -}}
+runAsNonRoot: true
+runAsUser: {{ .Values.securityContext.runAsUser }}
+runAsGroup: {{ .Values.securityContext.runAsGroup }}
+fsGroup: {{ .Values.securityContext.fsGroup }}
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Container-level security context: read-only root, no privileges, no capabilities. */}}
+{{- define "ballast.containerSecurityContext" -}}
+runAsNonRoot: true
+allowPrivilegeEscalation: false
+readOnlyRootFilesystem: true
+privileged: false
+capabilities:
+  drop: ["ALL"]
+seccompProfile:
+  type: RuntimeDefault
+{{- end }}
+
+{{/* Writable emptyDirs: HOME=/tmp and the data directory (the root filesystem is read-only). */}}
+{{- define "ballast.volumes" -}}
+- name: tmp
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+- name: data
+  emptyDir:
+    sizeLimit: {{ .Values.tmpSizeLimit }}
+{{- end }}
+
+{{- define "ballast.volumeMounts" -}}
+- name: tmp
+  mountPath: /tmp
+- name: data
+  mountPath: /var/lib/ballast
+{{- end }}
+
+{{/* Soft anti-affinity across nodes unless the user gives affinity: (dict "root" $ "component" "api" "color" "blue") */}}
+{{- define "ballast.affinity" -}}
+{{- $values := index .root.Values .component }}
+{{- if $values.affinity }}
+{{- toYaml $values.affinity }}
+{{- else }}
+podAntiAffinity:
+  preferredDuringSchedulingIgnoredDuringExecution:
+    - weight: 100
+      podAffinityTerm:
+        topologyKey: kubernetes.io/hostname
+        labelSelector:
+          matchLabels:
+            {{- include "ballast.componentSelector" . | nindent 12 }}
+            {{- with .color }}
+            ballast.io/color: {{ . }}
+            {{- end }}
+{{- end }}
+{{- end }}
+
+{{/* The worker's termination grace period: past the hard time limit, so a warm shutdown lets every running task end. */}}
+{{- define "ballast.workerGracePeriod" -}}
+{{- $w := .Values.worker }}
+{{- $hard := add $w.softTimeLimitSeconds $w.cancelGraceSeconds 30 }}
+{{- if gt (int $w.terminationGracePeriodSeconds) 0 }}
+{{- if le (int $w.terminationGracePeriodSeconds) (int $hard) }}
+{{- fail (printf "worker.terminationGracePeriodSeconds (%v) must be longer than the hard time limit softTimeLimitSeconds + cancelGraceSeconds + 30 = %v, or running tasks are killed on every rollout" $w.terminationGracePeriodSeconds $hard) }}
+{{- end }}
+{{- $w.terminationGracePeriodSeconds }}
+{{- else }}
+{{- add $hard 60 }}
+{{- end }}
+{{- end }}
+
+{{/* The wait-for-migrations init container: (dict "root" $ "image" IMAGE "secret" NAME) */}}
+{{- define "ballast.waitForMigrations" -}}
+- name: wait-for-migrations
+  image: {{ .image }}
+  imagePullPolicy: {{ .root.Values.image.pullPolicy }}
+  command: ["python", "-c", {{ .root.Files.Get "files/wait_for_migrations.py" | quote }}, {{ .root.Values.migrations.waitTimeoutSeconds | quote }}]
+  envFrom:
+    - configMapRef:
+        name: {{ include "ballast.fullname" .root }}-config
+  env:
+    {{- include "ballast.secretEnv" (dict "root" .root "secret" .secret "database" true) | nindent 4 }}
+  resources:
+    {{- toYaml .root.Values.migrations.resources | nindent 4 }}
+  securityContext:
+    {{- include "ballast.containerSecurityContext" .root | nindent 4 }}
+  volumeMounts:
+    {{- include "ballast.volumeMounts" .root | nindent 4 }}
+{{- end }}
+
+{{/* envFrom + env of the backup containers: (dict "root" $ "secret" NAME). The S3 key is required. */}}
+{{- define "ballast.backupEnv" -}}
+{{- $b := .root.Values.backup -}}
+envFrom:
+  - configMapRef:
+      name: {{ include "ballast.fullname" .root }}-config
+env:
+  - name: BALLAST_BACKUP__PREFIX
+    value: {{ $b.prefix | quote }}
+  - name: BALLAST_BACKUP__KEEP_HOURLY
+    value: {{ $b.retention.keepHourly | quote }}
+  - name: BALLAST_BACKUP__KEEP_DAILY
+    value: {{ $b.retention.keepDaily | quote }}
+  - name: BALLAST_BACKUP__KEEP_WEEKLY
+    value: {{ $b.retention.keepWeekly | quote }}
+  {{- include "ballast.secretEnv" (dict "root" .root "secret" .secret "database" true "s3Required" true) | nindent 2 }}
+  {{- range $name, $value := $b.env }}
+  - name: {{ $name }}
+    value: {{ $value | quote }}
+  {{- end }}
+  {{- with $b.extraEnv }}
+  {{- toYaml . | nindent 2 }}
+  {{- end }}
+{{- end }}

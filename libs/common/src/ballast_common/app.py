@@ -1,0 +1,46 @@
+"""`init_app()`: wire configuration, logging and the database for one process."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import IO
+
+from ballast_common.config import AppConfig, load_config
+from ballast_common.db.engine import DB, init_db
+from ballast_common.db.migrate import migrate
+from ballast_common.telemetry import configure_logging, get_logger
+
+
+@dataclass(frozen=True)
+class AppContext:
+    config: AppConfig
+    db: DB
+    service: str
+
+
+def init_app(
+    service: str = "ballast",
+    *,
+    config: AppConfig | None = None,
+    migrate_db: bool = False,
+    log_stream: IO[str] | None = None,
+) -> AppContext:
+    """Initialise a Ballast process: config, structured logging, default database.
+
+    Args:
+        service: the process's name in logs and in pg_stat_activity.
+        config: a loaded configuration (default: `load_config()`).
+        migrate_db: run pending migrations (the embedded default does; in a cluster the
+            hook Job does and pods never migrate at start-up).
+        log_stream: where log lines go (default: stdout; the CLI keeps stdout for its
+            own output and logs to stderr).
+    """
+    cfg = config or load_config()
+    configure_logging(
+        service, level=cfg.log_level, fmt=cfg.log_format, stream=log_stream
+    )
+    db = init_db(cfg.database, application_name=f"{cfg.env.value}.{service}")
+    if migrate_db:
+        revision = migrate(db=db)
+        get_logger(__name__).info("database_migrated", revision=revision)
+    return AppContext(config=cfg, db=db, service=service)

@@ -1,0 +1,386 @@
+"""Application configuration: `AppConfig` and `load_config()`.
+
+Settings come from, highest priority first: explicit keyword arguments, environment
+variables (`BALLAST_` prefix, `__` for nesting, e.g. `BALLAST_DATABASE__URL`), and an
+optional TOML file named by `BALLAST_CONFIG_FILE`. Secrets are `SecretStr` and are read
+from environment variables only: a secret found in the config file is an error, and
+stage/prod refuse to start with a missing or default secret.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from enum import StrEnum
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import (
+    BaseModel,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    SettingsError,
+)
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
+
+from ballast_common.errors import ConfigError
+
+# Values that are fine on a laptop and never in a shared environment.
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+DEFAULT_SECRETS = frozenset(
+    {"", "changethis", "changeme", "secret", "password", DEV_SECRET_KEY}
+)
+
+CONFIG_FILE_ENV = "BALLAST_CONFIG_FILE"
+
+
+class Env(StrEnum):
+    dev = "dev"
+    stage = "stage"
+    prod = "prod"
+
+
+class DatabaseConfig(BaseModel):
+    """Where the data lives. The embedded default is a SQLite file under ./var/."""
+
+    # SQLAlchemy URL without a password; the password comes from `password` (env only).
+    url: str = "sqlite:///./var/ballast.db"
+    password: SecretStr | None = None
+    # Connection pool size per process (PostgreSQL only).
+    pool_size: int = Field(default=10, ge=1, le=200)
+    max_overflow: int = Field(default=10, ge=0, le=200)
+    # Seconds to wait for a pooled connection before failing the request.
+    pool_timeout: float = Field(default=10.0, gt=0)
+    # Per-statement timeout (in milliseconds) on PostgreSQL; 0 disables.
+    statement_timeout_ms: int = Field(default=30_000, ge=0)
+    echo: bool = False
+    # Attempts for run_tx() on transient errors (serialization, dropped connection).
+    tx_retries: int = Field(default=5, ge=1, le=20)
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        url = _parse_url(value)
+        if url is None:
+            raise ValueError(
+                "not a database URL: use sqlite:///path or postgresql://user@host/db"
+            )
+        if url.get_backend_name() not in ("sqlite", "postgresql", "postgres"):
+            raise ValueError(
+                f"unsupported database {url.get_backend_name()!r}: use sqlite:/// or postgresql://"
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _password_out_of_url(self) -> DatabaseConfig:
+        # A password given inside the URL (environment only: the file refuses it) becomes
+        # the secret, so the URL itself is safe to show and to log.
+        url = make_url(self.url)
+        if url.password is not None:
+            if self.password is not None:
+                raise ValueError(
+                    "the password is given twice: in the URL and in BALLAST_DATABASE__PASSWORD"
+                )
+            self.password = SecretStr(str(url.password))
+            self.url = url._replace(password=None).render_as_string(hide_password=False)
+        return self
+
+    def url_with_password(self) -> str:
+        """The URL with the secret password filled in (never log this)."""
+        url = make_url(self.url)
+        if self.password is not None and self.password.get_secret_value():
+            url = url.set(password=self.password.get_secret_value())
+        return url.render_as_string(hide_password=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+def _parse_url(value: str) -> URL | None:
+    try:
+        return make_url(value)
+    except ArgumentError:
+        return None
+
+
+class CacheConfig(BaseModel):
+    # Default time to live (in seconds) for get_or_compute entries.
+    ttl: int = Field(default=3600, ge=1)
+    # L1 (in-process) capacity in entries; LRU beyond that.
+    max_entries: int = Field(default=10_000, ge=1)
+
+
+class JobConfig(BaseModel):
+    # Celery broker; None means the embedded broker-free transport.
+    broker_url: str | None = None
+    # Soft time limit (in seconds) of the longest task.
+    soft_time_limit: int = Field(default=1800, ge=1)
+    concurrency: int = Field(default=2, ge=1)
+    # Broker polling (in seconds) of the embedded filesystem transport (Redis pushes).
+    polling_interval: float = Field(default=0.05, gt=0, le=5)
+    # A running job writes a heartbeat this often (in seconds) ...
+    heartbeat_s: float = Field(default=2.0, gt=0)
+    # ... and counts as lost (its worker died) after this many seconds without one.
+    lease_s: float = Field(default=15.0, gt=0)
+    # Progress is written at most this often (in seconds) per job.
+    progress_interval_s: float = Field(default=0.5, gt=0)
+    # The worker's sweeper (due, dependent, lost and overdue jobs) runs this often.
+    sweep_interval_s: float = Field(default=0.5, gt=0)
+    # A PENDING job whose message went missing is sent again after this many seconds.
+    redispatch_after_s: float = Field(default=300.0, gt=0)
+    # Seconds a cancelled job may take to stop on its own before it is terminated.
+    cancel_grace_s: float = Field(default=10.0, ge=0)
+    # Port of the worker's Prometheus /metrics endpoint; None disables it.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+
+class DatasetConfig(BaseModel):
+    # Largest accepted upload (in megabytes).
+    max_upload_mb: float = Field(default=200.0, gt=0)
+    # Largest accepted dataset (rows, columns) after parsing.
+    max_rows: int = Field(default=5_000_000, ge=1)
+    max_columns: int = Field(default=1_000, ge=1)
+    # Rows kept on the dataset for the preview table.
+    preview_rows: int = Field(default=50, ge=1, le=1000)
+
+
+class SecurityConfig(BaseModel):
+    # Pepper for hashing session tokens (HMAC-SHA256). Env only.
+    secret_key: SecretStr = SecretStr(DEV_SECRET_KEY)
+    # A session expires after this many seconds without a request.
+    session_idle_timeout_s: int = Field(default=1800, ge=10)
+    # ... and this many seconds after login, whatever the activity.
+    session_absolute_timeout_s: int = Field(default=43_200, ge=60)
+    # Failed logins allowed per username per minute.
+    login_rate_per_minute: int = Field(default=20, ge=1)
+
+
+class S3Config(BaseModel):
+    # None: use the local directory object store under paths.data_dir.
+    endpoint_url: str | None = None
+    bucket: str = "ballast"
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: SecretStr | None = None
+
+
+class BackupConfig(BaseModel):
+    """Snapshots in the object store (`ballast backup ...`)."""
+
+    # Object-store prefix of every backup (backups/<id>/manifest.json ...).
+    prefix: str = Field(default="backups", pattern=r"^[A-Za-z0-9][A-Za-z0-9._\-/]*$")
+    # Retention of good backups: the newest per hour / day / ISO week is kept for
+    # this many hours / days / weeks. The last good full and every backup a kept
+    # incremental depends on are never deleted.
+    keep_hourly: int = Field(default=24, ge=0)
+    keep_daily: int = Field(default=7, ge=0)
+    keep_weekly: int = Field(default=4, ge=0)
+    # Directory of pg_dump / pg_restore; None: PATH, then /usr/lib/postgresql/*/bin.
+    pg_bindir: Path | None = None
+    # Server (URL of its maintenance database) for scratch and new databases;
+    # None: the server of `database.url`, database "postgres".
+    scratch_url: str | None = None
+    # Audit-log ids missing at capture time (transactions not yet committed) are
+    # looked for again by later incrementals for this many seconds.
+    gap_horizon_s: int = Field(default=3600, ge=0)
+
+
+class PerformanceConfig(BaseModel):
+    # Outbox debounce (in milliseconds) before widget values are written to the api.
+    debounce_ms: int = Field(default=300, ge=0, le=10_000)
+    # Interaction latency target (in milliseconds) for 95 % of interactions.
+    interaction_p95_ms: int = Field(default=50, ge=1)
+    # Default page size for paginated lists.
+    page_size: int = Field(default=25, ge=1, le=500)
+
+
+class PathsConfig(BaseModel):
+    data_dir: Path = Path("./var")
+    backup_path: Path = Path("./var/backups")
+    log_path: Path = Path("./var/log")
+
+
+class ServerConfig(BaseModel):
+    host: str = "127.0.0.1"
+    port: int = Field(default=8000, ge=1, le=65535)
+    # Server processes (uvicorn workers) in one pod/host; scale out with replicas first.
+    workers: int = Field(default=1, ge=1, le=64)
+
+
+# Dotted paths of every secret field; they may only come from the environment.
+SECRET_FIELDS: tuple[tuple[str, ...], ...] = (
+    ("database", "password"),
+    ("security", "secret_key"),
+    ("s3", "secret_access_key"),
+)
+
+
+class _TomlFileSource(PydanticBaseSettingsSource):
+    """Reads the TOML file named by BALLAST_CONFIG_FILE; refuses secrets in it."""
+
+    def __init__(self, settings_cls: type[BaseSettings], path: Path | None) -> None:
+        super().__init__(settings_cls)
+        self.path = path
+        self.data: dict[str, Any] = self._read() if path is not None else {}
+
+    def _read(self) -> dict[str, Any]:
+        assert self.path is not None
+        try:
+            data = tomllib.loads(self.path.read_text(encoding="utf-8"))
+        except FileNotFoundError:
+            raise ConfigError(f"config file not found: {self.path}") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"cannot read config file {self.path}: {exc}") from None
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(
+                f"config file {self.path} is not valid TOML: {exc}"
+            ) from None
+        for dotted in SECRET_FIELDS:
+            node: Any = data
+            for part in dotted:
+                node = node.get(part) if isinstance(node, dict) else None
+            if node is not None:
+                name = ".".join(dotted)
+                env = "BALLAST_" + "__".join(p.upper() for p in dotted)
+                raise ConfigError(
+                    f"secret {name!r} found in config file {self.path}: secrets come from "
+                    f"environment variables only (set {env})"
+                )
+        database = data.get("database")
+        if isinstance(database, dict) and isinstance(database.get("url"), str):
+            url = _parse_url(
+                database["url"]
+            )  # an unparsable URL is reported by the model
+            if url is not None and url.password:
+                raise ConfigError(
+                    f"database.url in {self.path} contains a password: put it in "
+                    "BALLAST_DATABASE__PASSWORD instead"
+                )
+        return data
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return self.data.get(field_name), field_name, False
+
+    def __call__(self) -> dict[str, Any]:
+        return dict(self.data)
+
+
+class AppConfig(BaseSettings):
+    """Everything Ballast can be configured with.
+
+    Environment variables use the `BALLAST_` prefix and `__` between nested names, e.g.
+    `BALLAST_ENV=prod`, `BALLAST_DATABASE__URL=postgresql://app@db/ballast`,
+    `BALLAST_SECURITY__SECRET_KEY=...`.
+    """
+
+    model_config = SettingsConfigDict(
+        env_prefix="BALLAST_",
+        env_nested_delimiter="__",
+        env_ignore_empty=True,
+        extra="ignore",
+        validate_default=True,
+    )
+
+    env: Env = Env.dev
+    debug: bool = False
+    # offline: the ui keeps working from its journal while the api is away.
+    mode: Literal["online", "offline"] = "online"
+    theme: Literal["auto", "light", "dark"] = "auto"
+    # fast: fewer resamples/approximations; accurate: the full computation.
+    compute: Literal["fast", "accurate"] = "fast"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_format: Literal["json", "console"] = "json"
+    redis_url: str | None = None
+    # Public base URL of the state API as the ui reaches it.
+    api_url: str = "http://127.0.0.1:8000"
+
+    database: DatabaseConfig = DatabaseConfig()
+    cache: CacheConfig = CacheConfig()
+    jobs: JobConfig = JobConfig()
+    datasets: DatasetConfig = DatasetConfig()
+    security: SecurityConfig = SecurityConfig()
+    s3: S3Config = S3Config()
+    performance: PerformanceConfig = PerformanceConfig()
+    paths: PathsConfig = PathsConfig()
+    backup: BackupConfig = BackupConfig()
+    api: ServerConfig = ServerConfig()
+    ui: ServerConfig = ServerConfig(port=8501)
+    features: dict[str, bool] = Field(default_factory=dict)
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # The config file is read here, the one place allowed to look at os.environ.
+        path = os.environ.get(CONFIG_FILE_ENV)  # noqa: TID251
+        toml = _TomlFileSource(settings_cls, Path(path) if path else None)
+        return (init_settings, env_settings, toml)
+
+    @model_validator(mode="after")
+    def _enforce_secrets(self) -> AppConfig:
+        if self.env is Env.dev:
+            return self
+        problems = []
+        key = self.security.secret_key.get_secret_value()
+        if key in DEFAULT_SECRETS or len(key) < 16:
+            problems.append(
+                "BALLAST_SECURITY__SECRET_KEY is missing, a default, or shorter than 16 characters"
+            )
+        if self.database.is_sqlite:
+            problems.append(
+                "BALLAST_DATABASE__URL must name a PostgreSQL database outside dev"
+            )
+        elif self.database.password is not None and (
+            self.database.password.get_secret_value() in DEFAULT_SECRETS
+        ):
+            problems.append("BALLAST_DATABASE__PASSWORD is a default value")
+        if self.s3.endpoint_url and (
+            self.s3.secret_access_key is None
+            or self.s3.secret_access_key.get_secret_value() in DEFAULT_SECRETS
+        ):
+            problems.append(
+                "BALLAST_S3__SECRET_ACCESS_KEY is missing or a default value"
+            )
+        if problems:
+            raise ValueError(
+                f"refusing to start in {self.env.value}: " + "; ".join(problems)
+            )
+        return self
+
+    def feature(self, name: str, default: bool = False) -> bool:
+        """Whether feature flag `name` is on."""
+        return self.features.get(name, default)
+
+
+def load_config(**overrides: Any) -> AppConfig:
+    """Load the configuration from the environment (and BALLAST_CONFIG_FILE).
+
+    Raises:
+        ConfigError: one line naming what is wrong (a bad value, a secret in the file,
+            a missing or default secret outside dev).
+    """
+    try:
+        return AppConfig(**overrides)
+    except SettingsError as exc:  # e.g. BALLAST_FEATURES that is not JSON
+        raise ConfigError(f"invalid configuration: {exc}") from None
+    except ValidationError as exc:
+        parts = []
+        for err in exc.errors():
+            loc = ".".join(str(p) for p in err["loc"]) or "config"
+            parts.append(f"{loc}: {err['msg']}")
+        raise ConfigError("invalid configuration: " + "; ".join(parts)) from None

@@ -1,0 +1,61 @@
+"""Database access: engines, unit of work, repositories, migrations."""
+
+from ballast_common.db.engine import (
+    DB,
+    get_conn,
+    get_db,
+    init_db,
+    normalize_url,
+    reset_db,
+)
+from ballast_common.db.migrate import (
+    current_revision,
+    downgrade,
+    head_revision,
+    migrate,
+)
+from ballast_common.db.repository import (
+    Conflict,
+    PageResult,
+    Repository,
+    UpdateResult,
+    row_dict,
+)
+from ballast_common.db.serialize import jsonable
+from ballast_common.db.uow import (
+    Replay,
+    UnitOfWork,
+    WriteContext,
+    WriteIdRace,
+    fingerprint,
+    is_transient,
+    run_tx,
+    run_tx_async,
+)
+
+__all__ = [
+    "DB",
+    "Conflict",
+    "PageResult",
+    "Replay",
+    "Repository",
+    "UnitOfWork",
+    "UpdateResult",
+    "WriteContext",
+    "WriteIdRace",
+    "current_revision",
+    "downgrade",
+    "fingerprint",
+    "get_conn",
+    "get_db",
+    "head_revision",
+    "init_db",
+    "is_transient",
+    "jsonable",
+    "migrate",
+    "normalize_url",
+    "reset_db",
+    "row_dict",
+    "run_tx",
+    "run_tx_async",
+]

@@ -1,0 +1,392 @@
+"""Unit of work and `run_tx`: one transaction, audited and idempotent writes, retries.
+
+Repositories flush; only the unit of work commits. `run_tx(fn)` runs `fn(uow)` in a new
+transaction and retries the whole function on transient failures (serialization failure,
+deadlock, dropped connection, SQLite busy) with exponential backoff and full jitter, so the
+caller sees one result. Writes carrying a client write id are idempotent: the outcome is
+stored in `write_ids` in the same transaction, and a replay returns it unchanged. A retry
+after an ambiguous commit (the connection died during COMMIT) finds the stored outcome and
+so applies exactly once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from ballast_common.db.engine import DB, get_db
+from ballast_common.db.repository import Repository
+from ballast_common.db.serialize import jsonable
+from ballast_common.errors import TransientError, ValidationError
+from ballast_common.models import AuditLog, Model, WriteRecord, utcnow
+from ballast_common.resilience import backoff_delays
+
+T = TypeVar("T")
+M = TypeVar("M", bound=Model)
+
+# SQLSTATEs worth retrying: serialization failure, deadlock, and the connection classes.
+_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
+_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "busy")
+
+
+@dataclass(frozen=True)
+class WriteContext:
+    """Who writes, from where: copied into every audit row of the transaction."""
+
+    user_id: uuid.UUID | None = None
+    correlation_id: str | None = None
+    trace_id: str | None = None
+    ip: str | None = None
+    user_agent: str | None = None
+
+    def with_user(self, user_id: uuid.UUID | None) -> WriteContext:
+        return replace(self, user_id=user_id)
+
+
+class WriteIdRace(TransientError):
+    """Another transaction holds the same write id; retrying replays its outcome."""
+
+
+@dataclass
+class Replay:
+    """The stored outcome of an idempotent write."""
+
+    status_code: int
+    response: dict[str, Any]
+    replayed: bool
+
+
+_RECORD_OUTCOME = (
+    update(WriteRecord)
+    .where(WriteRecord.write_id == bindparam("wid"))
+    .values(status_code=bindparam("status_code"), response=bindparam("response"))
+)
+
+# The claim statement per dialect, built once so SQLAlchemy's compiled cache serves it.
+_CLAIM = {
+    name: factory(WriteRecord)
+    .on_conflict_do_nothing(index_elements=[WriteRecord.write_id])
+    .returning(WriteRecord.write_id)
+    for name, factory in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
+}
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the whole transaction may succeed."""
+    if isinstance(exc, TransientError):
+        return True
+    if isinstance(exc, DBAPIError):
+        if exc.connection_invalidated:
+            return True
+        orig = exc.orig
+        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+        if isinstance(code, str) and (
+            code in _TRANSIENT_SQLSTATES or code.startswith("08")
+        ):
+            return True
+        message = str(orig).lower()
+        if any(s in message for s in _SQLITE_TRANSIENT):
+            return True
+        # psycopg/asyncpg report a server that went away as OperationalError/InterfaceError
+        # without a SQLSTATE.
+        if code is None and any(
+            s in message
+            for s in (
+                "server closed the connection",
+                "connection is closed",
+                "connection was closed",
+                "terminating connection",
+                "consuming input failed",
+                "connection refused",
+                "connection reset",
+                "underlying connection is closed",
+                # A (re)starting or stopping server refuses new connections with these
+                # (SQLSTATE 57P03 on the wire, but libpq reports connection failures
+                # without one).
+                "the database system is starting up",
+                "the database system is shutting down",
+                "the database system is in recovery mode",
+                "the database system is not yet accepting connections",
+                "the database system is not accepting connections",
+            )
+        ):
+            return True
+    return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def fingerprint(payload: Any) -> str:
+    """A stable hash of a request payload (to catch a write id reused for other data)."""
+    blob = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
+    return hashlib.sha256(blob.encode()).hexdigest()
+
+
+@dataclass
+class UnitOfWork:
+    """One transaction. Use through `run_tx` (or as a context manager around a session)."""
+
+    session: Session
+    ctx: WriteContext = field(default_factory=WriteContext)
+    _after_commit: list[Callable[[], None]] = field(default_factory=list)
+    audit_count: int = 0
+    # The write id of the idempotent write in progress; copied into its audit rows.
+    write_id: str | None = None
+
+    def repo(
+        self, model: type[M], *, resource_type: str | None = None
+    ) -> Repository[M]:
+        """A repository over `model` bound to this transaction."""
+        return Repository(model, self, resource_type=resource_type)
+
+    def audit(
+        self,
+        action: str,
+        resource_type: str,
+        resource_id: str,
+        *,
+        old: Mapping[str, Any] | None = None,
+        new: Mapping[str, Any] | None = None,
+        write_id: str | None = None,
+    ) -> AuditLog:
+        """Add an audit row to this transaction."""
+        row = AuditLog(
+            user_id=self.ctx.user_id,
+            action=action,
+            resource_type=resource_type,
+            resource_id=resource_id,
+            old_values=jsonable(dict(old)) if old is not None else None,
+            new_values=jsonable(dict(new)) if new is not None else None,
+            correlation_id=self.ctx.correlation_id,
+            trace_id=self.ctx.trace_id,
+            ip_address=self.ctx.ip,
+            user_agent=self.ctx.user_agent,
+            write_id=write_id or self.write_id,
+        )
+        self.session.add(row)
+        self.audit_count += 1
+        return row
+
+    def idempotent(
+        self,
+        write_id: str | None,
+        operation: str,
+        payload: Any,
+        fn: Callable[[], tuple[int, dict[str, Any]]],
+    ) -> Replay:
+        """Run `fn` once per write id; a replay returns the stored outcome.
+
+        Args:
+            write_id: the client's id for this write; None runs `fn` without idempotency.
+            operation: a name for the kind of write (a write id is valid for one operation).
+            payload: the request data; a replay with different data is refused.
+            fn: does the write and returns (status code, JSON response).
+
+        Raises:
+            ValidationError: the write id was used before for another operation or payload.
+            WriteIdRace: a concurrent transaction holds the write id (retried by run_tx).
+        """
+        if write_id is None:
+            status, response = fn()
+            return Replay(status, response, replayed=False)
+        if not 1 <= len(write_id) <= 100:
+            raise ValidationError(
+                "write id must be 1 to 100 characters", details={"fields": ["write_id"]}
+            )
+        digest = fingerprint(payload)
+        # Claim the id first, in one statement: a concurrent claimant of the same id waits
+        # on the unique index until we commit, then finds our row and replays it.
+        # Core, not ORM, execution: the ORM bulk-insert path costs more than the query.
+        conn = self.session.connection()
+        claimed = conn.execute(
+            _CLAIM[conn.dialect.name],
+            {
+                "write_id": write_id,
+                "user_id": self.ctx.user_id,
+                "operation": operation,
+                "fingerprint": digest,
+                "status_code": 0,
+                "response": {},
+                "created_at": utcnow(),
+            },
+        ).scalar_one_or_none()
+        if claimed is None:
+            existing = self.session.execute(
+                select(WriteRecord).where(WriteRecord.write_id == write_id)
+            ).scalar_one_or_none()
+            if existing is None or existing.status_code == 0:
+                # Claimed by a transaction that has not finished yet (SQLite) or vanished.
+                raise WriteIdRace("write id claimed by a concurrent request")
+            if (
+                existing.operation != operation
+                or existing.fingerprint != digest
+                or existing.user_id != self.ctx.user_id
+            ):
+                raise ValidationError(
+                    "write id was already used for a different request",
+                    details={"fields": ["write_id"], "write_id": write_id},
+                )
+            return Replay(existing.status_code, dict(existing.response), replayed=True)
+        previous, self.write_id = self.write_id, write_id
+        try:
+            status, response = fn()
+        finally:
+            self.write_id = previous
+        # Return what a replay will return (JSON-safe), so every caller sees one result.
+        stored: dict[str, Any] = jsonable(response)
+        conn.execute(
+            _RECORD_OUTCOME,
+            {"wid": write_id, "status_code": status, "response": stored},
+        )
+        return Replay(status, dict(stored), replayed=False)
+
+    def after_commit(self, fn: Callable[[], None]) -> None:
+        """Run `fn` after a successful commit (send tasks, bust caches); dropped on rollback."""
+        self._after_commit.append(fn)
+
+    def flush(self) -> None:
+        self.session.flush()
+
+    def commit(self) -> None:
+        self.session.commit()
+        callbacks, self._after_commit = self._after_commit, []
+        for fn in callbacks:
+            fn()
+
+    def rollback(self) -> None:
+        self._after_commit.clear()
+        self.session.rollback()
+
+    def __enter__(self) -> UnitOfWork:
+        return self
+
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> None:
+        if exc_type is None:
+            self.commit()
+        else:
+            self.rollback()
+        self.session.close()
+
+
+def run_tx(
+    fn: Callable[[UnitOfWork], T],
+    *,
+    db: DB | None = None,
+    ctx: WriteContext | None = None,
+    attempts: int | None = None,
+    sleep: Callable[[float], None] = time.sleep,
+) -> T:
+    """Run `fn(uow)` in one transaction; retry the whole function on transient errors.
+
+    Args:
+        fn: the work. It may run more than once: keep side effects inside the
+            transaction or in `uow.after_commit`.
+        db: the database (default: the process default).
+        ctx: who writes (audit rows).
+        attempts: total tries (default: the database's `tx_retries`).
+        sleep: injectable for tests.
+
+    Returns:
+        What `fn` returned on the attempt that committed.
+    """
+    database = db or get_db()
+    tries = attempts or database.tx_retries
+    delays = backoff_delays(attempts=tries)
+    while True:
+        session = database.session()
+        uow = UnitOfWork(session, ctx or WriteContext())
+        try:
+            result = fn(uow)
+            uow.commit()
+            return result
+        except Exception as exc:
+            _safe_rollback(uow)
+            if not is_transient(exc):
+                raise
+            delay = next(delays, None)
+            if delay is None:
+                raise
+            sleep(delay)
+        finally:
+            session.close()
+
+
+async def run_tx_async(
+    fn: Callable[[UnitOfWork], T],
+    *,
+    db: DB | None = None,
+    ctx: WriteContext | None = None,
+    attempts: int | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> T:
+    """`run_tx` on the async engine (asyncpg/aiosqlite) for the api.
+
+    The same synchronous repository code runs on the async connection through
+    `AsyncSession.run_sync` (SQLAlchemy's greenlet bridge), so there is one code path.
+    """
+    database = db or get_db()
+    tries = attempts or database.tx_retries
+    delays = backoff_delays(attempts=tries)
+    do_sleep = sleep or asyncio.sleep
+
+    def work(sync_session: Session, holder: list[UnitOfWork]) -> T:
+        uow = UnitOfWork(sync_session, ctx or WriteContext())
+        result = fn(uow)
+        sync_session.flush()
+        holder.append(uow)
+        return result
+
+    while True:
+        async with database.async_session_factory() as session:
+            holder: list[UnitOfWork] = []
+            try:
+                result = await session.run_sync(work, holder)
+                await session.commit()
+            except Exception as exc:
+                # The connection may be gone; the pool discards it.
+                with contextlib.suppress(Exception):
+                    await session.rollback()
+                if not is_transient(exc):
+                    raise
+                delay = next(delays, None)
+                if delay is None:
+                    raise
+                await do_sleep(delay)
+                continue
+            for uow in holder:
+                callbacks, uow._after_commit = uow._after_commit, []
+                for cb in callbacks:
+                    cb()
+            return result
+
+
+def _safe_rollback(uow: UnitOfWork) -> None:
+    try:
+        uow.rollback()
+    except Exception:  # the connection may be gone; the pool discards it
+        uow._after_commit.clear()
+
+
+__all__ = [
+    "Replay",
+    "Repository",
+    "UnitOfWork",
+    "WriteContext",
+    "WriteIdRace",
+    "fingerprint",
+    "is_transient",
+    "jsonable",
+    "run_tx",
+    "run_tx_async",
+]

@@ -1,0 +1,41 @@
+"""ORM models. Importing this package registers every table on `Model.metadata`."""
+
+from ballast_common.models.audit import AuditLog
+from ballast_common.models.base import Model, utcnow
+from ballast_common.models.dataset import DATASET_STATUSES, Dataset
+from ballast_common.models.draft import Draft
+from ballast_common.models.event import EventRow
+from ballast_common.models.form import Form
+from ballast_common.models.job import Job, JobResult
+from ballast_common.models.project import PROJECT_STATUSES, Project
+from ballast_common.models.user import (
+    Permission,
+    Role,
+    User,
+    UserSession,
+    role_permissions,
+    user_roles,
+)
+from ballast_common.models.write import WriteRecord
+
+__all__ = [
+    "DATASET_STATUSES",
+    "PROJECT_STATUSES",
+    "AuditLog",
+    "Dataset",
+    "Draft",
+    "EventRow",
+    "Form",
+    "Job",
+    "JobResult",
+    "Model",
+    "Permission",
+    "Project",
+    "Role",
+    "User",
+    "UserSession",
+    "WriteRecord",
+    "role_permissions",
+    "user_roles",
+    "utcnow",
+]

@@ -1,0 +1,622 @@
+"""Object storage: one interface, two implementations.
+
+- `LocalObjectStore`: a directory (the embedded default, under ``paths.data_dir``).
+- `S3ObjectStore`: any S3-compatible server through boto3, multipart for large objects,
+  SHA-256 checksums verified by the server on every part and stored as metadata.
+
+Both write atomically (a reader sees the whole object or none), record the object's
+SHA-256 and size, and refuse keys that could escape their namespace.
+
+`open_store(config)` picks one from the configuration (``s3.endpoint_url`` set: S3).
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import fcntl
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, Protocol, runtime_checkable
+
+import boto3  # type: ignore[import-untyped]
+from botocore.config import Config  # type: ignore[import-untyped]
+from botocore.exceptions import (  # type: ignore[import-untyped]
+    BotoCoreError,
+    ClientError,
+)
+from urllib3.exceptions import HTTPError as Urllib3Error
+
+from ballast_common.config import AppConfig
+from ballast_common.errors import AppError, NotFoundError, TransientError
+from ballast_common.errors import ValidationError as AppValidationError
+
+CHUNK = 1024 * 1024
+# S3 parts: 8 MiB (the minimum is 5 MiB for every part but the last).
+PART_SIZE = 8 * 1024 * 1024
+_KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,900}$")
+# Multipart uploads go to `<key>.upload-<12 hex>` first (see S3ObjectStore._multipart).
+_S3_TMP = re.compile(r"\.upload-[0-9a-f]{12}$")
+# Incomplete multipart uploads (the server was unreachable when one had to be aborted)
+# are removed by a bucket lifecycle rule after this many days.
+ABORT_INCOMPLETE_DAYS = 1
+
+
+class StorageError(AppError):
+    """The object store refused or failed an operation."""
+
+    default_code = "storage_error"
+
+
+class StorageUnavailableError(StorageError, TransientError):
+    """The object store could not be reached or failed temporarily (503); retrying may
+    succeed. Both a `StorageError` and a `TransientError` (jobs retry it)."""
+
+    default_code = "storage_unavailable"
+    default_status = 503
+
+
+class TooLargeError(AppValidationError):
+    """An upload is larger than allowed (413)."""
+
+    default_code = "payload_too_large"
+    default_status = 413
+
+
+@dataclass(frozen=True)
+class ObjectInfo:
+    key: str
+    size: int
+    sha256: str
+    content_type: str = "application/octet-stream"
+
+
+def check_key(key: str) -> str:
+    """A safe object key: relative, no `..` segments, no empty segments."""
+    if not _KEY.match(key) or any(part in ("", ".", "..") for part in key.split("/")):
+        raise AppValidationError(
+            f"invalid object key {key!r}", details={"fields": ["key"]}
+        )
+    return key
+
+
+@runtime_checkable
+class ObjectStore(Protocol):
+    """What Ballast needs from an object store."""
+
+    def put(
+        self,
+        key: str,
+        data: IO[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+        max_bytes: int | None = None,
+    ) -> ObjectInfo:
+        """Store the stream under `key` (replacing it atomically).
+
+        Raises:
+            TooLargeError: the stream is longer than `max_bytes` (nothing is stored).
+        """
+        ...
+
+    def open(self, key: str) -> IO[bytes]:
+        """A readable binary stream of the object (NotFoundError if absent)."""
+        ...
+
+    def stat(self, key: str) -> ObjectInfo:
+        """Size, checksum and type (NotFoundError if absent)."""
+        ...
+
+    def exists(self, key: str) -> bool: ...
+
+    def delete(self, key: str) -> None:
+        """Remove the object; removing a missing object is not an error."""
+        ...
+
+    def list(self, prefix: str = "") -> list[str]:
+        """Keys under `prefix`, sorted."""
+        ...
+
+
+def put_bytes(store: ObjectStore, key: str, data: bytes, **kwargs: Any) -> ObjectInfo:
+    """Store a bytes value."""
+    with tempfile.SpooledTemporaryFile(max_size=CHUNK) as buf:
+        buf.write(data)
+        buf.seek(0)
+        return store.put(key, buf, **kwargs)
+
+
+def get_bytes(store: ObjectStore, key: str) -> bytes:
+    with store.open(key) as stream:
+        return stream.read()
+
+
+def download(store: ObjectStore, key: str, target: Path) -> ObjectInfo:
+    """Copy an object into a local file, verifying its SHA-256."""
+    info = store.stat(key)
+    digest = hashlib.sha256()
+    with store.open(key) as src, target.open("wb") as dst:
+        while chunk := src.read(CHUNK):
+            digest.update(chunk)
+            dst.write(chunk)
+    if digest.hexdigest() != info.sha256:
+        target.unlink(missing_ok=True)
+        raise StorageError(
+            f"object {key} is corrupt: checksum mismatch",
+            details={"key": key, "expected": info.sha256},
+        )
+    return info
+
+
+# --------------------------------------------------------------------------- local
+
+
+class LocalObjectStore:
+    """Objects as files under `root`; a sidecar `<file>.meta.json` holds size/sha256/type.
+
+    Writes go to a temporary file in the same directory, are fsynced, then renamed over
+    the target (atomic on POSIX), so readers never see half an object.
+    """
+
+    META = ".meta.json"
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root).resolve()
+        self.root.mkdir(parents=True, exist_ok=True)
+
+    def _path(self, key: str) -> Path:
+        path = (self.root / check_key(key)).resolve()
+        if self.root not in path.parents:
+            raise AppValidationError(
+                f"invalid object key {key!r}", details={"fields": ["key"]}
+            )
+        if path.name.endswith(self.META):
+            raise AppValidationError(
+                f"object keys may not end in {self.META}", details={"fields": ["key"]}
+            )
+        return path
+
+    def put(
+        self,
+        key: str,
+        data: IO[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+        max_bytes: int | None = None,
+    ) -> ObjectInfo:
+        path = self._path(key)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        digest = hashlib.sha256()
+        size = 0
+        fd, tmp_name = tempfile.mkstemp(dir=path.parent, prefix=".upload-")
+        tmp = Path(tmp_name)
+        try:
+            with os.fdopen(fd, "wb") as out:
+                while chunk := data.read(CHUNK):
+                    size += len(chunk)
+                    if max_bytes is not None and size > max_bytes:
+                        raise TooLargeError(
+                            f"upload is larger than {max_bytes} bytes",
+                            details={"max_bytes": max_bytes},
+                        )
+                    digest.update(chunk)
+                    out.write(chunk)
+                out.flush()
+                os.fsync(out.fileno())
+            info = ObjectInfo(key, size, digest.hexdigest(), content_type)
+            meta = path.with_name(path.name + self.META)
+            meta_tmp = tmp.with_name(tmp.name + self.META)
+            meta_tmp.write_text(json.dumps(info.__dict__))
+            # Concurrent writers of one key: the two renames happen under a lock, so
+            # the metadata always describes the data file next to it.
+            with self._locked(path):
+                os.replace(tmp, path)
+                os.replace(meta_tmp, meta)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            tmp.with_name(tmp.name + self.META).unlink(missing_ok=True)
+            raise
+        return info
+
+    @contextlib.contextmanager
+    def _locked(self, path: Path) -> Iterator[None]:
+        lock = path.with_name(f".lock-{path.name}")
+        with lock.open("a") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+
+    def open(self, key: str) -> IO[bytes]:
+        try:
+            return self._path(key).open("rb")
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"object {key} not found", details={"key": key}
+            ) from None
+
+    def stat(self, key: str) -> ObjectInfo:
+        path = self._path(key)
+        meta = path.with_name(path.name + self.META)
+        if not path.is_file():
+            raise NotFoundError(f"object {key} not found", details={"key": key})
+        try:
+            data = json.loads(meta.read_text())
+        except FileNotFoundError:
+            raise NotFoundError(
+                f"object {key} not found", details={"key": key}
+            ) from None
+        return ObjectInfo(**data)
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def delete(self, key: str) -> None:
+        path = self._path(key)
+        with self._locked(path):
+            path.unlink(missing_ok=True)
+            path.with_name(path.name + self.META).unlink(missing_ok=True)
+        path.with_name(f".lock-{path.name}").unlink(missing_ok=True)
+
+    def delete_prefix(self, prefix: str) -> None:
+        """Remove a whole "directory" of objects."""
+        target = self._path(prefix.rstrip("/"))
+        if target.is_dir():
+            shutil.rmtree(target)
+
+    def list(self, prefix: str = "") -> list[str]:
+        keys = []
+        for path in self.root.rglob("*"):
+            if path.is_file() and not (
+                path.name.endswith(self.META) or path.name.startswith(".")
+            ):
+                key = path.relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+
+# --------------------------------------------------------------------------- S3
+
+
+class S3ObjectStore:
+    """An S3-compatible bucket through boto3.
+
+    Uploads of one part go through ``PutObject``; larger ones through multipart uploads
+    of `part_size` bytes. Every request body carries a ``Content-MD5`` (verified by every
+    S3-compatible server) and a SHA-256 checksum (``x-amz-checksum-sha256``, verified by
+    servers that implement the flexible checksums); the whole object's SHA-256 is stored
+    as the ``sha256`` user metadata, because a multipart object's own checksum is a
+    checksum of part checksums, and `download` verifies it. An upload that fails (or is
+    too large) is aborted; if the server is unreachable at that moment, the bucket's
+    lifecycle rule (`ensure_bucket`) removes the parts later, and the temporary key
+    never shows in `list`. Unreachable servers and 5xx errors raise
+    `StorageUnavailableError` (a `TransientError`), refusals a `StorageError` naming
+    the bucket, key and the server's error code.
+    """
+
+    def __init__(self, client: Any, bucket: str, *, part_size: int = PART_SIZE) -> None:
+        if part_size < 5 * 1024 * 1024:
+            raise ValueError("S3 parts must be at least 5 MiB")
+        self.client = client
+        self.bucket = bucket
+        self.part_size = part_size
+
+    @classmethod
+    def from_config(cls, config: AppConfig) -> S3ObjectStore:
+        s3 = config.s3
+        client = boto3.client(
+            "s3",
+            endpoint_url=s3.endpoint_url,
+            region_name=s3.region,
+            aws_access_key_id=s3.access_key_id,
+            aws_secret_access_key=(
+                s3.secret_access_key.get_secret_value()
+                if s3.secret_access_key
+                else None
+            ),
+            config=Config(
+                retries={"max_attempts": 5, "mode": "standard"},
+                # Path-style addressing works with every S3-compatible server.
+                s3={"addressing_style": "path"},
+                request_checksum_calculation="when_required",
+                response_checksum_validation="when_required",
+            ),
+        )
+        return cls(client, s3.bucket)
+
+    @contextlib.contextmanager
+    def _errors(self, key: str) -> Iterator[None]:
+        where = f"{self.bucket}/{key}"
+        details = {"bucket": self.bucket, "key": key}
+        try:
+            yield
+        except ClientError as exc:
+            error = exc.response.get("Error", {})
+            code = str(error.get("Code", ""))
+            message = str(error.get("Message", "") or "").strip()
+            status = int(
+                exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0)
+            )
+            if code in ("NoSuchKey", "404", "NotFound"):
+                raise NotFoundError(
+                    f"object {key} not found", details=details
+                ) from None
+            reason = f"{code}: {message}" if message and message != code else code
+            if status >= 500 or code in ("SlowDown", "RequestTimeout"):
+                raise StorageUnavailableError(
+                    f"object store unavailable for {where} ({reason})",
+                    details={**details, "code": code},
+                ) from exc
+            raise StorageError(
+                f"object store refused {where}: {reason}",
+                details={**details, "code": code},
+            ) from exc
+        except (BotoCoreError, Urllib3Error, OSError) as exc:
+            raise StorageUnavailableError(
+                f"object store unreachable for {where}: {exc}", details=details
+            ) from exc
+
+    @staticmethod
+    def _b64_sha256(data: bytes) -> str:
+        return base64.b64encode(hashlib.sha256(data).digest()).decode()
+
+    @staticmethod
+    def _b64_md5(data: bytes) -> str:
+        # Content-MD5 is an integrity check here, not a security one.
+        return base64.b64encode(
+            hashlib.md5(data, usedforsecurity=False).digest()
+        ).decode()
+
+    def _read_part(self, data: IO[bytes]) -> bytes:
+        buf = bytearray()
+        while len(buf) < self.part_size:
+            chunk = data.read(min(CHUNK, self.part_size - len(buf)))
+            if not chunk:
+                break
+            buf += chunk
+        return bytes(buf)
+
+    def put(
+        self,
+        key: str,
+        data: IO[bytes],
+        *,
+        content_type: str = "application/octet-stream",
+        max_bytes: int | None = None,
+    ) -> ObjectInfo:
+        check_key(key)
+        digest = hashlib.sha256()
+        first = self._read_part(data)
+        digest.update(first)
+        size = len(first)
+        if max_bytes is not None and size > max_bytes:
+            raise TooLargeError(
+                f"upload is larger than {max_bytes} bytes",
+                details={"max_bytes": max_bytes},
+            )
+        second = self._read_part(data) if len(first) == self.part_size else b""
+        with self._errors(key):
+            if not second:
+                self.client.put_object(
+                    Bucket=self.bucket,
+                    Key=key,
+                    Body=first,
+                    ContentType=content_type,
+                    ContentMD5=self._b64_md5(first),
+                    ChecksumSHA256=self._b64_sha256(first),
+                    Metadata={"sha256": digest.hexdigest()},
+                )
+                return ObjectInfo(key, size, digest.hexdigest(), content_type)
+            return self._multipart(
+                key, first, second, data, digest, content_type, max_bytes
+            )
+
+    def _multipart(
+        self,
+        key: str,
+        first: bytes,
+        second: bytes,
+        data: IO[bytes],
+        digest: Any,
+        content_type: str,
+        max_bytes: int | None,
+    ) -> ObjectInfo:
+        # The whole-object SHA-256 is only known at the end; S3 metadata is fixed at
+        # creation, so the upload goes to a temporary key and is copied into place
+        # with the metadata (server-side copy, then the temporary key is deleted).
+        tmp_key = f"{key}.upload-{os.urandom(6).hex()}"
+        upload = self.client.create_multipart_upload(
+            Bucket=self.bucket,
+            Key=tmp_key,
+            ContentType=content_type,
+            ChecksumAlgorithm="SHA256",
+        )
+        upload_id = upload["UploadId"]
+        parts: list[dict[str, Any]] = []
+        size = len(first)
+        try:
+            part: bytes = first
+            pending: bytes | None = second
+            number = 1
+            while part:
+                response = self.client.upload_part(
+                    Bucket=self.bucket,
+                    Key=tmp_key,
+                    UploadId=upload_id,
+                    PartNumber=number,
+                    Body=part,
+                    ContentMD5=self._b64_md5(part),
+                    ChecksumAlgorithm="SHA256",
+                    ChecksumSHA256=self._b64_sha256(part),
+                )
+                parts.append(
+                    {
+                        "PartNumber": number,
+                        "ETag": response["ETag"],
+                        "ChecksumSHA256": response.get(
+                            "ChecksumSHA256", self._b64_sha256(part)
+                        ),
+                    }
+                )
+                number += 1
+                part = pending if pending is not None else self._read_part(data)
+                pending = None
+                if part:
+                    digest.update(part)
+                    size += len(part)
+                    if max_bytes is not None and size > max_bytes:
+                        raise TooLargeError(
+                            f"upload is larger than {max_bytes} bytes",
+                            details={"max_bytes": max_bytes},
+                        )
+            self.client.complete_multipart_upload(
+                Bucket=self.bucket,
+                Key=tmp_key,
+                UploadId=upload_id,
+                MultipartUpload={"Parts": parts},
+            )
+        except BaseException:
+            with contextlib.suppress(Exception):
+                self.client.abort_multipart_upload(
+                    Bucket=self.bucket, Key=tmp_key, UploadId=upload_id
+                )
+            raise
+        sha = digest.hexdigest()
+        try:
+            self.client.copy_object(
+                Bucket=self.bucket,
+                Key=key,
+                CopySource={"Bucket": self.bucket, "Key": tmp_key},
+                MetadataDirective="REPLACE",
+                ContentType=content_type,
+                Metadata={"sha256": sha},
+            )
+        finally:
+            with contextlib.suppress(Exception):
+                self.client.delete_object(Bucket=self.bucket, Key=tmp_key)
+        return ObjectInfo(key, size, sha, content_type)
+
+    def open(self, key: str) -> IO[bytes]:
+        with self._errors(key):
+            body = self.client.get_object(Bucket=self.bucket, Key=check_key(key))[
+                "Body"
+            ]
+        return io.BufferedReader(_S3Body(self, key, body), buffer_size=CHUNK)
+
+    def stat(self, key: str) -> ObjectInfo:
+        with self._errors(key):
+            head = self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+        return ObjectInfo(
+            key,
+            int(head["ContentLength"]),
+            str(head.get("Metadata", {}).get("sha256", "")),
+            str(head.get("ContentType", "application/octet-stream")),
+        )
+
+    def exists(self, key: str) -> bool:
+        try:
+            self.stat(key)
+        except NotFoundError:
+            return False
+        return True
+
+    def delete(self, key: str) -> None:
+        with self._errors(key):
+            self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+
+    def list(self, prefix: str = "") -> list[str]:
+        keys: list[str] = []
+        with self._errors(prefix):
+            paginator = self.client.get_paginator("list_objects_v2")
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
+                keys.extend(
+                    item["Key"]
+                    for item in page.get("Contents", [])
+                    if not _S3_TMP.search(item["Key"])
+                )
+        return sorted(keys)
+
+    def ensure_bucket(self) -> None:
+        """Create the bucket if it does not exist, and make it drop incomplete multipart
+        uploads after `ABORT_INCOMPLETE_DAYS` (dev/test convenience; production buckets
+        should carry the same lifecycle rule)."""
+        try:
+            self.client.head_bucket(Bucket=self.bucket)
+        except ClientError:
+            with self._errors(""):
+                self.client.create_bucket(Bucket=self.bucket)
+        with self._errors(""):
+            self.client.put_bucket_lifecycle_configuration(
+                Bucket=self.bucket,
+                LifecycleConfiguration={
+                    "Rules": [
+                        {
+                            "ID": "ballast-abort-incomplete-uploads",
+                            "Status": "Enabled",
+                            "Filter": {"Prefix": ""},
+                            "AbortIncompleteMultipartUpload": {
+                                "DaysAfterInitiation": ABORT_INCOMPLETE_DAYS
+                            },
+                        }
+                    ]
+                },
+            )
+
+
+class _S3Body(io.RawIOBase):
+    """An S3 response body whose read errors become `StorageUnavailableError`."""
+
+    def __init__(self, store: S3ObjectStore, key: str, body: Any) -> None:
+        self._store = store
+        self._key = key
+        self._body = body
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        with self._store._errors(self._key):
+            data: bytes = self._body.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+    def close(self) -> None:
+        with contextlib.suppress(Exception):
+            self._body.close()
+        super().close()
+
+
+def open_store(config: AppConfig) -> ObjectStore:
+    """The configured store: S3 when ``s3.endpoint_url`` is set, else a local directory
+    (``paths.data_dir/objects``)."""
+    if config.s3.endpoint_url:
+        return S3ObjectStore.from_config(config)
+    return LocalObjectStore(Path(config.paths.data_dir) / "objects")
+
+
+__all__ = [
+    "ABORT_INCOMPLETE_DAYS",
+    "LocalObjectStore",
+    "ObjectInfo",
+    "ObjectStore",
+    "S3ObjectStore",
+    "StorageError",
+    "StorageUnavailableError",
+    "TooLargeError",
+    "check_key",
+    "download",
+    "get_bytes",
+    "open_store",
+    "put_bytes",
+]

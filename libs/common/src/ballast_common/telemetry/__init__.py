@@ -1,0 +1,75 @@
+"""Telemetry: request context, structured logging, PII masking, errors, events, metrics."""
+
+from ballast_common.telemetry.context import (
+    bind_request_context,
+    correlation_id_var,
+    current_context,
+    format_traceparent,
+    ip_var,
+    new_correlation_id,
+    new_span_id,
+    new_trace_id,
+    parse_traceparent,
+    set_user_id,
+    span_id_var,
+    trace_id_var,
+    user_agent_var,
+    user_id_var,
+)
+from ballast_common.telemetry.errors import log_error
+from ballast_common.telemetry.events import (
+    Event,
+    EventSink,
+    clear_event_sinks,
+    register_event_sink,
+    track,
+    validate_event_name,
+)
+from ballast_common.telemetry.logging import configure_logging, get_logger
+from ballast_common.telemetry.metrics import (
+    DB_POOL_STATES,
+    HTTP_DURATION_BUCKETS,
+    HttpMetrics,
+    db_pool_gauge,
+    get_or_create,
+    http_metrics,
+    set_db_pool_stats,
+)
+from ballast_common.telemetry.pii import MASK, is_sensitive_key, mask_data, mask_value
+
+__all__ = [
+    "DB_POOL_STATES",
+    "HTTP_DURATION_BUCKETS",
+    "MASK",
+    "Event",
+    "EventSink",
+    "HttpMetrics",
+    "bind_request_context",
+    "clear_event_sinks",
+    "configure_logging",
+    "correlation_id_var",
+    "current_context",
+    "db_pool_gauge",
+    "format_traceparent",
+    "get_logger",
+    "get_or_create",
+    "http_metrics",
+    "ip_var",
+    "is_sensitive_key",
+    "log_error",
+    "mask_data",
+    "mask_value",
+    "new_correlation_id",
+    "new_span_id",
+    "new_trace_id",
+    "parse_traceparent",
+    "register_event_sink",
+    "set_db_pool_stats",
+    "set_user_id",
+    "span_id_var",
+    "trace_id_var",
+    "track",
+    "user_agent_var",
+    "user_id_var",
+    "validate_event_name",
+]

@@ -1,0 +1,157 @@
+"""Shared Prometheus metrics.
+
+All metrics live in the default registry (``prometheus_client.REGISTRY``), which
+``prometheus_client.make_asgi_app()`` / ``generate_latest()`` expose on
+``/metrics``. Registering the same name twice in one registry raises
+``ValueError: Duplicated timeseries``, so every metric here is created once, lazily,
+and cached at module level; call the accessors, never the constructors.
+In multi-process servers (gunicorn, Celery prefork) set ``PROMETHEUS_MULTIPROC_DIR``.
+Ref: https://prometheus.github.io/client_python/multiprocess/
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Final, TypeVar, cast
+
+from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client.metrics import MetricWrapperBase
+
+# 1 ms .. 10 s: interaction budgets are 50 ms, slow exports take seconds.
+HTTP_DURATION_BUCKETS: Final[tuple[float, ...]] = (
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1.0,
+    2.5,
+    5.0,
+    10.0,
+)
+DB_POOL_STATES: Final[tuple[str, ...]] = ("checked_out", "idle", "overflow", "size")
+
+_lock = threading.Lock()
+
+_M = TypeVar("_M", bound=MetricWrapperBase)
+
+
+def get_or_create(name: str, factory: Callable[[], _M]) -> _M:
+    """Return the metric registered under ``name``, creating it with ``factory``.
+
+    Survives module reloads and several modules asking for one metric, where a
+    second constructor call would raise ``Duplicated timeseries``.
+
+    Args:
+        name: The full metric name as passed to the constructor.
+        factory: Builds the metric in the default registry.
+
+    Returns:
+        The registered metric.
+    """
+    with _lock:
+        # prometheus_client has no public lookup; this mapping is what its own
+        # duplicate check consults.
+        existing = REGISTRY._names_to_collectors.get(name)
+        if existing is not None:
+            return cast(_M, existing)
+        return factory()
+
+
+@dataclass(frozen=True)
+class HttpMetrics:
+    """The HTTP server metrics pair.
+
+    Attributes:
+        requests: ``ballast_http_requests_total{service,method,route,status}``.
+        duration: ``ballast_http_request_duration_seconds{service,method,route}``.
+    """
+
+    requests: Counter
+    duration: Histogram
+
+
+_http_metrics: HttpMetrics | None = None
+
+
+def http_metrics() -> HttpMetrics:
+    """Return the HTTP request counter and duration histogram (created once).
+
+    Use the route *template* (``/projects/{id}``), never the raw path, as the
+    ``route`` label: raw paths make label cardinality unbounded.
+
+    Returns:
+        The process-wide :class:`HttpMetrics`.
+    """
+    global _http_metrics
+    if _http_metrics is None:
+        _http_metrics = HttpMetrics(
+            requests=get_or_create(
+                "ballast_http_requests_total",
+                lambda: Counter(
+                    "ballast_http_requests_total",
+                    "HTTP requests handled.",
+                    ("service", "method", "route", "status"),
+                    registry=REGISTRY,
+                ),
+            ),
+            duration=get_or_create(
+                "ballast_http_request_duration_seconds",
+                lambda: Histogram(
+                    "ballast_http_request_duration_seconds",
+                    "HTTP request duration (in seconds).",
+                    ("service", "method", "route"),
+                    buckets=HTTP_DURATION_BUCKETS,
+                    registry=REGISTRY,
+                ),
+            ),
+        )
+    return _http_metrics
+
+
+def db_pool_gauge() -> Gauge:
+    """Return ``ballast_db_pool_connections{service,state}`` (created once).
+
+    ``state`` is one of :data:`DB_POOL_STATES`; see :func:`set_db_pool_stats`.
+
+    Returns:
+        The process-wide gauge.
+    """
+    return get_or_create(
+        "ballast_db_pool_connections",
+        lambda: Gauge(
+            "ballast_db_pool_connections",
+            "Database connection pool connections by state.",
+            ("service", "state"),
+            registry=REGISTRY,
+        ),
+    )
+
+
+def set_db_pool_stats(
+    service: str, *, checked_out: int, idle: int, overflow: int, size: int
+) -> None:
+    """Publish one snapshot of a connection pool's state.
+
+    Args:
+        service: Service label.
+        checked_out: Connections in use (SQLAlchemy ``pool.checkedout()``).
+        idle: Connections idle in the pool (``pool.checkedin()``).
+        overflow: Connections above ``pool_size`` (``pool.overflow()``).
+        size: Configured pool size (``pool.size()``).
+    """
+    gauge = db_pool_gauge()
+    values = {
+        "checked_out": checked_out,
+        "idle": idle,
+        "overflow": overflow,
+        "size": size,
+    }
+    for state, value in values.items():
+        gauge.labels(service=service, state=state).set(value)

@@ -1,0 +1,1 @@
+"""Ballast state API (FastAPI): sessions, drafts, forms, resources, audit."""

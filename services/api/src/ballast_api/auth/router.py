@@ -1,0 +1,56 @@
+from __future__ import annotations
+
+from fastapi import APIRouter, Response
+
+from ballast_api.auth import service
+from ballast_api.auth.schemas import LoginRequest, SessionRead, UserRead
+from ballast_api.deps import CurrentPrincipal, DBDep, SettingsDep, WriteCtxDep
+from ballast_common.models import User
+from ballast_common.security import permissions_for
+
+router = APIRouter(prefix="/sessions", tags=["sessions"])
+
+
+def user_read(user: User) -> UserRead:
+    roles = user.role_names
+    return UserRead(
+        id=user.id,
+        username=user.username,
+        display_name=user.display_name,
+        email=user.email,
+        roles=roles,
+        permissions=sorted(str(p) for p in permissions_for(roles)),
+        preferences=dict(user.preferences or {}),
+    )
+
+
+@router.post("", response_model=SessionRead, status_code=201)
+async def create_session(
+    body: LoginRequest, db: DBDep, config: SettingsDep, ctx: WriteCtxDep
+) -> SessionRead:
+    """Log in with username and password; returns an opaque bearer token."""
+    token, session, user = await service.login(
+        db, config, body.username, body.password, ctx
+    )
+    return SessionRead(
+        token=token,
+        session_id=session.id,
+        expires_at=session.expires_at,
+        idle_timeout_s=config.security.session_idle_timeout_s,
+        user=user_read(user),
+    )
+
+
+@router.get("/me", response_model=UserRead)
+async def me(principal: CurrentPrincipal, db: DBDep) -> UserRead:
+    """The logged-in user, with roles and permissions."""
+    return user_read(await service.load_user(db, principal.user_id))
+
+
+@router.delete("/current", status_code=204)
+async def delete_session(
+    principal: CurrentPrincipal, db: DBDep, ctx: WriteCtxDep
+) -> Response:
+    """Log out: end the current session."""
+    await service.logout(db, principal.session_id, ctx)
+    return Response(status_code=204)

@@ -1,0 +1,155 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Header, Query, Request
+from starlette.concurrency import run_in_threadpool
+
+from ballast_api.datasets import service
+from ballast_api.datasets.schemas import (
+    DatasetDetail,
+    DatasetImport,
+    DatasetRead,
+    Format,
+)
+from ballast_api.deps import DBDep, SettingsDep, WriteCtxDep, WriteIdDep, require
+from ballast_api.jobs.dispatch import SenderDep
+from ballast_api.principal import Principal
+from ballast_api.schemas import MAX_PAGE, Page
+from ballast_api.writes import idempotent_write
+from ballast_common.db import UnitOfWork, run_tx_async
+from ballast_common.jobs import JobView
+from ballast_common.models import Dataset
+from ballast_common.security import Permission
+from ballast_common.storage import open_store
+
+router = APIRouter(prefix="/datasets", tags=["datasets"])
+Reader = Annotated[Principal, Depends(require(Permission.DATASETS_READ))]
+Writer = Annotated[Principal, Depends(require(Permission.DATASETS_WRITE))]
+
+
+@router.post(
+    "",
+    response_model=DatasetImport,
+    status_code=202,
+    responses={413: {"description": "The file is larger than datasets.max_upload_mb"}},
+)
+async def import_dataset(
+    request: Request,
+    principal: Writer,
+    db: DBDep,
+    config: SettingsDep,
+    ctx: WriteCtxDep,
+    write_id: WriteIdDep,
+    send: SenderDep,
+    name: Annotated[str, Query(min_length=1, max_length=200)],
+    format: Annotated[Format | None, Query()] = None,
+    project_id: uuid.UUID | None = None,
+    filename: Annotated[
+        str, Header(alias="X-Filename", max_length=255, description="The file's name.")
+    ] = "",
+) -> DatasetImport:
+    """Upload a file (the raw request body) and import it as a dataset in a job;
+    idempotent per Idempotency-Key."""
+    fmt = service.infer_format(format, filename)
+    body, _size = await service.spool(
+        request.stream(), service.max_upload_bytes(config)
+    )
+    dataset_id = uuid.uuid4()
+    store = open_store(config)
+    key = service.source_key(dataset_id, fmt)
+    try:
+        with body:
+            info = await run_in_threadpool(store.put, key, body)
+    except BaseException:
+        await run_in_threadpool(store.delete, key)
+        raise
+
+    # The payload identifies the upload: a replay with another file is refused, the
+    # same file again answers the first import.
+    payload = {
+        "name": name,
+        "format": fmt,
+        "filename": filename,
+        "project_id": str(project_id) if project_id else None,
+        "sha256": info.sha256,
+        "size": info.size,
+    }
+    created: list[uuid.UUID] = []
+
+    def work(uow: UnitOfWork) -> DatasetImport:
+        created.clear()
+
+        def create() -> tuple[int, DatasetImport]:
+            dataset, job = service.create_with_import(
+                uow,
+                dataset_id=dataset_id,
+                name=name,
+                fmt=fmt,
+                filename=filename,
+                project_id=project_id,
+                info=info,
+                user_id=principal.user_id,
+                send=send,
+                max_timeout=config.jobs.soft_time_limit,
+            )
+            created.append(dataset.id)
+            return 202, DatasetImport(
+                dataset=DatasetRead.model_validate(dataset, from_attributes=True),
+                job=JobView.of(job),
+            )
+
+        _status, result = idempotent_write(
+            uow, write_id, "datasets.import", payload, DatasetImport, create
+        )
+        return result
+
+    try:
+        result = await run_tx_async(work, db=db, ctx=ctx)
+    except BaseException:
+        # No row refers to the upload: remove it (nothing half-imported).
+        await run_in_threadpool(store.delete, key)
+        raise
+    if not created:
+        # A replay: the first request's dataset holds the file; this copy is not needed.
+        await run_in_threadpool(store.delete, key)
+    return result
+
+
+@router.get("", response_model=Page[DatasetRead])
+async def list_datasets(
+    _principal: Reader,
+    db: DBDep,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    size: Annotated[int, Query(ge=1, le=200)] = 25,
+    project_id: uuid.UUID | None = None,
+    status: Annotated[list[str] | None, Query()] = None,
+) -> Page[DatasetRead]:
+    """Datasets, newest first."""
+    filters: dict[str, Any] = {}
+    if project_id:
+        filters["project_id"] = project_id
+    if status:
+        filters["status"] = status
+
+    def work(uow: UnitOfWork) -> Page[DatasetRead]:
+        result = uow.repo(Dataset).paginate(page, size, **filters)
+        return Page[DatasetRead].of(
+            result, lambda d: DatasetRead.model_validate(d, from_attributes=True)
+        )
+
+    return await run_tx_async(work, db=db)
+
+
+@router.get("/{dataset_id}", response_model=DatasetDetail)
+async def get_dataset(
+    dataset_id: uuid.UUID, _principal: Reader, db: DBDep
+) -> DatasetDetail:
+    """One dataset with its preview rows."""
+    return await run_tx_async(
+        lambda uow: DatasetDetail.model_validate(
+            uow.repo(Dataset).get(dataset_id), from_attributes=True
+        ),
+        db=db,
+    )

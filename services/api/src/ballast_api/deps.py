@@ -1,0 +1,104 @@
+"""Request dependencies as `Annotated` aliases (STYLE.md §2)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
+
+from fastapi import Depends, Header, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+
+from ballast_api.auth.service import authenticate
+from ballast_api.principal import Principal
+from ballast_common.config import AppConfig
+from ballast_common.db import DB, WriteContext
+from ballast_common.errors import AuthenticationError, PermissionDenied, ValidationError
+from ballast_common.security import Permission
+from ballast_common.telemetry import context as tctx
+
+
+def get_config(request: Request) -> AppConfig:
+    config: AppConfig = request.app.state.config
+    return config
+
+
+def get_database(request: Request) -> DB:
+    db: DB = request.app.state.db
+    return db
+
+
+SettingsDep = Annotated[AppConfig, Depends(get_config)]
+DBDep = Annotated[DB, Depends(get_database)]
+
+# Declared as a security scheme so the OpenAPI document (and schemathesis) know about it.
+bearer = HTTPBearer(
+    auto_error=False, description="Opaque session token from POST /v1/sessions"
+)
+BearerDep = Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]
+
+
+async def get_principal(request: Request, creds: BearerDep) -> Principal:
+    if creds is None or not creds.credentials:
+        raise AuthenticationError("missing bearer token: log in at POST /v1/sessions")
+    principal = await authenticate(
+        request.app.state.db, request.app.state.config, creds.credentials
+    )
+    tctx.user_id_var.set(str(principal.user_id))
+    return principal
+
+
+CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
+
+
+def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Principal]]:
+    """A dependency that yields the principal if it holds `permission`, else 403."""
+
+    async def check(principal: CurrentPrincipal) -> Principal:
+        if not principal.can(permission):
+            raise PermissionDenied(
+                f"permission {permission} required",
+                details={"permission": str(permission), "roles": list(principal.roles)},
+            )
+        return principal
+
+    check.__name__ = f"require_{permission.replace(':', '_')}"
+    return check
+
+
+def write_context(request: Request) -> WriteContext:
+    """Who writes and from where, for the audit rows of this request."""
+    client = request.client.host if request.client else None
+    forwarded = request.headers.get("x-forwarded-for")
+    ip = forwarded.split(",")[0].strip() if forwarded else client
+    user = tctx.user_id_var.get()
+    return WriteContext(
+        user_id=uuid.UUID(user) if user else None,
+        correlation_id=tctx.correlation_id_var.get(),
+        trace_id=tctx.trace_id_var.get(),
+        ip=ip,
+        user_agent=(request.headers.get("user-agent") or "")[:512] or None,
+    )
+
+
+WriteCtxDep = Annotated[WriteContext, Depends(write_context)]
+
+
+def idempotency_key(
+    idempotency_key: Annotated[
+        str | None,
+        Header(
+            alias="Idempotency-Key",
+            description="Client-generated write id: the same id twice has one effect.",
+        ),
+    ] = None,
+) -> str | None:
+    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 100:
+        raise ValidationError(
+            "Idempotency-Key must be 1 to 100 characters",
+            details={"fields": ["Idempotency-Key"]},
+        )
+    return idempotency_key
+
+
+WriteIdDep = Annotated[str | None, Depends(idempotency_key)]

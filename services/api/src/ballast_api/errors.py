@@ -1,0 +1,89 @@
+"""One error shape everywhere: {code, message, details, trace_id}."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from ballast_common.errors import AppError
+from ballast_common.telemetry import log_error, mask_data, trace_id_var
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthenticated",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    406: "not_acceptable",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def error_response(
+    status: int,
+    code: str,
+    message: str,
+    details: dict[str, Any] | None = None,
+    headers: dict[str, str] | None = None,
+) -> JSONResponse:
+    body = {
+        "code": code,
+        "message": message,
+        "details": mask_data(details or {}),
+        "trace_id": trace_id_var.get(),
+    }
+    return JSONResponse(body, status_code=status, headers=headers)
+
+
+async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, AppError)
+    headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if exc.status >= 500:
+        log_error(exc, {"code": exc.code})
+    return error_response(exc.status, exc.code, exc.message, exc.details, headers)
+
+
+async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, RequestValidationError)
+    errors = []
+    fields = []
+    for err in exc.errors():
+        loc = [str(p) for p in err.get("loc", ())]
+        # Drop the "body"/"query" prefix for the field name, keep it as the location.
+        where, name = (
+            (loc[0], ".".join(loc[1:])) if len(loc) > 1 else ("body", ".".join(loc))
+        )
+        fields.append(name or where)
+        errors.append(
+            {"field": name or where, "in": where, "message": err.get("msg", "invalid")}
+        )
+    names = ", ".join(dict.fromkeys(fields))
+    return error_response(
+        422,
+        "validation_error",
+        f"invalid input: {names}",
+        {"fields": list(dict.fromkeys(fields)), "errors": errors},
+    )
+
+
+async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+    assert isinstance(exc, StarletteHTTPException)
+    code = _HTTP_CODES.get(exc.status_code, "error")
+    message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+    return error_response(
+        exc.status_code, code, message, None, dict(exc.headers) if exc.headers else None
+    )
+
+
+def install(app: FastAPI) -> None:
+    app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(RequestValidationError, _validation_error)
+    app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -1,0 +1,57 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Path, Response
+
+from ballast_api.deps import DBDep, WriteCtxDep, WriteIdDep, require
+from ballast_api.forms import service
+from ballast_api.forms.schemas import FORM_ID_PATTERN, FormRead, FormSave
+from ballast_api.principal import Principal
+from ballast_api.writes import idempotent_write
+from ballast_common.db import UnitOfWork, run_tx_async
+from ballast_common.security import Permission
+
+router = APIRouter(prefix="/forms", tags=["forms"])
+Reader = Annotated[Principal, Depends(require(Permission.FORMS_READ))]
+Writer = Annotated[Principal, Depends(require(Permission.FORMS_WRITE))]
+FormId = Annotated[str, Path(min_length=1, max_length=200, pattern=FORM_ID_PATTERN)]
+
+
+@router.put(
+    "/{form_id}",
+    response_model=FormRead,
+    responses={
+        409: {"description": "Stale version: details carry current and attempted"}
+    },
+)
+async def save_form(
+    form_id: FormId,
+    body: FormSave,
+    principal: Writer,
+    db: DBDep,
+    ctx: WriteCtxDep,
+    write_id: WriteIdDep,
+    response: Response,
+) -> FormRead:
+    """Save a form (create or update) with optimistic concurrency; idempotent per Idempotency-Key."""
+
+    def work(uow: UnitOfWork) -> tuple[int, FormRead]:
+        return idempotent_write(
+            uow,
+            write_id,
+            "forms.save",
+            {"form_id": form_id, **body.model_dump(mode="json")},
+            FormRead,
+            lambda: service.save_form(uow, principal.user_id, form_id, body),
+        )
+
+    status, form = await run_tx_async(work, db=db, ctx=ctx)
+    response.status_code = status
+    return form
+
+
+@router.get("/{form_id}", response_model=FormRead)
+async def load_form(form_id: FormId, _principal: Reader, db: DBDep) -> FormRead:
+    """Load a saved form."""
+    return await run_tx_async(lambda uow: service.load_form(uow, form_id), db=db)

@@ -1,0 +1,41 @@
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+FORM_ID_PATTERN = r"^[A-Za-z0-9_.:\-/]+$"
+
+
+class FormSave(BaseModel):
+    data: dict[str, Any]
+    expected_version: int | None = Field(
+        default=None,
+        ge=0,
+        description="The version the edit is based on (0 for a new form). A stale version "
+        "is answered with 409 carrying both versions, unless `force` is set.",
+    )
+    force: bool = Field(
+        default=False, description="Last write wins even on a stale version."
+    )
+    clear_drafts: bool = Field(
+        default=True, description="Discard my drafts of this form."
+    )
+
+
+class FormConflict(BaseModel):
+    expected_version: int
+    current_version: int
+    current: dict[str, Any]
+
+
+class FormRead(BaseModel):
+    form_id: str
+    data: dict[str, Any]
+    version: int
+    updated_at: datetime
+    updated_by: uuid.UUID | None
+    # Set when a stale save was applied anyway (force / last-write-wins).
+    overwrote: FormConflict | None = None

@@ -1,0 +1,74 @@
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import redis.asyncio as aioredis
+from fastapi import APIRouter, Request, Response
+from fastapi.responses import JSONResponse
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+
+from ballast_common.telemetry import set_db_pool_stats
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> dict[str, str]:
+    """Liveness: the process answers."""
+    return {"status": "ok"}
+
+
+def _writable(path: Path) -> bool:
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".ready-", delete=True) as fh:
+            fh.write(b"ok")
+            fh.flush()
+            os.fsync(fh.fileno())
+        return True
+    except OSError:
+        return False
+
+
+async def _redis_ok(url: str) -> bool:
+    client = aioredis.from_url(
+        url, socket_timeout=1, socket_connect_timeout=1, protocol=2
+    )
+    try:
+        return bool(await client.ping())
+    except Exception:
+        return False
+    finally:
+        await client.aclose()
+
+
+@router.get("/readyz", responses={503: {"description": "A dependency is not ready"}})
+async def readyz(request: Request) -> JSONResponse:
+    """Readiness: database, Redis (when configured) and the writable data/object-store paths."""
+    config = request.app.state.config
+    db = request.app.state.db
+    checks: dict[str, Any] = {}
+    checks["database"] = await asyncio.wait_for(db.ahealth_check(), timeout=5)
+    if config.redis_url:
+        checks["redis"] = await _redis_ok(config.redis_url)
+    checks["data_dir"] = await asyncio.to_thread(_writable, Path(config.paths.data_dir))
+    if config.s3.endpoint_url is None:
+        checks["object_store"] = await asyncio.to_thread(
+            _writable, Path(config.paths.data_dir) / "objects"
+        )
+    ok = all(checks.values())
+    return JSONResponse(
+        {"status": "ok" if ok else "unavailable", "checks": checks},
+        status_code=200 if ok else 503,
+    )
+
+
+@router.get("/metrics", include_in_schema=False)
+async def metrics(request: Request) -> Response:
+    """Prometheus metrics."""
+    set_db_pool_stats("api", **request.app.state.db.pool_stats())
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)

@@ -1,0 +1,52 @@
+"""The state API: `create_app()` and its lifespan."""
+
+from __future__ import annotations
+
+import importlib.metadata
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from ballast_api import errors
+from ballast_api.health.router import router as health_router
+from ballast_api.middleware import RequestContextMiddleware
+from ballast_api.routes import api_router
+from ballast_common.app import init_app
+from ballast_common.config import AppConfig
+from ballast_common.db import DB
+from ballast_common.telemetry import get_logger
+
+API_DESCRIPTION = "Ballast state API: sessions, drafts, forms, projects, audit, events."
+
+
+def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI:
+    """Build the api. Without arguments it loads the configuration from the environment."""
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        if db is None:
+            ctx = init_app("api", config=config)
+            app.state.config, app.state.db = ctx.config, ctx.db
+        get_logger(__name__).info("api_started", database=repr(app.state.db))
+        try:
+            yield
+        finally:
+            if db is None:
+                await app.state.db.adispose()
+
+    version = importlib.metadata.version("ballast-api")
+    app = FastAPI(
+        title="Ballast state API",
+        version=version,
+        description=API_DESCRIPTION,
+        lifespan=lifespan,
+    )
+    if db is not None:
+        app.state.config = config or AppConfig()
+        app.state.db = db
+    errors.install(app)
+    app.add_middleware(RequestContextMiddleware, service="api")
+    app.include_router(health_router)
+    app.include_router(api_router)
+    return app

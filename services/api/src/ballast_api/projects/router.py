@@ -1,0 +1,136 @@
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query, Response
+
+from ballast_api.deps import DBDep, WriteCtxDep, WriteIdDep, require
+from ballast_api.principal import Principal
+from ballast_api.projects import service
+from ballast_api.projects.schemas import (
+    ProjectCreate,
+    ProjectRead,
+    ProjectUpdate,
+    ProjectWriteResult,
+    Status,
+)
+from ballast_api.schemas import MAX_PAGE, Page
+from ballast_api.writes import idempotent_write
+from ballast_common.db import UnitOfWork, run_tx_async
+from ballast_common.security import Permission
+
+router = APIRouter(prefix="/projects", tags=["projects"])
+Reader = Annotated[Principal, Depends(require(Permission.PROJECTS_READ))]
+Writer = Annotated[Principal, Depends(require(Permission.PROJECTS_WRITE))]
+Deleter = Annotated[Principal, Depends(require(Permission.PROJECTS_DELETE))]
+
+
+@router.get("", response_model=Page[ProjectRead])
+async def list_projects(
+    _principal: Reader,
+    db: DBDep,
+    page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
+    size: Annotated[int, Query(ge=1, le=200)] = 25,
+    status: Annotated[list[Status] | None, Query()] = None,
+    owner_id: uuid.UUID | None = None,
+    q: Annotated[
+        str | None, Query(max_length=200, description="Search in name and description")
+    ] = None,
+    order_by: Annotated[
+        str | None,
+        Query(
+            pattern=r"^-?(name|status|priority|budget|start_date|created_at|updated_at)$"
+        ),
+    ] = None,
+) -> Page[ProjectRead]:
+    """Projects, paginated, filtered by status/owner and searched by text."""
+    filters: dict[str, Any] = {}
+    if status:
+        filters["status"] = status
+    if owner_id:
+        filters["owner_id"] = owner_id
+
+    def work(uow: UnitOfWork) -> Page[ProjectRead]:
+        result = service.page(uow, page, size, order_by, q, filters)
+        return Page[ProjectRead].of(
+            result, lambda p: ProjectRead.model_validate(p, from_attributes=True)
+        )
+
+    return await run_tx_async(work, db=db)
+
+
+@router.post("", response_model=ProjectWriteResult, status_code=201)
+async def create_project(
+    body: ProjectCreate,
+    principal: Writer,
+    db: DBDep,
+    ctx: WriteCtxDep,
+    write_id: WriteIdDep,
+) -> ProjectWriteResult:
+    """Create a project; idempotent per Idempotency-Key."""
+
+    def work(uow: UnitOfWork) -> tuple[int, ProjectWriteResult]:
+        return idempotent_write(
+            uow,
+            write_id,
+            "projects.create",
+            body.model_dump(mode="json"),
+            ProjectWriteResult,
+            lambda: (201, service.create(uow, principal.user_id, body)),
+        )
+
+    _, result = await run_tx_async(work, db=db, ctx=ctx)
+    return result
+
+
+@router.get("/{project_id}", response_model=ProjectRead)
+async def get_project(
+    project_id: uuid.UUID, _principal: Reader, db: DBDep
+) -> ProjectRead:
+    """One project."""
+    return await run_tx_async(lambda uow: service.get(uow, project_id), db=db)
+
+
+@router.patch(
+    "/{project_id}",
+    response_model=ProjectWriteResult,
+    responses={409: {"description": "Stale expected_version"}},
+)
+async def update_project(
+    project_id: uuid.UUID,
+    body: ProjectUpdate,
+    _principal: Writer,
+    db: DBDep,
+    ctx: WriteCtxDep,
+    write_id: WriteIdDep,
+) -> ProjectWriteResult:
+    """Change fields of a project; a stale expected_version gets 409 with both versions."""
+
+    def work(uow: UnitOfWork) -> tuple[int, ProjectWriteResult]:
+        return idempotent_write(
+            uow,
+            write_id,
+            "projects.update",
+            {"id": str(project_id), **body.model_dump(mode="json", exclude_unset=True)},
+            ProjectWriteResult,
+            lambda: (200, service.update(uow, project_id, body)),
+        )
+
+    _, result = await run_tx_async(work, db=db, ctx=ctx)
+    return result
+
+
+@router.delete("/{project_id}", status_code=204)
+async def delete_project(
+    project_id: uuid.UUID,
+    _principal: Deleter,
+    db: DBDep,
+    ctx: WriteCtxDep,
+    expected_version: Annotated[int | None, Query(ge=1)] = None,
+) -> Response:
+    """Delete (soft) a project. Deleting twice is not an error."""
+    await run_tx_async(
+        lambda uow: service.delete(uow, project_id, expected_version), db=db, ctx=ctx
+    )
+    return Response(status_code=204)

@@ -1,0 +1,17 @@
+"""Aggregates the /v1 routers."""
+
+from fastapi import APIRouter
+
+from ballast_api.audit.router import router as audit
+from ballast_api.auth.router import router as sessions
+from ballast_api.datasets.router import router as datasets
+from ballast_api.drafts.router import router as drafts
+from ballast_api.events.router import router as events
+from ballast_api.forms.router import router as forms
+from ballast_api.jobs.router import router as jobs
+from ballast_api.projects.router import router as projects
+from ballast_api.users.router import router as users
+
+api_router = APIRouter(prefix="/v1")
+for r in (sessions, users, drafts, forms, projects, audit, events, jobs, datasets):
+    api_router.include_router(r)

@@ -1,0 +1,1 @@
+"""Ballast backups: snapshots, verification, restore."""

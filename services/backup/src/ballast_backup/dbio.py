@@ -1,0 +1,441 @@
+"""The database side of backups: dumps, restores, scratch databases, table checksums.
+
+PostgreSQL: ``pg_dump -Fc`` streams into the object store from an exported snapshot, so
+the table checksums taken in the same transaction describe exactly what was dumped;
+``pg_restore`` reads the object as it streams back. SQLite: the online backup API copies
+the file page by page while writers continue.
+
+Content checksums are order independent (a sum of per-row hashes), computed by the
+server on PostgreSQL (``md5`` of the row's text form) and in Python on SQLite, so
+comparing a restored database with the source costs one scan per table.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import secrets
+import shutil
+import sqlite3
+import subprocess
+import tempfile
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any, cast
+
+import psycopg
+from psycopg import sql
+from sqlalchemy import Connection, Engine, create_engine, event, text
+from sqlalchemy.engine import URL, make_url
+
+from ballast_backup.manifest import BackupError
+from ballast_common.db.engine import normalize_url
+
+CHUNK = 1024 * 1024
+Progress = Callable[[int], None]
+
+
+def _noop(_n: int) -> None:
+    return None
+
+
+def libpq_url(url: URL) -> str:
+    """A URL pg_dump/psycopg understand (no SQLAlchemy driver suffix)."""
+    return url.set(drivername="postgresql").render_as_string(hide_password=False)
+
+
+def find_pg_tool(name: str, bindir: Path | None = None) -> str:
+    """pg_dump / pg_restore: the configured directory, then PATH, then the newest
+    /usr/lib/postgresql/<version>/bin."""
+    if bindir is not None:
+        candidate = Path(bindir) / name
+        if candidate.is_file():
+            return str(candidate)
+        raise BackupError(f"{name} not found in {bindir}")
+    found = shutil.which(name)
+    if found:
+        return found
+    versions = sorted(
+        Path("/usr/lib/postgresql").glob(f"*/bin/{name}"),
+        key=lambda p: (
+            int(p.parent.parent.name) if p.parent.parent.name.isdigit() else 0
+        ),
+    )
+    if versions:
+        return str(versions[-1])
+    raise BackupError(
+        f"{name} not found: install the PostgreSQL client (apt-get install postgresql-client)"
+    )
+
+
+class CountingReader:
+    """A read-only stream that reports bytes read and hashes them."""
+
+    def __init__(self, raw: IO[bytes], progress: Progress = _noop) -> None:
+        self.raw = raw
+        self.progress = progress
+        self.sha = hashlib.sha256()
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        data = self.raw.read(n)
+        if data:
+            self.sha.update(data)
+            self.size += len(data)
+            self.progress(len(data))
+        return data
+
+
+def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+    dbapi_connection.isolation_level = None
+    dbapi_connection.execute("PRAGMA foreign_keys=ON")
+    dbapi_connection.execute("PRAGMA busy_timeout=10000")
+
+
+@dataclass
+class Target:
+    """A database a backup comes from or is restored into."""
+
+    url: URL
+
+    @classmethod
+    def parse(cls, raw: str | URL) -> Target:
+        return cls(normalize_url(make_url(raw) if isinstance(raw, str) else raw))
+
+    @property
+    def backend(self) -> str:
+        return "sqlite" if self.url.get_backend_name() == "sqlite" else "postgresql"
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.backend == "sqlite"
+
+    @property
+    def name(self) -> str:
+        return str(self.url.database or "")
+
+    @property
+    def path(self) -> Path:
+        return Path(self.name).expanduser().resolve()
+
+    def display(self) -> str:
+        return self.url.render_as_string(hide_password=True)
+
+    def engine(self) -> Engine:
+        """A small engine without statement timeout (dumps and checksums take long)."""
+        if self.is_sqlite:
+            engine = create_engine(self.url)
+            # pysqlite opens transactions lazily (not for reads): issue BEGIN ourselves
+            # so a capture reads one consistent snapshot; cascades need foreign keys on.
+            event.listen(engine, "connect", _sqlite_connect)
+            event.listen(engine, "begin", lambda conn: conn.exec_driver_sql("BEGIN"))
+            return engine
+        return create_engine(self.url, pool_size=1, max_overflow=1, pool_pre_ping=True)
+
+    def with_database(self, name: str) -> Target:
+        return Target(self.url.set(database=name))
+
+
+# --------------------------------------------------------------------------- tables
+
+
+def list_tables(conn: Connection) -> list[str]:
+    if conn.dialect.name == "sqlite":
+        rows = conn.exec_driver_sql(
+            "SELECT name FROM sqlite_master WHERE type='table' "
+            "AND name NOT LIKE 'sqlite_%' ORDER BY name"
+        )
+    else:
+        rows = conn.exec_driver_sql(
+            "SELECT tablename FROM pg_tables WHERE schemaname = current_schema() "
+            "ORDER BY tablename"
+        )
+    return [str(r[0]) for r in rows]
+
+
+def _quote(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def table_stats(
+    conn: Connection, tables: Mapping[str, list[str] | None]
+) -> dict[str, dict[str, Any]]:
+    """Row count and an order-independent content checksum per table.
+
+    Args:
+        tables: table -> the columns to compare (None: the whole row).
+    """
+    out: dict[str, dict[str, Any]] = {}
+    for table, columns in sorted(tables.items()):
+        if conn.dialect.name == "postgresql":
+            expr = (
+                "t::text"
+                if columns is None
+                else "ROW(" + ", ".join(f"t.{_quote(c)}" for c in columns) + ")::text"
+            )
+            # 15 hex digits = 60 bits per row, summed as numeric: no overflow.
+            count, total = conn.exec_driver_sql(
+                f"SELECT count(*), coalesce(sum(('x' || substr(md5({expr}), 1, 15))"
+                f"::bit(60)::bigint), 0)::text FROM {_quote(table)} AS t"
+            ).one()
+            out[table] = {"rows": int(count), "checksum": str(total)}
+        else:
+            cols = "*" if columns is None else ", ".join(_quote(c) for c in columns)
+            count = 0
+            acc = 0
+            for row in conn.exec_driver_sql(f"SELECT {cols} FROM {_quote(table)}"):
+                count += 1
+                blob = repr(tuple(row)).encode()
+                acc += int(hashlib.sha256(blob).hexdigest()[:15], 16)
+            out[table] = {"rows": count, "checksum": str(acc)}
+    return out
+
+
+def compare_stats(
+    expected: Mapping[str, Mapping[str, Any]], actual: Mapping[str, Mapping[str, Any]]
+) -> list[str]:
+    """Differences as readable lines (empty: equal)."""
+    problems = []
+    for table in sorted(set(expected) | set(actual)):
+        want, got = expected.get(table), actual.get(table)
+        if want is None:
+            problems.append(f"table {table} is not in the backup's manifest")
+        elif got is None:
+            problems.append(f"table {table} is missing")
+        elif want["rows"] != got["rows"]:
+            problems.append(
+                f"table {table}: {got['rows']} rows, expected {want['rows']}"
+            )
+        elif want["checksum"] != got["checksum"]:
+            problems.append(f"table {table}: content checksum differs")
+    return problems
+
+
+def schema_revision(conn: Connection) -> str | None:
+    with contextlib.suppress(Exception), conn.begin_nested():
+        value = conn.exec_driver_sql("SELECT version_num FROM alembic_version").scalar()
+        return None if value is None else str(value)
+    return None
+
+
+def identity(conn: Connection, target: Target) -> dict[str, str]:
+    if target.is_sqlite:
+        return {"backend": "sqlite", "database": str(target.path)}
+    system_id, dbname, oid = conn.exec_driver_sql(
+        "SELECT (SELECT system_identifier::text FROM pg_control_system()), "
+        "current_database(), (SELECT oid::text FROM pg_database "
+        "WHERE datname = current_database())"
+    ).one()
+    return {
+        "backend": "postgresql",
+        "system_identifier": str(system_id),
+        "database": str(dbname),
+        "database_oid": str(oid),
+    }
+
+
+def database_size(conn: Connection, target: Target) -> int:
+    if target.is_sqlite:
+        return target.path.stat().st_size if target.path.exists() else 0
+    return int(
+        conn.exec_driver_sql("SELECT pg_database_size(current_database())").scalar()
+        or 0
+    )
+
+
+# --------------------------------------------------------------------------- server
+
+
+class Server:
+    """The PostgreSQL server that holds scratch and restored databases."""
+
+    def __init__(self, admin: Target) -> None:
+        self.admin = admin
+
+    @classmethod
+    def for_target(cls, target: Target, scratch_url: str | None) -> Server:
+        if scratch_url:
+            return cls(Target.parse(scratch_url))
+        return cls(target.with_database("postgres"))
+
+    @contextlib.contextmanager
+    def connect(self) -> Iterator[psycopg.Connection[Any]]:
+        with psycopg.connect(
+            libpq_url(self.admin.url), autocommit=True, connect_timeout=10
+        ) as conn:
+            yield conn
+
+    def exists(self, name: str) -> bool:
+        with self.connect() as conn:
+            row = conn.execute(
+                "SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+            ).fetchone()
+        return row is not None
+
+    def create(self, name: str) -> Target:
+        with self.connect() as conn:
+            conn.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
+        return self.admin.with_database(name)
+
+    def drop(self, name: str) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (name,),
+            )
+            conn.execute(
+                sql.SQL("DROP DATABASE IF EXISTS {}").format(sql.Identifier(name))
+            )
+
+    def rename(self, old: str, new: str) -> None:
+        with self.connect() as conn:
+            conn.execute(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = %s AND pid <> pg_backend_pid()",
+                (old,),
+            )
+            conn.execute(
+                sql.SQL("ALTER DATABASE {} RENAME TO {}").format(
+                    sql.Identifier(old), sql.Identifier(new)
+                )
+            )
+
+
+def is_empty(target: Target) -> bool:
+    """True when the database does not exist or has no tables."""
+    if target.is_sqlite and (
+        not target.path.exists() or target.path.stat().st_size == 0
+    ):
+        return True
+    engine = target.engine()
+    try:
+        with engine.connect() as conn:
+            return not list_tables(conn)
+    except Exception:
+        return True
+    finally:
+        engine.dispose()
+
+
+# --------------------------------------------------------------------------- dumps
+
+
+def _pg_env(url: URL) -> dict[str, str]:
+    # pg_dump/pg_restore inherit the environment; the password travels in PGPASSWORD
+    # rather than on the command line (visible in ps).
+    env = dict(os.environ)  # noqa: TID251 - the child process inherits our environment
+    if url.password:
+        env["PGPASSWORD"] = str(url.password)
+    return env
+
+
+def _pg_args_url(url: URL) -> str:
+    return libpq_url(url.set(password=None))
+
+
+def pg_dump_stream(
+    target: Target,
+    snapshot: str | None,
+    sink: Callable[[IO[bytes]], Any],
+    *,
+    bindir: Path | None = None,
+    progress: Progress = _noop,
+) -> Any:
+    """Run pg_dump -Fc and hand its output stream to `sink` (which uploads it)."""
+    args = [find_pg_tool("pg_dump", bindir), "-Fc", "--no-password"]
+    if snapshot:
+        args += ["--snapshot", snapshot]
+    args += ["-d", _pg_args_url(target.url)]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            args, stdout=subprocess.PIPE, stderr=err, env=_pg_env(target.url)
+        )
+        assert proc.stdout is not None
+        try:
+            result = sink(cast(IO[bytes], CountingReader(proc.stdout, progress)))
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        finally:
+            proc.stdout.close()
+        code = proc.wait()
+        if code != 0:
+            err.seek(0)
+            message = err.read().decode(errors="replace").strip().splitlines()
+            raise BackupError(
+                f"pg_dump failed ({code}): {message[-1] if message else 'no output'}"
+            )
+    return result
+
+
+def pg_restore_stream(
+    target: Target,
+    source: IO[bytes],
+    *,
+    bindir: Path | None = None,
+    progress: Progress = _noop,
+) -> str:
+    """Feed a custom-format dump into pg_restore; returns the stream's sha256."""
+    args = [
+        find_pg_tool("pg_restore", bindir),
+        "--no-password",
+        "--no-owner",
+        "--no-privileges",
+        "--exit-on-error",
+        "-d",
+        _pg_args_url(target.url),
+    ]
+    reader = CountingReader(source, progress)
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            args, stdin=subprocess.PIPE, stderr=err, env=_pg_env(target.url)
+        )
+        assert proc.stdin is not None
+        try:
+            while chunk := reader.read(CHUNK):
+                proc.stdin.write(chunk)
+            proc.stdin.close()
+        except BrokenPipeError:
+            pass
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        code = proc.wait()
+        if code != 0:
+            err.seek(0)
+            lines = err.read().decode(errors="replace").strip().splitlines()
+            raise BackupError(
+                f"pg_restore failed ({code}): {lines[-1] if lines else 'no output'}"
+            )
+    return reader.sha.hexdigest()
+
+
+def sqlite_copy(source: Path, dest: Path) -> None:
+    """Online backup of a live SQLite database (consistent, writers keep going)."""
+    if not source.exists():
+        raise BackupError(f"database file {source} does not exist")
+    src = sqlite3.connect(f"file:{source}?mode=ro", uri=True)
+    dst = sqlite3.connect(dest)
+    try:
+        src.backup(dst, pages=4096)
+    finally:
+        dst.close()
+        src.close()
+
+
+def scratch_name(prefix: str = "ballast_scratch") -> str:
+    return f"{prefix}_{secrets.token_hex(5)}"
+
+
+def run_sql(target: Target, statement: str) -> None:
+    engine = target.engine()
+    try:
+        with engine.begin() as conn:
+            conn.execute(text(statement))
+    finally:
+        engine.dispose()

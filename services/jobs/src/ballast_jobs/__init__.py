@@ -1,0 +1,1 @@
+"""Ballast background jobs (Celery workers)."""

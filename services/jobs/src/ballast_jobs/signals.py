@@ -1,0 +1,68 @@
+"""Worker process wiring (Celery signals).
+
+- `worker_process_init` (each pool process, after fork): logging, config and a database
+  engine of its own; the parent's pooled connections are forgotten, never shared.
+- `worker_ready` (the main process): the sweeper thread and the /metrics endpoint.
+- `worker_shutdown`: stop the sweeper.
+
+Ref: https://docs.celeryq.dev/en/stable/userguide/signals.html
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from celery.signals import (  # type: ignore[import-untyped]
+    worker_process_init,
+    worker_ready,
+    worker_shutdown,
+)
+
+from ballast_common.config import load_config
+from ballast_common.db import DB
+from ballast_common.telemetry import get_logger
+from ballast_jobs import metrics, state
+from ballast_jobs.dispatch import WorkerSender
+from ballast_jobs.sweeper import Sweeper
+
+log = get_logger(__name__)
+_main: dict[str, Any] = {}
+
+
+def _init_pool_process(**_: Any) -> None:
+    sweeper_db: DB | None = _main.get("db")
+    state.forget_inherited(sweeper_db)
+    state.get_state()
+
+
+def _start_main(sender: Any = None, **_: Any) -> None:
+    config = load_config()
+    db = DB.from_config(config.database, application_name=f"{config.env.value}.sweeper")
+    app = sender.app
+    sender_ = WorkerSender(app, config)
+    sweeper = Sweeper(db, config, sender_, sender_.terminate, on_pass=metrics.observe)
+    metrics.set_worker(getattr(sender, "hostname", None))
+    sweeper.start()
+    _main.update(db=db, sweeper=sweeper)
+    if config.jobs.metrics_port:
+        metrics.serve(config.jobs.metrics_port, db)
+    log.info(
+        "worker_ready",
+        hostname=getattr(sender, "hostname", None),
+        metrics_port=config.jobs.metrics_port,
+    )
+
+
+def _stop_main(**_: Any) -> None:
+    sweeper: Sweeper | None = _main.pop("sweeper", None)
+    if sweeper is not None:
+        sweeper.stop()
+    db: DB | None = _main.pop("db", None)
+    if db is not None:
+        db.dispose()
+
+
+# Connected by call, not as decorators: Celery's signal API is untyped.
+worker_process_init.connect(_init_pool_process)
+worker_ready.connect(_start_main)
+worker_shutdown.connect(_stop_main)

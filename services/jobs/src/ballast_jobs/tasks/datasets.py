@@ -1,0 +1,100 @@
+"""``datasets.import``: the uploaded file -> a Parquet table in object storage.
+
+Idempotent per dataset: the data object's key is derived from the dataset id (a rerun
+overwrites it), and the dataset becomes READY in the same transaction as the job's
+COMPLETED. A failed import marks the dataset FAILED and removes the data object.
+"""
+
+from __future__ import annotations
+
+import tempfile
+import uuid
+from pathlib import Path
+from typing import Any
+
+from ballast_common.db import UnitOfWork, run_tx
+from ballast_common.jobs import DatasetImportParams
+from ballast_common.models import Dataset
+from ballast_common.storage import download, open_store
+from ballast_jobs.datasets import parse, write_parquet
+from ballast_jobs.runtime import JobContext, JobFailure, Outcome
+from ballast_jobs.tasks import job_task
+
+
+def data_key(dataset_id: uuid.UUID) -> str:
+    return f"datasets/{dataset_id}/data.parquet"
+
+
+def _update(ctx: JobContext, dataset_id: uuid.UUID, **values: Any) -> None:
+    run_tx(lambda uow: uow.repo(Dataset).update(dataset_id, values), db=ctx.db)
+
+
+def import_dataset(ctx: JobContext) -> Outcome:
+    params = DatasetImportParams.model_validate(ctx.params)
+    with ctx.db.session() as session:
+        dataset = session.get(Dataset, params.dataset_id)
+        if dataset is None or dataset.deleted_at is not None:
+            raise JobFailure("the dataset was deleted", code="dataset_not_ready")
+        source, fmt = dataset.source_key, dataset.format
+    store = open_store(ctx.config)
+    key = data_key(params.dataset_id)
+    _update(
+        ctx, params.dataset_id, status="IMPORTING", error_code=None, error_message=None
+    )
+    try:
+        with tempfile.TemporaryDirectory(prefix="ballast-import-") as tmp:
+            local = Path(tmp) / "source"
+            download(store, source, local)
+            ctx.progress(0.05, "parsing")
+            parsed = parse(
+                local,
+                fmt,
+                ctx.config.datasets,
+                lambda f: ctx.progress(0.05 + 0.8 * f, "parsing"),
+            )
+            ctx.progress(0.9, "storing")
+            out = Path(tmp) / "data.parquet"
+            write_parquet(parsed, out)
+            with out.open("rb") as fh:
+                info = store.put(key, fh, content_type="application/vnd.apache.parquet")
+    except JobFailure as exc:
+        store.delete(key)
+        _update(
+            ctx,
+            params.dataset_id,
+            status="FAILED",
+            error_code=exc.code,
+            error_message=exc.message,
+        )
+        raise
+    except BaseException:
+        store.delete(key)
+        raise
+    rows, columns = int(parsed.frame.shape[0]), parsed.columns
+    preview = parsed.preview(ctx.config.datasets.preview_rows)
+
+    def ready(uow: UnitOfWork) -> None:
+        uow.repo(Dataset).update(
+            params.dataset_id,
+            status="READY",
+            data_key=key,
+            row_count=rows,
+            columns=columns,
+            preview=preview,
+            error_code=None,
+            error_message=None,
+        )
+
+    return Outcome(
+        data={
+            "dataset_id": str(params.dataset_id),
+            "rows": rows,
+            "columns": columns,
+            "data_sha256": info.sha256,
+        },
+        ref=f"dataset:{params.dataset_id}",
+        apply=ready,
+    )
+
+
+import_task = job_task("datasets.import")(import_dataset)

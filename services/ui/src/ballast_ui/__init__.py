@@ -1,0 +1,1 @@
+"""Ballast Streamlit UI."""

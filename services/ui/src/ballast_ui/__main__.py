@@ -1,0 +1,51 @@
+"""Run the UI: ``python -m ballast_ui`` (Streamlit on BALLAST_UI__HOST:BALLAST_UI__PORT)."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from streamlit.web import cli as stcli
+
+from ballast_common.config import load_config
+
+# Streamlit's settings for the Workbench, passed on the command line so they hold
+# whatever the working directory (no .streamlit/config.toml to find or forget).
+# Ref: https://docs.streamlit.io/develop/api-reference/configuration/config.toml
+STREAMLIT_OPTIONS: dict[str, str] = {
+    "server.headless": "true",
+    # The UI runs behind an ingress in production; no file watching there.
+    "server.runOnSave": "false",
+    "server.fileWatcherType": "none",
+    "browser.gatherUsageStats": "false",
+    # The Workbench draws its own navigation (see ballast_ui.app).
+    "client.showSidebarNavigation": "false",
+    "client.toolbarMode": "minimal",
+    # Widget values flow through our own callbacks; fast reruns keep interactions short.
+    "runner.fastReruns": "true",
+    # No full garbage collection after every run: the 1 s status poll would otherwise
+    # hold the script thread for a gen-2 collection each second (measured: interactions
+    # queued behind it). Python's own collector still runs.
+    "runner.postScriptGC": "false",
+}
+
+
+def streamlit_argv(host: str, port: int) -> list[str]:
+    """The ``streamlit run`` command line serving the Workbench on ``host:port``."""
+    server = Path(__file__).with_name("server.py")
+    args = ["streamlit", "run", str(server), "--server.address", host]
+    args += ["--server.port", str(port)]
+    for name, value in STREAMLIT_OPTIONS.items():
+        args += [f"--{name}", value]
+    return args
+
+
+def main() -> None:
+    """Start Streamlit (headless) serving the app with the UI's extra routes."""
+    cfg = load_config()
+    sys.argv = streamlit_argv(cfg.ui.host, cfg.ui.port)
+    sys.exit(stcli.main())
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,790 @@
+"""Typed HTTP client of the state API.
+
+One `httpx.Client` (connection pool) per process is shared by every `ApiClient`;
+an `ApiClient` adds the session token of one user. Errors come back as the
+`ballast_common.errors` hierarchy (the api renders exactly that hierarchy), with the
+api's ``trace_id`` kept on the exception so the UI can show it.
+
+The token is never logged: it only ever travels in the ``Authorization`` header, and
+`repr(ApiClient)` hides it.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime
+from typing import Any, Generic, Literal, TypeVar
+
+import httpx
+from pydantic import BaseModel, ConfigDict, Field
+
+from ballast_common.errors import (
+    AppError,
+    AuthenticationError,
+    ConflictError,
+    NotFoundError,
+    PermissionDenied,
+    TransientError,
+    ValidationError,
+)
+
+T = TypeVar("T")
+
+# Connect errors are safe to retry for every request: nothing reached the server.
+_CONNECT_ERRORS: tuple[type[Exception], ...] = (
+    httpx.ConnectError,
+    httpx.ConnectTimeout,
+    httpx.PoolTimeout,
+)
+
+
+class ApiUnavailable(TransientError):
+    """The api could not be reached or answered 5xx; the request may be retried."""
+
+
+class User(BaseModel):
+    id: uuid.UUID
+    username: str
+    display_name: str = ""
+    email: str | None = None
+    roles: list[str] = Field(default_factory=list)
+    permissions: list[str] = Field(default_factory=list)
+    preferences: dict[str, Any] = Field(default_factory=dict)
+
+    def can(self, permission: str) -> bool:
+        """Whether the api granted ``permission`` (e.g. ``"projects:write"``)."""
+        return permission in self.permissions
+
+
+class Session(BaseModel):
+    token: str = Field(repr=False)
+    session_id: uuid.UUID
+    expires_at: datetime
+    idle_timeout_s: int
+    user: User
+
+
+class Draft(BaseModel):
+    form_id: str
+    field: str
+    value: Any = None
+    version: int
+    seq: int
+    updated_at: datetime
+
+
+class DraftItem(BaseModel):
+    form_id: str
+    field: str
+    value: Any = None
+    seq: int
+
+
+class DraftResult(BaseModel):
+    form_id: str
+    field: str
+    version: int
+    applied: bool
+
+
+class Form(BaseModel):
+    form_id: str
+    data: dict[str, Any]
+    version: int
+    updated_at: datetime
+    updated_by: uuid.UUID | None = None
+    overwrote: dict[str, Any] | None = None
+
+
+class Project(BaseModel):
+    id: uuid.UUID
+    name: str
+    description: str = ""
+    status: Literal["draft", "active", "paused", "done"] = "draft"
+    priority: int = 3
+    budget: float = 0.0
+    start_date: date | None = None
+    tags: list[str] = Field(default_factory=list)
+    is_public: bool = False
+    owner_id: uuid.UUID | None = None
+    version: int
+    created_at: datetime
+    updated_at: datetime
+    overwrote_version: int | None = None
+
+
+class AuditEntry(BaseModel):
+    id: int
+    user_id: uuid.UUID | None = None
+    action: str
+    resource_type: str
+    resource_id: str
+    old_values: dict[str, Any] | None = None
+    new_values: dict[str, Any] | None = None
+    timestamp: datetime
+    correlation_id: str | None = None
+    trace_id: str | None = None
+    ip_address: str | None = None
+    user_agent: str | None = None
+
+
+class AdminUser(BaseModel):
+    id: uuid.UUID
+    username: str
+    display_name: str = ""
+    email: str | None = None
+    is_active: bool = True
+    roles: list[str] = Field(default_factory=list)
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+
+class Preferences(BaseModel):
+    theme: Literal["auto", "light", "dark"] = "auto"
+    language: Literal["en", "de"] = "en"
+    timezone: str = "UTC"
+
+
+class PageOf(BaseModel, Generic[T]):
+    items: list[T]
+    total: int
+    page: int
+    size: int
+    pages: int
+
+
+JobStatus = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
+JOB_TERMINAL: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+JOB_RETRYABLE: frozenset[str] = frozenset({"FAILED", "CANCELLED"})
+
+
+class Job(BaseModel):
+    """A background job as the api shows it (``GET /v1/jobs/{id}``)."""
+
+    id: uuid.UUID
+    model_config = ConfigDict(populate_by_name=True)
+
+    name: str
+    # The task's parameters (``kwargs`` in the api).
+    params: dict[str, Any] = Field(default_factory=dict, alias="kwargs")
+    queue: str = "default"
+    priority: int = 5
+    tags: list[str] = Field(default_factory=list)
+    created_by: uuid.UUID | None = None
+    status: JobStatus
+    progress: float = 0.0
+    progress_message: str = ""
+    result_ref: str | None = None
+    error_code: str | None = None
+    error_message: str | None = None
+    error_action: str | None = None
+    trace_id: str | None = None
+    attempts: int = 0
+    retry_count: int = 0
+    max_retries: int = 0
+    cancel_requested: bool = False
+    started_at: datetime | None = None
+    completed_at: datetime | None = None
+    created_at: datetime
+    updated_at: datetime
+
+    @property
+    def finished(self) -> bool:
+        return self.status in JOB_TERMINAL
+
+    @property
+    def retryable(self) -> bool:
+        return self.status in JOB_RETRYABLE
+
+
+class JobResult(BaseModel):
+    job_id: str
+    data: dict[str, Any]
+
+
+class TaskInfo(BaseModel):
+    name: str
+    queue: str
+    description: str
+    params_schema: dict[str, Any] = Field(default_factory=dict)
+
+
+DatasetStatus = Literal["PENDING", "IMPORTING", "READY", "FAILED"]
+DatasetFormat = Literal["csv", "excel", "json", "parquet"]
+
+
+class Dataset(BaseModel):
+    id: uuid.UUID
+    project_id: uuid.UUID | None = None
+    name: str
+    format: str
+    filename: str = ""
+    status: DatasetStatus
+    size_bytes: int = 0
+    row_count: int | None = None
+    # ``[{"name": ..., "dtype": ...}]``
+    columns: list[dict[str, Any]] = Field(default_factory=list)
+    error_code: str | None = None
+    error_message: str | None = None
+    job_id: uuid.UUID | None = None
+    created_by: uuid.UUID | None = None
+    version: int = 1
+    created_at: datetime
+    updated_at: datetime
+
+
+class DatasetDetail(Dataset):
+    preview: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class DatasetImport(BaseModel):
+    dataset: Dataset
+    job: Job
+
+
+_BY_STATUS: dict[int, type[AppError]] = {
+    401: AuthenticationError,
+    403: PermissionDenied,
+    404: NotFoundError,
+    422: ValidationError,
+}
+
+
+def error_from_response(response: httpx.Response) -> AppError:
+    """Turn an api error response into the matching `AppError` subclass.
+
+    Args:
+        response: A response with status >= 400.
+
+    Returns:
+        The error; ``trace_id`` is kept in ``details["trace_id"]``.
+    """
+    try:
+        body = response.json()
+    except ValueError:
+        body = {}
+    if not isinstance(body, dict):
+        body = {}
+    message = str(body.get("message") or f"api answered {response.status_code}")
+    code = body.get("code")
+    details = dict(body.get("details") or {})
+    details["trace_id"] = body.get("trace_id")
+    status = response.status_code
+    if status == 409:
+        return ConflictError(
+            message,
+            current=details.get("current"),
+            attempted=details.get("attempted"),
+            details=details,
+            code=code,
+        )
+    if status >= 500 or status == 429:
+        retry_after = response.headers.get("retry-after")
+        return ApiUnavailable(
+            message,
+            code=code,
+            details=details,
+            retry_after=float(retry_after) if retry_after else None,
+        )
+    cls = _BY_STATUS.get(status, AppError)
+    return cls(message, code=code, details=details, status=status)
+
+
+def new_write_id() -> str:
+    """A fresh client-generated write id (the ``Idempotency-Key`` header)."""
+    return uuid.uuid4().hex
+
+
+def make_http(
+    base_url: str,
+    *,
+    timeout: float = 5.0,
+    transport: httpx.BaseTransport | None = None,
+) -> httpx.Client:
+    """Build the shared connection pool for one api base URL.
+
+    Args:
+        base_url: The api's base URL, e.g. ``http://127.0.0.1:8000``.
+        timeout: Seconds for connect, read, write and pool waits.
+        transport: A transport for tests (e.g. `httpx.MockTransport`).
+
+    Returns:
+        The client; share it between `ApiClient` instances.
+    """
+    return httpx.Client(
+        base_url=base_url.rstrip("/") + "/v1",
+        timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
+        transport=transport,
+        headers={"User-Agent": "ballast-ui"},
+    )
+
+
+class ApiClient:
+    """The state API for one user (or anonymous, before login).
+
+    Args:
+        http: The shared `httpx.Client` from `make_http`.
+        token: The session token, or ``None``.
+        retries: Extra attempts after a connect error, for idempotent requests only.
+        backoff_s: First wait between attempts (doubles each time).
+    """
+
+    def __init__(
+        self,
+        http: httpx.Client,
+        token: str | None = None,
+        *,
+        retries: int = 2,
+        backoff_s: float = 0.05,
+    ) -> None:
+        self._http = http
+        self._token = token
+        self._retries = retries
+        self._backoff_s = backoff_s
+
+    def __repr__(self) -> str:
+        state = "authenticated" if self._token else "anonymous"
+        return f"ApiClient({self._http.base_url}, {state})"
+
+    @property
+    def authenticated(self) -> bool:
+        return self._token is not None
+
+    def with_token(self, token: str | None) -> ApiClient:
+        """The same pool with another session token."""
+        return ApiClient(
+            self._http, token, retries=self._retries, backoff_s=self._backoff_s
+        )
+
+    # ------------------------------------------------------------------ transport
+
+    def request(
+        self,
+        method: str,
+        path: str,
+        *,
+        params: Any = None,
+        json: Any = None,
+        write_id: str | None = None,
+        content: bytes | None = None,
+        headers: Mapping[str, str] | None = None,
+        timeout: float | None = None,
+    ) -> Any:
+        """Send one request and decode the JSON answer.
+
+        GET, PUT and DELETE, and any request carrying a write id, are idempotent and
+        retried after connect errors; other requests are sent once.
+
+        Args:
+            method: HTTP method.
+            path: Path under ``/v1``.
+            params: Query parameters.
+            json: JSON body.
+            write_id: ``Idempotency-Key`` for writes.
+            content: A raw request body (instead of ``json``).
+            headers: Extra request headers.
+            timeout: Seconds for this request (default: the pool's).
+
+        Returns:
+            The decoded JSON body (``None`` for 204).
+
+        Raises:
+            ApiUnavailable: The api is unreachable or answered 5xx/429.
+            AppError: The api's error, as its subclass (401, 403, 404, 409, 422).
+        """
+        sent: dict[str, str] = dict(headers or {})
+        if self._token:
+            sent["Authorization"] = f"Bearer {self._token}"
+        if write_id:
+            sent["Idempotency-Key"] = write_id
+        extra: dict[str, Any] = {} if timeout is None else {"timeout": timeout}
+        idempotent = method in ("GET", "HEAD", "PUT", "DELETE") or write_id is not None
+        attempts = 1 + (self._retries if idempotent else 0)
+        delay = self._backoff_s
+        for attempt in range(attempts):
+            try:
+                response = self._http.request(
+                    method,
+                    path,
+                    params=params,
+                    json=json,
+                    content=content,
+                    headers=sent,
+                    **extra,
+                )
+            except _CONNECT_ERRORS as exc:
+                if attempt + 1 >= attempts:
+                    raise ApiUnavailable(
+                        f"the api is unreachable ({type(exc).__name__})"
+                    ) from None
+                time.sleep(delay)
+                delay *= 2
+                continue
+            except httpx.TimeoutException:
+                raise ApiUnavailable("the api did not answer in time") from None
+            except httpx.TransportError as exc:
+                raise ApiUnavailable(
+                    f"the api connection failed ({type(exc).__name__})"
+                ) from None
+            if response.status_code >= 400:
+                raise error_from_response(response)
+            if response.status_code == 204 or not response.content:
+                return None
+            return response.json()
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    # ------------------------------------------------------------------ sessions
+
+    def login(self, username: str, password: str) -> Session:
+        """Log in; the returned session carries the token (keep it out of logs)."""
+        body = self.request(
+            "POST", "/sessions", json={"username": username, "password": password}
+        )
+        return Session.model_validate(body)
+
+    def me(self) -> User:
+        """The logged-in user (401 when the session expired or was revoked)."""
+        return User.model_validate(self.request("GET", "/sessions/me"))
+
+    def logout(self) -> None:
+        """End the current session on the api."""
+        self.request("DELETE", "/sessions/current")
+
+    # ------------------------------------------------------------------ drafts
+
+    def put_drafts(
+        self, items: Sequence[DraftItem], write_id: str
+    ) -> list[DraftResult]:
+        """Upsert widget values; the same ``write_id`` twice has one effect."""
+        body = self.request(
+            "PUT",
+            "/drafts",
+            json={"items": [i.model_dump(mode="json") for i in items]},
+            write_id=write_id,
+        )
+        return [DraftResult.model_validate(r) for r in body["items"]]
+
+    def get_drafts(self, form_id: str | None = None) -> list[Draft]:
+        """My drafts, of one form or all."""
+        params = {"form_id": form_id} if form_id else None
+        return [
+            Draft.model_validate(d)
+            for d in self.request("GET", "/drafts", params=params)
+        ]
+
+    def delete_drafts(self, form_id: str, fields: Sequence[str] | None = None) -> int:
+        """Discard my drafts of a form (all fields or ``fields``)."""
+        params: list[tuple[str, Any]] = [("form_id", form_id)]
+        params += [("field", f) for f in fields or ()]
+        return int(self.request("DELETE", "/drafts", params=params)["deleted"])
+
+    # ------------------------------------------------------------------ forms
+
+    def get_form(self, form_id: str) -> Form | None:
+        """The saved form, or ``None`` if it was never saved."""
+        try:
+            return Form.model_validate(self.request("GET", f"/forms/{form_id}"))
+        except NotFoundError:
+            return None
+
+    def save_form(
+        self,
+        form_id: str,
+        data: Mapping[str, Any],
+        expected_version: int | None,
+        *,
+        force: bool = False,
+        clear_drafts: bool = True,
+        write_id: str | None = None,
+    ) -> Form:
+        """Save a form with optimistic concurrency.
+
+        Raises:
+            ConflictError: ``expected_version`` is stale (``current``/``attempted``).
+        """
+        body = self.request(
+            "PUT",
+            f"/forms/{form_id}",
+            json={
+                "data": dict(data),
+                "expected_version": expected_version,
+                "force": force,
+                "clear_drafts": clear_drafts,
+            },
+            write_id=write_id or new_write_id(),
+        )
+        return Form.model_validate(body)
+
+    # ------------------------------------------------------------------ projects
+
+    def list_projects(
+        self,
+        *,
+        page: int = 1,
+        size: int = 25,
+        status: Sequence[str] | None = None,
+        q: str | None = None,
+        order_by: str | None = None,
+    ) -> PageOf[Project]:
+        """One page of projects."""
+        params: list[tuple[str, Any]] = [("page", page), ("size", size)]
+        params += [("status", s) for s in status or ()]
+        if q:
+            params.append(("q", q))
+        if order_by:
+            params.append(("order_by", order_by))
+        return PageOf[Project].model_validate(
+            self.request("GET", "/projects", params=params)
+        )
+
+    def get_project(self, project_id: uuid.UUID | str) -> Project:
+        """One project."""
+        return Project.model_validate(self.request("GET", f"/projects/{project_id}"))
+
+    def create_project(
+        self, data: Mapping[str, Any], *, write_id: str | None = None
+    ) -> Project:
+        """Create a project (idempotent per write id)."""
+        body = self.request(
+            "POST", "/projects", json=dict(data), write_id=write_id or new_write_id()
+        )
+        return Project.model_validate(body)
+
+    def update_project(
+        self,
+        project_id: uuid.UUID | str,
+        changes: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+        force: bool = False,
+        write_id: str | None = None,
+    ) -> Project:
+        """Change fields of a project.
+
+        Raises:
+            ConflictError: ``expected_version`` is stale and ``force`` is off.
+        """
+        payload = dict(changes)
+        if expected_version is not None:
+            payload["expected_version"] = expected_version
+        payload["force"] = force
+        body = self.request(
+            "PATCH",
+            f"/projects/{project_id}",
+            json=payload,
+            write_id=write_id or new_write_id(),
+        )
+        return Project.model_validate(body)
+
+    def delete_project(self, project_id: uuid.UUID | str) -> None:
+        """Delete a project (admin)."""
+        self.request("DELETE", f"/projects/{project_id}")
+
+    # ------------------------------------------------------------------ audit
+
+    def list_audit(
+        self,
+        *,
+        page: int = 1,
+        size: int = 50,
+        resource_type: str | None = None,
+        action: str | None = None,
+        user_id: str | None = None,
+    ) -> PageOf[AuditEntry]:
+        """One page of the audit log (admin)."""
+        params: dict[str, Any] = {"page": page, "size": size}
+        if resource_type:
+            params["resource_type"] = resource_type
+        if action:
+            params["action"] = action
+        if user_id:
+            params["user_id"] = user_id
+        return PageOf[AuditEntry].model_validate(
+            self.request("GET", "/audit", params=params)
+        )
+
+    # ------------------------------------------------------------------ users
+
+    def list_users(
+        self, *, page: int = 1, size: int = 50, q: str | None = None
+    ) -> PageOf[AdminUser]:
+        """One page of users (admin)."""
+        params: dict[str, Any] = {"page": page, "size": size}
+        if q:
+            params["q"] = q
+        return PageOf[AdminUser].model_validate(
+            self.request("GET", "/users", params=params)
+        )
+
+    def create_user(
+        self, data: Mapping[str, Any], *, write_id: str | None = None
+    ) -> AdminUser:
+        """Create a user (admin)."""
+        body = self.request(
+            "POST", "/users", json=dict(data), write_id=write_id or new_write_id()
+        )
+        return AdminUser.model_validate(body)
+
+    def update_user(
+        self,
+        user_id: uuid.UUID | str,
+        changes: Mapping[str, Any],
+        *,
+        expected_version: int | None = None,
+    ) -> AdminUser:
+        """Change a user's roles, activity, name or email (admin)."""
+        payload = dict(changes)
+        if expected_version is not None:
+            payload["expected_version"] = expected_version
+        return AdminUser.model_validate(
+            self.request("PATCH", f"/users/{user_id}", json=payload)
+        )
+
+    def get_preferences(self) -> Preferences:
+        """My preferences."""
+        return Preferences.model_validate(self.request("GET", "/users/me/preferences"))
+
+    def put_preferences(self, prefs: Preferences) -> Preferences:
+        """Replace my preferences."""
+        return Preferences.model_validate(
+            self.request(
+                "PUT", "/users/me/preferences", json=prefs.model_dump(mode="json")
+            )
+        )
+
+    # ------------------------------------------------------------------ events
+
+    def post_events(self, events: Sequence[Mapping[str, Any]]) -> None:
+        """Record product events (``{event, props, session_id}``)."""
+        self.request("POST", "/events", json={"events": list(events)})
+
+    # ------------------------------------------------------------------ jobs
+
+    def list_tasks(self) -> list[TaskInfo]:
+        """The jobs that can be started."""
+        return [TaskInfo.model_validate(t) for t in self.request("GET", "/jobs/tasks")]
+
+    def create_job(
+        self,
+        name: str,
+        kwargs: Mapping[str, Any] | None = None,
+        *,
+        tags: Sequence[str] = (),
+        priority: int = 5,
+        write_id: str | None = None,
+    ) -> Job:
+        """Start a job (idempotent per write id)."""
+        body = self.request(
+            "POST",
+            "/jobs",
+            json={
+                "name": name,
+                "kwargs": dict(kwargs or {}),
+                "tags": list(tags),
+                "priority": priority,
+            },
+            write_id=write_id or new_write_id(),
+        )
+        return Job.model_validate(body)
+
+    def list_jobs(
+        self,
+        *,
+        page: int = 1,
+        size: int = 25,
+        status: Sequence[str] | None = None,
+        name: str | None = None,
+        tag: str | None = None,
+        mine: bool = False,
+        finished_since: datetime | None = None,
+    ) -> PageOf[Job]:
+        """One page of my jobs (admins: all, unless ``mine``), newest first."""
+        params: list[tuple[str, Any]] = [("page", page), ("size", size)]
+        params += [("status", s) for s in status or ()]
+        if name:
+            params.append(("name", name))
+        if tag:
+            params.append(("tag", tag))
+        if mine:
+            params.append(("mine", "true"))
+        if finished_since is not None:
+            params.append(("finished_since", finished_since.isoformat()))
+        return PageOf[Job].model_validate(self.request("GET", "/jobs", params=params))
+
+    def jobs_summary(self, *, mine: bool = False) -> dict[str, int]:
+        """How many jobs are in each status."""
+        body = self.request("GET", "/jobs/summary", params={"mine": mine})
+        return {str(k): int(v) for k, v in (body or {}).items()}
+
+    def get_job(self, job_id: uuid.UUID | str) -> Job:
+        """One job."""
+        return Job.model_validate(self.request("GET", f"/jobs/{job_id}"))
+
+    def get_job_result(self, job_id: uuid.UUID | str) -> JobResult:
+        """The result of a completed job."""
+        return JobResult.model_validate(self.request("GET", f"/jobs/{job_id}/result"))
+
+    def cancel_job(self, job_id: uuid.UUID | str) -> Job:
+        """Ask a job to stop (at once when pending)."""
+        return Job.model_validate(self.request("POST", f"/jobs/{job_id}/cancel"))
+
+    def retry_job(self, job_id: uuid.UUID | str) -> Job:
+        """Run a failed or cancelled job again."""
+        return Job.model_validate(self.request("POST", f"/jobs/{job_id}/retry"))
+
+    # ------------------------------------------------------------------ datasets
+
+    def import_dataset(
+        self,
+        content: bytes,
+        *,
+        name: str,
+        filename: str,
+        format: DatasetFormat | None = None,
+        project_id: uuid.UUID | str | None = None,
+        timeout: float = 120.0,
+    ) -> DatasetImport:
+        """Upload a file; the api stores it and starts its import job."""
+        params: dict[str, Any] = {"name": name}
+        if format:
+            params["format"] = format
+        if project_id:
+            params["project_id"] = str(project_id)
+        body = self.request(
+            "POST",
+            "/datasets",
+            params=params,
+            content=content,
+            headers={
+                "X-Filename": filename,
+                "Content-Type": "application/octet-stream",
+            },
+            timeout=timeout,
+        )
+        return DatasetImport.model_validate(body)
+
+    def list_datasets(
+        self,
+        *,
+        page: int = 1,
+        size: int = 25,
+        project_id: uuid.UUID | str | None = None,
+        status: Sequence[str] | None = None,
+    ) -> PageOf[Dataset]:
+        """One page of datasets, newest first."""
+        params: list[tuple[str, Any]] = [("page", page), ("size", size)]
+        if project_id:
+            params.append(("project_id", str(project_id)))
+        params += [("status", s) for s in status or ()]
+        return PageOf[Dataset].model_validate(
+            self.request("GET", "/datasets", params=params)
+        )
+
+    def get_dataset(self, dataset_id: uuid.UUID | str) -> DatasetDetail:
+        """One dataset with its preview rows."""
+        return DatasetDetail.model_validate(
+            self.request("GET", f"/datasets/{dataset_id}")
+        )

@@ -1,0 +1,429 @@
+"""Controlled forms: saved vs current values, dirty markers, undo/redo, conflicts.
+
+A form is a set of controlled widgets sharing a ``form_id``. `FormState` keeps what
+was last saved (data + version), the undo/redo history of the form's values, and a
+pending conflict. `save_form` writes through a caller-supplied saver (forms api,
+project PATCH ...), so the same machinery serves every resource.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import streamlit as st
+
+from ballast_common.errors import AppError, ConflictError
+from ballast_ui.client import ApiUnavailable
+from ballast_ui.i18n import BLANK
+from ballast_ui.metrics import note_trigger
+from ballast_ui.outbox import split_key
+from ballast_ui.state import get_ctx, on_change, persist_input, values
+
+HISTORY_LIMIT = 100
+_FORMS = "_ballast_forms"
+
+Validator = Callable[[Any], str | None]
+Mode = Literal["save", "apply"]
+
+
+@dataclass
+class SaveResult:
+    """What the saver returns: the stored data and its new version."""
+
+    data: dict[str, Any]
+    version: int
+
+
+Saver = Callable[[dict[str, Any], int, bool], SaveResult]
+
+
+@dataclass
+class Conflict:
+    """The saved version changed underneath: theirs (stored) vs mine (attempted)."""
+
+    theirs: dict[str, Any]
+    mine: dict[str, Any]
+    their_version: int
+    fields: list[str]
+
+
+@dataclass
+class FormState:
+    form_id: str
+    fields: list[str]
+    saved: dict[str, Any] = field(default_factory=dict)
+    version: int = 0
+    past: list[dict[str, Any]] = field(default_factory=list)
+    future: list[dict[str, Any]] = field(default_factory=list)
+    conflict: Conflict | None = None
+    message: str | None = None
+    # While undo/redo/reset applies a snapshot, changes are not recorded again.
+    replaying: bool = False
+
+
+def _forms() -> dict[str, FormState]:
+    forms: dict[str, FormState] = st.session_state.setdefault(_FORMS, {})
+    return forms
+
+
+def _record(key: str, old: Any, _new: Any) -> None:
+    """Change hook: push the form's previous snapshot onto its undo stack."""
+    try:
+        form_id, name = split_key(key)
+    except ValueError:
+        return
+    form = _forms().get(form_id)
+    if form is None or form.replaying or name not in form.fields:
+        return
+    snapshot = current(form)
+    snapshot[name] = old
+    form.past.append(snapshot)
+    del form.past[:-HISTORY_LIMIT]
+    form.future.clear()
+
+
+def use_form(
+    form_id: str,
+    fields: Sequence[str],
+    saved: Mapping[str, Any],
+    version: int,
+) -> FormState:
+    """Get (or start) the state of a form.
+
+    Fields the user has no value for yet take the saved value; fields with a value
+    (a draft, a restored journal entry, this session's typing) keep it.
+
+    Args:
+        form_id: The form's id (widget keys are ``"{form_id}.{field}"``).
+        fields: Field names.
+        saved: The stored data.
+        version: The stored version (0 for a new form).
+
+    Returns:
+        The form state, also kept in the session.
+    """
+    on_change(_record, "forms")
+    forms = _forms()
+    form = forms.get(form_id)
+    if form is None:
+        form = FormState(form_id, list(fields))
+        forms[form_id] = form
+    fresh = {f: saved.get(f) for f in fields}
+    if form.version == 0 and not form.saved:
+        form.saved, form.version = fresh, version
+    elif version > form.version:
+        if dirty_fields(form):
+            # Keep the version the edits are based on: saving them now gets a 409 and
+            # the conflict view, instead of silently overwriting the newer version.
+            if form.conflict is None:
+                form.message = f"Version {version} was saved meanwhile."
+        else:
+            form.saved, form.version = fresh, version
+            # Nothing unsaved: show the newer version (no draft is written for it).
+            store = values()
+            for name in fields:
+                store[f"{form_id}.{name}"] = fresh[name]
+    store = values()
+    for name in fields:
+        store.setdefault(f"{form_id}.{name}", form.saved.get(name))
+    return form
+
+
+def current(form: FormState) -> dict[str, Any]:
+    """The form's current values (what the widgets show)."""
+    store = values()
+    return {f: store.get(f"{form.form_id}.{f}") for f in form.fields}
+
+
+def dirty_fields(form: FormState) -> list[str]:
+    """Fields whose current value differs from the saved one."""
+    now = current(form)
+    return [f for f in form.fields if now[f] != form.saved.get(f)]
+
+
+def validate(
+    form: FormState, validators: Mapping[str, Validator | Sequence[Validator]]
+) -> dict[str, str]:
+    """Run the validators on the current values.
+
+    Returns:
+        ``{field: message}`` for every invalid field.
+    """
+    now = current(form)
+    errors: dict[str, str] = {}
+    for name, checks in validators.items():
+        for check in [checks] if callable(checks) else checks:
+            msg = check(now.get(name))
+            if msg:
+                errors[name] = msg
+                break
+    return errors
+
+
+def field_note(form: FormState, name: str, errors: Mapping[str, str]) -> str:
+    """The text of a field's fixed-height note slot: error, dirty marker or blank."""
+    if name in errors:
+        return f":red[{errors[name]}]"
+    if name in dirty_fields(form):
+        return ":orange[● modified]"
+    return BLANK
+
+
+def _apply_snapshot(form: FormState, snapshot: Mapping[str, Any]) -> None:
+    form.replaying = True
+    try:
+        for name in form.fields:
+            persist_input(f"{form.form_id}.{name}", snapshot.get(name), record=False)
+    finally:
+        form.replaying = False
+
+
+def undo(form_id: str) -> None:
+    """Step back in the form's history (callback)."""
+    form = _forms()[form_id]
+    if not form.past:
+        return
+    form.future.append(current(form))
+    _apply_snapshot(form, form.past.pop())
+    note_trigger(st.session_state, "button")
+
+
+def redo(form_id: str) -> None:
+    """Step forward in the form's history (callback)."""
+    form = _forms()[form_id]
+    if not form.future:
+        return
+    form.past.append(current(form))
+    _apply_snapshot(form, form.future.pop())
+    note_trigger(st.session_state, "button")
+
+
+def reset(form_id: str) -> None:
+    """Discard unsaved changes: back to the saved values (undoable)."""
+    form = _forms()[form_id]
+    form.past.append(current(form))
+    form.future.clear()
+    _apply_snapshot(form, form.saved)
+    form.conflict = None
+    form.message = "Changes discarded."
+    note_trigger(st.session_state, "button")
+
+
+def save_form(
+    form_id: str,
+    saver: Saver,
+    mode: Mode = "apply",
+    *,
+    validators: Mapping[str, Validator | Sequence[Validator]] | None = None,
+    force: bool = False,
+    data: Mapping[str, Any] | None = None,
+) -> bool:
+    """Save the form's current values through ``saver``.
+
+    Pending widget values are flushed first. A stale version becomes a `Conflict`
+    on the form (shown by `conflict_view`) unless ``force`` (last write wins).
+
+    Args:
+        form_id: The form.
+        saver: ``saver(data, expected_version, force) -> SaveResult``.
+        mode: ``"save"`` (save and close) or ``"apply"`` (save and keep editing);
+            the caller decides what closing means.
+        validators: Field validators; any error blocks the save.
+        force: Overwrite a newer stored version.
+        data: Values to save instead of the current ones (conflict resolution).
+
+    Returns:
+        ``True`` when saved.
+    """
+    form = _forms()[form_id]
+    if validators and validate(form, validators):
+        form.message = "Please fix the marked fields."
+        return False
+    payload = dict(data) if data is not None else current(form)
+    ctx = get_ctx()
+    ctx.outbox.wait_idle(1.0)
+    try:
+        result = saver(payload, form.version, force)
+    except ConflictError as exc:
+        theirs: dict[str, Any] = (
+            dict(exc.current) if isinstance(exc.current, dict) else {}
+        )
+        nested = theirs.get("data")
+        their_data: dict[str, Any] = nested if isinstance(nested, dict) else theirs
+        their_version = int(theirs.get("version") or form.version)
+        differing = [
+            f
+            for f in form.fields
+            if their_data.get(f) != payload.get(f)
+            or their_data.get(f) != form.saved.get(f)
+        ]
+        form.conflict = Conflict(
+            {f: their_data.get(f) for f in form.fields},
+            payload,
+            their_version,
+            differing,
+        )
+        form.message = "Someone else saved this form meanwhile."
+        return False
+    except ApiUnavailable:
+        form.message = "The server is unreachable: your changes are kept as a draft."
+        return False
+    except AppError as exc:
+        form.message = f"Not saved: {exc.message}"
+        return False
+    form.saved = {f: result.data.get(f) for f in form.fields}
+    form.version = result.version
+    form.conflict = None
+    _apply_snapshot(form, {**payload, **form.saved})
+    form.message = "Saved." if mode == "save" else "Applied."
+    return True
+
+
+def resolve_conflict(
+    form_id: str, saver: Saver, choices: Mapping[str, Literal["mine", "theirs"]]
+) -> bool:
+    """Save the merge of theirs and mine, per field, over the newer version."""
+    form = _forms()[form_id]
+    conflict = form.conflict
+    if conflict is None:
+        return True
+    merged = {
+        f: (
+            conflict.theirs.get(f)
+            if choices.get(f) == "theirs"
+            else conflict.mine.get(f)
+        )
+        for f in form.fields
+    }
+    form.version = conflict.their_version
+    form.saved = dict(conflict.theirs)
+    _apply_snapshot(form, merged)
+    return save_form(form_id, saver, "apply", data=merged)
+
+
+def form_toolbar(
+    form: FormState,
+    saver: Saver,
+    *,
+    on_saved: Callable[[], None] | None = None,
+    validators: Mapping[str, Validator | Sequence[Validator]] | None = None,
+    can_write: bool = True,
+) -> None:
+    """Save / Apply / Reset / Undo / Redo buttons and the form's dirty marker.
+
+    The toolbar has a fixed height: its message slot always holds one line.
+    """
+    dirty = dirty_fields(form)
+    fid = form.form_id
+
+    def do_save(mode: Mode) -> None:
+        note_trigger(st.session_state, "button")
+        if (
+            save_form(fid, saver, mode, validators=validators)
+            and mode == "save"
+            and on_saved
+        ):
+            on_saved()
+
+    # The marker and the message each have their own column: a marker changing width
+    # never moves the message sideways.
+    cols = st.columns([1, 1, 1, 1, 1, 1.6, 1.6], vertical_alignment="center")
+    cols[0].button(
+        "Save",
+        key=f"{fid}::save",
+        type="primary",
+        on_click=do_save,
+        args=("save",),
+        disabled=not can_write,
+    )
+    cols[1].button(
+        "Apply",
+        key=f"{fid}::apply",
+        on_click=do_save,
+        args=("apply",),
+        disabled=not can_write or not dirty,
+    )
+    cols[2].button(
+        "Reset", key=f"{fid}::reset", on_click=reset, args=(fid,), disabled=not dirty
+    )
+    cols[3].button(
+        "Undo",
+        key=f"{fid}::undo",
+        on_click=undo,
+        args=(fid,),
+        disabled=not form.past,
+        help="Ctrl+Z",
+    )
+    cols[4].button(
+        "Redo",
+        key=f"{fid}::redo",
+        on_click=redo,
+        args=(fid,),
+        disabled=not form.future,
+        help="Ctrl+Shift+Z",
+    )
+    marker = (
+        f":orange[● {len(dirty)} unsaved]" if dirty else ":green[✓ no unsaved changes]"
+    )
+    cols[5].markdown(marker)
+    cols[6].markdown(form.message or BLANK)
+
+
+def conflict_view(
+    form: FormState, saver: Saver, labels: Mapping[str, str] | None = None
+) -> None:
+    """Theirs vs mine per field with keep mine / take theirs (only when in conflict).
+
+    Always one slot in the page, empty without a conflict: the elements after it keep
+    their place in Streamlit's element tree whether a conflict is shown or not.
+    """
+    conflict = form.conflict
+    fid = form.form_id
+    # An `st.empty` slot: drawing nothing in it clears what it held before.
+    slot = st.empty()
+    if conflict is None:
+        return
+    with slot.container(border=True, key=f"{fid}::conflict"):
+        st.markdown(
+            f"**Conflict** — version {conflict.their_version} was saved by someone else."
+        )
+        for name in conflict.fields:
+            c1, c2, c3 = st.columns([2, 2, 2])
+            c1.markdown(
+                f"**{(labels or {}).get(name, name)}**  \ntheirs: `{conflict.theirs.get(name)!r}`"
+            )
+            c2.markdown(f"mine: `{conflict.mine.get(name)!r}`")
+            c3.radio(
+                "keep",
+                ["mine", "theirs"],
+                key=f"{fid}::pick::{name}",
+                horizontal=True,
+                label_visibility="collapsed",
+            )
+
+        def apply_choices() -> None:
+            note_trigger(st.session_state, "button")
+            picks: dict[str, Literal["mine", "theirs"]] = {
+                n: (
+                    "theirs"
+                    if st.session_state.get(f"{fid}::pick::{n}") == "theirs"
+                    else "mine"
+                )
+                for n in conflict.fields
+            }
+            resolve_conflict(fid, saver, picks)
+
+        def keep_all_mine() -> None:
+            note_trigger(st.session_state, "button")
+            resolve_conflict(fid, saver, dict.fromkeys(conflict.fields, "mine"))
+
+        def take_all_theirs() -> None:
+            note_trigger(st.session_state, "button")
+            resolve_conflict(fid, saver, dict.fromkeys(conflict.fields, "theirs"))
+
+        b1, b2, b3 = st.columns(3)
+        b1.button("Apply my choices", key=f"{fid}::resolve", on_click=apply_choices)
+        b2.button("Keep all mine", key=f"{fid}::mine", on_click=keep_all_mine)
+        b3.button("Take all theirs", key=f"{fid}::theirs", on_click=take_all_theirs)

@@ -1,0 +1,262 @@
+"""Data page: upload a file into a project's dataset, follow its import, preview it.
+
+The upload goes to ``POST /v1/datasets`` (raw body); the api stores the file and starts
+an import job. The selected dataset (``?id=``) is polled by a ``run_every`` fragment
+until it is READY or FAILED; then the last answer is kept and the api is not asked again.
+"""
+
+from __future__ import annotations
+
+import base64
+from pathlib import PurePath
+from typing import Any
+
+import streamlit as st
+
+from ballast_common.errors import AppError
+from ballast_ui.client import ApiUnavailable, Dataset, DatasetDetail
+from ballast_ui.i18n import t
+from ballast_ui.pages.jobs import api_error_text, flash, job_panel
+from ballast_ui.router import Page, Router
+from ballast_ui.state import Ctx, values
+from ballast_ui.widgets import s_file, s_select, s_text
+
+FORM = "data-import"
+EXTENSIONS = ("csv", "xlsx", "xls", "json", "parquet")
+LIST_SIZE = 10
+POLL_S = 1.0
+_FLASH = "data::flash"
+_DETAILS = "data::details"
+
+CSS = """<style>
+.st-key-data-flash { min-height: 3.5rem; max-height: 3.5rem; overflow: hidden; }
+.st-key-data-detail { min-height: 30rem; }
+</style>"""
+
+
+def upload_bytes(key: str) -> tuple[str, bytes] | None:
+    """The chosen file's name and content (from the uploader or the kept draft)."""
+    upload = st.session_state.get(f"{key}::upload")
+    if upload is not None:
+        return str(upload.name), bytes(upload.getvalue())
+    kept = values().get(key)
+    if isinstance(kept, dict) and kept.get("content_b64") is not None:
+        return str(kept["name"]), base64.b64decode(kept["content_b64"])
+    return None
+
+
+def check_file(name: str, data: bytes) -> str | None:
+    """A reason to refuse the file before uploading it, or ``None``."""
+    ext = PurePath(name).suffix.lower().lstrip(".")
+    if ext not in EXTENSIONS:
+        return (
+            f"{name!r} is not a supported file: use CSV, Excel (.xlsx/.xls), JSON or "
+            "Parquet."
+        )
+    if not data:
+        return f"{name!r} is empty: choose a file with data."
+    return None
+
+
+class DataPage(Page):
+    name = "data"
+    title = "Data"
+    icon = "🗃️"
+    permission = "datasets:read"
+    params = ("id", "job")
+
+    def render(self, ctx: Ctx, router: Router) -> None:
+        """Import form, the dataset list, and the selected dataset's status/preview."""
+        st.html(CSS)
+        params = router.state.params_by_page.get(self.name, {})
+        st.header(t(ctx, "Data"))
+        left, right = st.columns([2, 3])
+        with left:
+            self._import_form(ctx, router)
+        with right:
+            self._list(ctx, router, params.get("id"))
+        with st.container(key="data-detail"):
+            dataset_id = params.get("id")
+            if dataset_id:
+
+                def dataset_detail() -> None:
+                    self._detail(ctx, dataset_id)
+
+                st.fragment(dataset_detail, run_every=POLL_S)()
+            else:
+                st.caption("Import a file or pick a dataset to see its preview here.")
+
+    # ------------------------------------------------------------------ import
+
+    def _import_form(self, ctx: Ctx, router: Router) -> None:
+        can_write = ctx.can("datasets:write")
+        st.subheader("Import a file")
+        try:
+            projects = ctx.api.list_projects(size=100, order_by="name").items
+        except AppError:
+            projects = []
+        names = {str(p.id): p.name for p in projects}
+        s_select(
+            "Project",
+            f"{FORM}.project",
+            ["", *names],
+            default="",
+            format_func=lambda v: names.get(v, "(no project)") if v else "(no project)",
+            disabled=not can_write,
+        )
+        s_text(
+            "Dataset name",
+            f"{FORM}.name",
+            max_chars=200,
+            placeholder="defaults to the file name",
+            disabled=not can_write,
+        )
+        s_file(
+            "File (CSV, Excel, JSON, Parquet)",
+            f"{FORM}.file",
+            type=list(EXTENSIONS),
+            disabled=not can_write,
+        )
+
+        def start() -> None:
+            self._start(ctx, router)
+
+        st.button(
+            "Import",
+            key="data::import",
+            type="primary",
+            on_click=start,
+            disabled=not can_write,
+        )
+        with st.container(key="data-flash"):
+            flash(_FLASH)
+
+    def _start(self, ctx: Ctx, router: Router) -> None:
+        picked = upload_bytes(f"{FORM}.file")
+        if picked is None:
+            st.session_state[_FLASH] = ("error", "Choose a file first.")
+            return
+        filename, data = picked
+        problem = check_file(filename, data)
+        if problem:
+            st.session_state[_FLASH] = ("error", problem)
+            return
+        store = values()
+        name = str(store.get(f"{FORM}.name") or "").strip() or PurePath(filename).stem
+        project = store.get(f"{FORM}.project") or None
+        try:
+            started = ctx.api.import_dataset(
+                data, name=name, filename=filename, project_id=project
+            )
+        except ApiUnavailable:
+            st.session_state[_FLASH] = (
+                "error",
+                "The server is unreachable; try the import again in a moment.",
+            )
+            return
+        except AppError as exc:
+            st.session_state[_FLASH] = ("error", f"Not imported: {api_error_text(exc)}")
+            return
+        st.session_state[_FLASH] = ("info", f"Importing {filename} as {name!r}…")
+        router.navigate(
+            self.name, {"id": str(started.dataset.id), "job": str(started.job.id)}
+        )
+
+    # ------------------------------------------------------------------ list
+
+    def _list(self, ctx: Ctx, router: Router, selected: str | None) -> None:
+        st.subheader("Datasets")
+        try:
+            items: list[Dataset] = ctx.api.list_datasets(size=LIST_SIZE).items
+        except AppError as exc:
+            st.warning(api_error_text(exc))
+            items = []
+        items.sort(key=lambda d: d.created_at, reverse=True)
+        rows = [
+            {
+                "name": d.name,
+                "status": d.status,
+                "format": d.format,
+                "rows": d.row_count,
+                "size": f"{d.size_bytes:,} B",
+                "created": d.created_at.strftime("%Y-%m-%d %H:%M"),
+            }
+            for d in items
+        ]
+        st.dataframe(
+            rows,
+            height=36 * (LIST_SIZE + 1),
+            hide_index=True,
+            width="stretch",
+            column_order=["name", "status", "format", "rows", "size", "created"],
+        )
+        ids = [str(d.id) for d in items]
+        labels = {str(d.id): f"{d.name} ({d.status.lower()})" for d in items}
+        if selected and selected not in labels:
+            ids.append(selected)
+            labels[selected] = f"dataset {selected[:8]}"
+
+        def pick() -> None:
+            router.update(self.name, {"id": st.session_state.get("data::open")})
+
+        st.session_state["data::open"] = selected
+        st.selectbox(
+            "Open dataset",
+            ids,
+            key="data::open",
+            on_change=pick,
+            format_func=lambda v: labels.get(v, v),
+            placeholder="choose a dataset",
+        )
+
+    # ------------------------------------------------------------------ detail
+
+    def _detail(self, ctx: Ctx, dataset_id: str) -> None:
+        cache: dict[str, Any] = st.session_state.setdefault(_DETAILS, {})
+        dataset: DatasetDetail | None = cache.get(dataset_id)
+        if dataset is None or dataset.status not in ("READY", "FAILED"):
+            try:
+                dataset = ctx.api.get_dataset(dataset_id)
+                cache[dataset_id] = dataset
+            except AppError as exc:
+                if dataset is None:
+                    st.warning(api_error_text(exc))
+                    return
+        assert dataset is not None
+        st.subheader(f"{dataset.name} · {dataset.status.lower()}")
+        st.caption(
+            f"{dataset.filename} · {dataset.format} · {dataset.size_bytes:,} bytes"
+            + (
+                f" · {dataset.row_count:,} rows"
+                if dataset.row_count is not None
+                else ""
+            )
+        )
+        if dataset.status == "READY":
+            st.dataframe(
+                dataset.preview,
+                height=36 * 11,
+                hide_index=True,
+                width="stretch",
+                column_order=[c["name"] for c in dataset.columns] or None,
+            )
+            st.caption(
+                "Columns: "
+                + ", ".join(
+                    f"{c['name']} ({c.get('dtype', '?')})" for c in dataset.columns
+                )
+            )
+            return
+        if dataset.status == "FAILED":
+            st.error(
+                f"The import failed: {dataset.error_message or 'unknown error'}  \n"
+                "Fix the file and upload it again; nothing of it was kept."
+            )
+        if dataset.job_id is not None:
+            try:
+                job = ctx.api.get_job(dataset.job_id)
+            except AppError as exc:
+                st.caption(api_error_text(exc))
+                return
+            job_panel(ctx, job, key="data::job")
+            flash("data::job::flash")

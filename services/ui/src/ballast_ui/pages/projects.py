@@ -1,0 +1,374 @@
+from __future__ import annotations
+
+import time
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import date
+from typing import Any
+
+import streamlit as st
+
+from ballast_common.errors import AppError, NotFoundError
+from ballast_ui.client import ApiUnavailable, Project
+from ballast_ui.forms import (
+    SaveResult,
+    conflict_view,
+    field_note,
+    form_toolbar,
+    use_form,
+    validate,
+)
+from ballast_ui.i18n import BLANK, fmt_time, t, user_zone
+from ballast_ui.metrics import note_trigger
+from ballast_ui.router import Page, Router
+from ballast_ui.state import Ctx, values
+from ballast_ui.widgets import (
+    s_area,
+    s_checkbox,
+    s_date,
+    s_file,
+    s_multiselect,
+    s_number,
+    s_select,
+    s_slider,
+    s_table,
+    s_text,
+)
+
+CORE = (
+    "name",
+    "description",
+    "status",
+    "priority",
+    "budget",
+    "start_date",
+    "tags",
+    "is_public",
+)
+EXTRAS = ("attachment", "milestones")
+FIELDS = CORE + EXTRAS
+STATUSES = ["draft", "active", "paused", "done"]
+TAGS = ["analytics", "finance", "ops", "research", "urgent"]
+PAGE_SIZE = 10
+NEW = "new"
+# How long a fetched project serves widget interactions before it is fetched again.
+PROJECT_TTL_S = 5.0
+_PROJECT = "_ballast_project::"
+# Background refreshes of the project being edited (see `_fetch_project`).
+_REFRESH = ThreadPoolExecutor(max_workers=2, thread_name_prefix="ballast-project")
+DEFAULTS: dict[str, Any] = {
+    "name": "",
+    "description": "",
+    "status": "draft",
+    "priority": 3,
+    "budget": 0.0,
+    "start_date": None,
+    "tags": [],
+    "is_public": False,
+    "attachment": None,
+    "milestones": [],
+}
+
+
+def _required(v: Any) -> str | None:
+    return "Required." if not str(v or "").strip() else None
+
+
+def _non_negative(v: Any) -> str | None:
+    try:
+        return "Must be 0 or more." if float(v or 0) < 0 else None
+    except (TypeError, ValueError):
+        return "Not a number."
+
+
+VALIDATORS = {"name": _required, "budget": _non_negative}
+
+
+def _saved_data(ctx: Ctx, project: Project | None) -> dict[str, Any]:
+    if project is None:
+        return dict(DEFAULTS)
+    data = project.model_dump(mode="json", include=set(CORE))
+    extras = ctx.api.get_form(f"project-extras.{project.id}")
+    for name in EXTRAS:
+        data[name] = (extras.data if extras else {}).get(name, DEFAULTS[name])
+    return data
+
+
+def _fetch_project(ctx: Ctx, project_id: str) -> Project:
+    """The project: fetched once, then refreshed off the script thread.
+
+    A widget interaction never waits for the api: the run uses the copy at hand and,
+    once it is `PROJECT_TTL_S` old, starts a background fetch whose result a later run
+    takes. The version a save is based on is checked by the api anyway (a newer one
+    becomes the conflict view).
+
+    Raises:
+        NotFoundError: The project is gone (also when a refresh found that out).
+        ApiUnavailable: The first fetch failed (a failed refresh keeps the copy).
+    """
+    key = f"{_PROJECT}{project_id}"
+    hit: tuple[Project, float, Future[Project] | None] | None = st.session_state.get(
+        key
+    )
+    now = time.monotonic()
+    if hit is None:
+        project = ctx.api.get_project(project_id)
+        st.session_state[key] = (project, now, None)
+        return project
+    project, at, pending = hit
+    if pending is not None:
+        if not pending.done():
+            return project
+        try:
+            project = pending.result()
+        except ApiUnavailable:
+            pass  # keep the copy; the next refresh is due in PROJECT_TTL_S
+        except AppError:
+            st.session_state.pop(key, None)
+            raise
+        st.session_state[key] = (project, now, None)
+        return project
+    if now - at >= PROJECT_TTL_S:
+        st.session_state[key] = (
+            project,
+            at,
+            _REFRESH.submit(ctx.api.get_project, project_id),
+        )
+    return project
+
+
+def forget_project(project_id: str) -> None:
+    """Drop the cached project (after a save, so the next run fetches it)."""
+    st.session_state.pop(f"{_PROJECT}{project_id}", None)
+    st.session_state.pop(f"_ballast_saved::project.{project_id}", None)
+
+
+class ProjectsPage(Page):
+    name = "projects"
+    title = "Projects"
+    icon = "📁"
+    permission = "projects:read"
+    params = ("id", "p", "q")
+
+    def render(self, ctx: Ctx, router: Router) -> None:
+        """The project list, or one project's detail form."""
+        project_id = (
+            router.params.get("id") if router.current_page == self.name else None
+        )
+        if project_id is None:
+            project_id = router.state.params_by_page.get(self.name, {}).get("id")
+        if project_id:
+            self._detail(ctx, router, project_id)
+        else:
+            self._list(ctx, router)
+
+    # ------------------------------------------------------------------ list
+
+    def _list(self, ctx: Ctx, router: Router) -> None:
+        params = router.state.params_by_page.get(self.name, {})
+        page = max(1, int(params.get("p", "1") or 1))
+        q = params.get("q") or None
+        head, new = st.columns([4, 1], vertical_alignment="bottom")
+        head.header(t(ctx, "Projects"))
+        new.button(
+            "New project",
+            key="projects::new",
+            on_click=router.navigate,
+            args=(self.name, {"id": NEW}),
+            disabled=not ctx.can("projects:write"),
+        )
+
+        def search() -> None:
+            wanted = st.session_state.get("projects::q") or None
+            # Streamlit may report a change for this input when it leaves the page.
+            if wanted == (
+                router.state.params_by_page.get(self.name, {}).get("q") or None
+            ):
+                return
+            note_trigger(st.session_state, "widget")
+            router.update(self.name, {"q": wanted, "p": 1})
+
+        st.session_state.setdefault("projects::q", q or "")
+        st.text_input(
+            "Search",
+            key="projects::q",
+            on_change=search,
+            placeholder="name or description",
+        )
+        try:
+            result = ctx.api.list_projects(
+                page=page, size=PAGE_SIZE, q=q, order_by="-updated_at"
+            )
+        except ApiUnavailable:
+            st.warning("The server is unreachable; the list will be back when it is.")
+            return
+        # Fixed geometry: always PAGE_SIZE rows, blank ones at the end.
+        with st.container(key="projects::rows"):
+            for i in range(PAGE_SIZE):
+                cols = st.columns([4, 2, 1, 2, 1], vertical_alignment="center")
+                if i < len(result.items):
+                    p = result.items[i]
+                    cols[0].markdown(f"**{p.name}**")
+                    cols[1].markdown(p.status)
+                    cols[2].markdown("★" * p.priority)
+                    cols[3].markdown(f"v{p.version}")
+                    cols[4].button(
+                        "Open",
+                        key=f"projects::open::{p.id}",
+                        on_click=router.navigate,
+                        args=(self.name, {"id": str(p.id), "p": page, "q": q}),
+                    )
+                else:
+                    cols[0].markdown(BLANK)
+        prev, info, nxt = st.columns([1, 3, 1], vertical_alignment="center")
+        prev.button(
+            "← Previous",
+            key="projects::prev",
+            disabled=page <= 1,
+            on_click=router.navigate,
+            args=(self.name, {"p": page - 1, "q": q}),
+        )
+        info.markdown(f"Page {result.page} of {result.pages} · {result.total} projects")
+        nxt.button(
+            "Next →",
+            key="projects::next",
+            disabled=page >= result.pages,
+            on_click=router.navigate,
+            args=(self.name, {"p": page + 1, "q": q}),
+        )
+
+    # ------------------------------------------------------------------ detail
+
+    def _detail(self, ctx: Ctx, router: Router, project_id: str) -> None:
+        form_id = f"project.{project_id}"
+        project: Project | None = None
+        # One fixed slot for a notice: the form below keeps its place in the tree.
+        notice = st.empty()
+        if project_id != NEW:
+            try:
+                project = _fetch_project(ctx, project_id)
+            except NotFoundError:
+                st.error("This project does not exist (any more).")
+                st.button(
+                    "Back to the list",
+                    key="projects::back404",
+                    on_click=router.navigate,
+                    args=(self.name, {}),
+                )
+                return
+            except ApiUnavailable:
+                notice.warning(
+                    "The server is unreachable; your edits are kept and will be saved when it is back."
+                )
+        cache_key = f"_ballast_saved::{form_id}"
+        cached: tuple[int, dict[str, Any]] | None = st.session_state.get(cache_key)
+        if project is not None or project_id == NEW:
+            version_now = project.version if project else 0
+            if cached is not None and cached[0] == version_now:
+                # The saved data of this version is known: no second api call.
+                saved = cached[1]
+            else:
+                try:
+                    saved = _saved_data(ctx, project)
+                except ApiUnavailable:
+                    saved = cached[1] if cached else dict(DEFAULTS)
+                st.session_state[cache_key] = (version_now, saved)
+        else:
+            saved = cached[1] if cached else dict(DEFAULTS)
+        version = project.version if project else 0
+        form = use_form(form_id, FIELDS, saved, version)
+        can_write = ctx.can("projects:write")
+
+        def saver(data: dict[str, Any], expected: int, force: bool) -> SaveResult:
+            forget_project(project_id)
+            core = {k: data.get(k) for k in CORE}
+            core["tags"] = list(core.get("tags") or [])
+            core["budget"] = float(core.get("budget") or 0)
+            core["priority"] = int(core.get("priority") or 3)
+            if project_id == NEW:
+                created = ctx.api.create_project(core)
+                pid = str(created.id)
+                ctx.api.save_form(
+                    f"project-extras.{pid}",
+                    {k: data.get(k) for k in EXTRAS},
+                    None,
+                    force=True,
+                )
+                ctx.api.delete_drafts(form_id)
+                for name in FIELDS:
+                    values().pop(f"{form_id}.{name}", None)
+                router.navigate(self.name, {"id": pid})
+                return SaveResult(dict(DEFAULTS), 0)
+            updated = ctx.api.update_project(
+                project_id, core, expected_version=expected or None, force=force
+            )
+            ctx.api.save_form(
+                f"project-extras.{project_id}",
+                {k: data.get(k) for k in EXTRAS},
+                None,
+                force=True,
+            )
+            ctx.api.delete_drafts(form_id)
+            out = updated.model_dump(mode="json", include=set(CORE))
+            out.update({k: data.get(k) for k in EXTRAS})
+            return SaveResult(out, updated.version)
+
+        def back() -> None:
+            router.navigate(
+                self.name, {k: v for k, v in router.params.items() if k != "id"}
+            )
+
+        title = project.name if project else "New project"
+        head, close = st.columns([4, 1], vertical_alignment="bottom")
+        head.header(title)
+        close.button("← All projects", key=f"{form_id}::close", on_click=back)
+        form_toolbar(
+            form, saver, on_saved=back, validators=VALIDATORS, can_write=can_write
+        )
+        conflict_view(form, saver)
+        errors = validate(form, VALIDATORS)
+
+        def note(name: str) -> None:
+            st.caption(field_note(form, name, errors))
+
+        k = form_id
+        left, right = st.columns(2)
+        with left:
+            s_text("Name", f"{k}.name", max_chars=200)
+            note("name")
+            s_area("Description", f"{k}.description", height=120)
+            note("description")
+            s_select("Status", f"{k}.status", STATUSES, default="draft")
+            note("status")
+            s_multiselect("Tags", f"{k}.tags", TAGS)
+            note("tags")
+            s_file("Attachment", f"{k}.attachment")
+            note("attachment")
+        with right:
+            s_slider("Priority", f"{k}.priority", 1, 5, default=3)
+            note("priority")
+            s_number(
+                "Budget",
+                f"{k}.budget",
+                default=0.0,
+                min_value=0.0,
+                step=100.0,
+                format="%.2f",
+            )
+            note("budget")
+            s_date(
+                "Start date",
+                f"{k}.start_date",
+                default=None,
+                min_value=date(2000, 1, 1),
+            )
+            note("start_date")
+            s_checkbox("Public", f"{k}.is_public")
+            note("is_public")
+            s_table("Milestones", f"{k}.milestones", ["title", "due", "done"])
+            note("milestones")
+        if project is not None:
+            st.caption(
+                f"{t(ctx, 'Version')} {project.version} · {t(ctx, 'updated')} "
+                f"{fmt_time(ctx, project.updated_at)}",
+                help=f"{t(ctx, 'Timezone')}: {user_zone(ctx).key}",
+            )

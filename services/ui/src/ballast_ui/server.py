@@ -1,0 +1,87 @@
+"""The ASGI entry point: Streamlit plus the UI's own routes.
+
+- ``GET /metrics``: Prometheus metrics of this UI process (rerun histogram and more).
+- ``POST /_ballast/session``: redeem a login hand-off nonce into an HttpOnly cookie.
+- ``POST /_ballast/logout``: end the api session named by the cookie and delete it.
+"""
+
+from __future__ import annotations
+
+import json
+from importlib import resources
+from pathlib import Path
+
+import httpx
+import streamlit as st
+from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from ballast_common.config import load_config
+from ballast_ui.auth import COOKIE_NAME, HANDOFFS
+
+# The entry script ships inside the package, so an installed (non-editable) wheel has it.
+SCRIPT = Path(str(resources.files("ballast_ui.script") / "streamlit_app.py"))
+
+
+async def metrics(_request: Request) -> Response:
+    """Prometheus exposition of this process's metrics."""
+    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+
+
+def _secure(request: Request) -> bool:
+    proto = request.headers.get("x-forwarded-proto", request.url.scheme)
+    return proto.split(",")[0].strip() == "https"
+
+
+async def session(request: Request) -> Response:
+    """Turn a one-time nonce into the session cookie (HttpOnly, SameSite=Strict)."""
+    try:
+        body = json.loads(await request.body() or b"{}")
+    except ValueError:
+        body = {}
+    nonce = body.get("nonce") if isinstance(body, dict) else None
+    found = HANDOFFS.redeem(nonce) if isinstance(nonce, str) else None
+    if found is None:
+        return JSONResponse(
+            {"code": "invalid_handoff", "message": "unknown or expired"},
+            status_code=400,
+        )
+    token, max_age = found
+    response = JSONResponse({"ok": True})
+    response.set_cookie(
+        COOKIE_NAME,
+        token,
+        max_age=max_age,
+        httponly=True,
+        secure=_secure(request),
+        samesite="strict",
+        path="/",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+async def logout(request: Request) -> Response:
+    """Revoke the api session of the cookie (best effort) and delete the cookie."""
+    token = request.cookies.get(COOKIE_NAME)
+    if token:
+        url = load_config().api_url.rstrip("/") + "/v1/sessions/current"
+        try:
+            async with httpx.AsyncClient(timeout=3.0) as client:
+                await client.delete(url, headers={"Authorization": f"Bearer {token}"})
+        except httpx.HTTPError:
+            pass  # the session still ends at its idle timeout; the cookie goes now
+    response = JSONResponse({"ok": True})
+    response.delete_cookie(COOKIE_NAME, path="/", httponly=True, samesite="strict")
+    return response
+
+
+ROUTES = [
+    Route("/metrics", metrics, methods=["GET"]),
+    Route("/_ballast/session", session, methods=["POST"]),
+    Route("/_ballast/logout", logout, methods=["POST"]),
+]
+
+app = st.App(str(SCRIPT), routes=ROUTES)

@@ -1,0 +1,263 @@
+"""Per-browser-session state: who is logged in, widget values, the outbox.
+
+Widget values live under our own key (``VALUES``), not only under the widget keys:
+Streamlit deletes a widget's key when the widget is not rendered in a run. Every
+change goes value store → outbox → api drafts (`persist_input`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, MutableMapping
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import httpx
+import streamlit as st
+
+from ballast_common.config import AppConfig, load_config
+from ballast_common.errors import AppError, AuthenticationError
+from ballast_common.telemetry import get_logger, log_error
+from ballast_ui.auth import COOKIE_NAME, HANDOFFS
+from ballast_ui.client import ApiClient, ApiUnavailable, Session, User, make_http
+from ballast_ui.outbox import Outbox, OutboxPump
+
+log = get_logger(__name__)
+
+VALUES = "_ballast_values"
+CTX = "_ballast_ctx"
+# Hooks run on every persisted change (forms record their undo history here).
+CHANGE_HOOKS = "_ballast_change_hooks"
+
+
+@st.cache_resource
+def get_config() -> AppConfig:
+    """The process configuration (loaded once)."""
+    return load_config()
+
+
+@st.cache_resource
+def get_http() -> httpx.Client:
+    """The process-wide connection pool to the api."""
+    return make_http(get_config().api_url)
+
+
+@st.cache_resource
+def get_pump() -> OutboxPump:
+    """The process-wide outbox pump thread."""
+    return OutboxPump()
+
+
+@dataclass
+class Ctx:
+    """Everything a page needs about the current browser session."""
+
+    api: ApiClient
+    outbox: Outbox
+    user: User | None = None
+    # Set after a login in this session: the browser bridge turns it into a cookie.
+    handoff: str | None = None
+    # Set when the cookie is stale and must be removed (expired/revoked session).
+    clear_cookie: bool = False
+    drafts_loaded: bool = False
+    notices: list[str] = field(default_factory=list)
+
+    @property
+    def authenticated(self) -> bool:
+        return self.user is not None
+
+    def can(self, permission: str | None) -> bool:
+        """Whether the user holds ``permission`` (``None``: any logged-in user)."""
+        if self.user is None:
+            return False
+        return permission is None or self.user.can(permission)
+
+
+def values(state: MutableMapping[str, Any] | None = None) -> dict[str, Any]:
+    """The session's widget value store (``{"{form_id}.{field}": value}``)."""
+    target: Any = st.session_state if state is None else state
+    store: dict[str, Any] | None = target.get(VALUES)
+    if store is None:
+        store = {}
+        target[VALUES] = store
+    return store
+
+
+def get_ctx() -> Ctx:
+    """The session context made by `bootstrap_session`."""
+    ctx: Ctx | None = st.session_state.get(CTX)
+    if ctx is None:
+        ctx = bootstrap_session()
+    return ctx
+
+
+def on_change(hook: Callable[[str, Any, Any], None], name: str) -> None:
+    """Register a hook ``hook(key, old, new)`` run on every persisted change."""
+    hooks = st.session_state.setdefault(CHANGE_HOOKS, {})
+    hooks[name] = hook
+
+
+def persist_input(
+    key: str, val: Any, *, record: bool = True, urgent: bool = False
+) -> None:
+    """Make a widget value durable: value store now, api drafts soon (outbox).
+
+    Args:
+        key: ``"{form_id}.{field}"``.
+        val: The new value (JSON-serialisable).
+        record: Whether change hooks (undo history) see this change.
+        urgent: Send without waiting for the debounce (discrete changes: a select,
+            a checkbox, a file; typing is debounced and coalesced).
+    """
+    store = values()
+    old = store.get(key)
+    store[key] = val
+    ctx = st.session_state.get(CTX)
+    if ctx is not None and ctx.user is not None:
+        ctx.outbox.put(key, val, urgent=urgent)
+    if record and old != val:
+        for hook in list(st.session_state.get(CHANGE_HOOKS, {}).values()):
+            hook(key, old, val)
+
+
+def _make_outbox(api: ApiClient, config: AppConfig) -> Outbox:
+    outbox = Outbox(api.put_drafts, debounce_s=config.performance.debounce_ms / 1000)
+    get_pump().register(outbox)
+    return outbox
+
+
+def _authenticate(ctx: Ctx, token: str) -> None:
+    try:
+        ctx.user = ctx.api.with_token(token).me()
+    except AuthenticationError:
+        ctx.clear_cookie = True
+        ctx.notices.append("Your session ended. Please sign in again.")
+        return
+    except ApiUnavailable:
+        ctx.notices.append("The server is unreachable; retrying…")
+        # Keep the token: the session may well still be valid once the api is back.
+        st.session_state["_ballast_pending_token"] = token
+        return
+    ctx.api = ctx.api.with_token(token)
+    ctx.outbox.set_send(ctx.api.put_drafts)
+    ctx.outbox.owner = str(ctx.user.id)
+
+
+def load_drafts(ctx: Ctx) -> None:
+    """Load the user's drafts into the value store (once per session).
+
+    Values already in the store (set in this session) win: they are newer.
+    """
+    if ctx.user is None or ctx.drafts_loaded:
+        return
+    # Another session of this user in this process (the tab before a refresh) may
+    # still hold values on their way to the api: send them first, so the drafts
+    # loaded here are the newest.
+    get_pump().drain(str(ctx.user.id), exclude=ctx.outbox, timeout_s=3.0)
+    try:
+        drafts = ctx.api.get_drafts()
+    except ApiUnavailable:
+        return
+    except AppError as exc:
+        log_error(exc, {"where": "load_drafts"})
+        return
+    store = values()
+    pending = ctx.outbox.pending_values()
+    for d in drafts:
+        key = f"{d.form_id}.{d.field}"
+        ctx.outbox.seed_seq(key, d.seq)
+        if key not in pending:
+            store[key] = d.value
+    ctx.drafts_loaded = True
+
+
+def bootstrap_session() -> Ctx:
+    """Set up a new Streamlit session, or return the one already set up.
+
+    Identifies the user from the session cookie (never from the URL), loads their
+    drafts from the api and starts the outbox. The browser journal's entries the api
+    never acknowledged are merged later, when the bridge reports them
+    (`apply_journal`). Page and params come from the URL (`Router.sync_from_url`).
+
+    Returns:
+        The session context.
+    """
+    ctx: Ctx | None = st.session_state.get(CTX)
+    if ctx is None:
+        config = get_config()
+        api = ApiClient(get_http())
+        ctx = Ctx(api=api, outbox=_make_outbox(api, config))
+        st.session_state[CTX] = ctx
+        token = st.context.cookies.get(COOKIE_NAME)
+        if token:
+            _authenticate(ctx, token)
+    elif ctx.user is None and "_ballast_pending_token" in st.session_state:
+        _authenticate(ctx, st.session_state.pop("_ballast_pending_token"))
+    load_drafts(ctx)
+    return ctx
+
+
+def login(ctx: Ctx, username: str, password: str) -> Session:
+    """Log in through the api and hand the token to the browser's cookie.
+
+    Raises:
+        AuthenticationError: Wrong credentials.
+        ApiUnavailable: The api is unreachable.
+    """
+    session = ctx.api.login(username, password)
+    ctx.api = ctx.api.with_token(session.token)
+    ctx.user = session.user
+    ctx.clear_cookie = False
+    max_age = max(60, int((session.expires_at - datetime.now(UTC)).total_seconds()))
+    ctx.handoff = HANDOFFS.issue(session.token, max_age)
+    ctx.outbox.set_send(ctx.api.put_drafts)
+    ctx.outbox.owner = str(session.user.id)
+    ctx.drafts_loaded = False
+    ctx.notices.clear()
+    load_drafts(ctx)
+    log.info("login", user_id=str(session.user.id))
+    return session
+
+
+def logout(ctx: Ctx) -> None:
+    """End the session on the api and forget the user here; pending values flush first."""
+    ctx.outbox.wait_idle(2.0)
+    try:
+        ctx.api.logout()
+    except AppError as exc:
+        log.warning("logout_failed", error=type(exc).__name__)
+    ctx.user = None
+    ctx.api = ctx.api.with_token(None)
+    ctx.clear_cookie = True
+    ctx.handoff = None
+    values().clear()
+    ctx.drafts_loaded = False
+
+
+def apply_journal(ctx: Ctx, entries: dict[str, Any]) -> list[str]:
+    """Re-apply browser-journal entries the api never acknowledged.
+
+    They are newer than any draft by definition (the browser only keeps what was not
+    acknowledged), so they win without any clock comparison.
+
+    Returns:
+        The keys whose value changed.
+    """
+    changed = []
+    store = values()
+    by_class: dict[str, Any] = st.session_state.get("_ballast_journal_keys", {})
+    for raw, value in entries.items():
+        key: Any = raw
+        if isinstance(raw, str) and raw.startswith("cls:"):
+            # Typing journaled before the browser knew the widget's key.
+            meta = by_class.get(raw[4:])
+            key = meta.get("key") if isinstance(meta, dict) else None
+        if not isinstance(key, str) or "." not in key:
+            continue
+        if store.get(key) != value:
+            changed.append(key)
+        # The widget picks the new value up from the store when it is drawn next.
+        store[key] = value
+        if ctx.user is not None:
+            ctx.outbox.put(key, value, urgent=True)
+    return changed

@@ -1,0 +1,387 @@
+"""Controlled widgets: stable keys, values mirrored to our own store and the api.
+
+Each ``s_*`` widget uses the key ``"{form_id}.{field}"``. Before the widget is drawn,
+its Streamlit key is filled from the value store when Streamlit dropped it (the
+widget was not rendered in an earlier run) or the store holds a newer value (restore,
+undo, reset). Its ``on_change`` callback hands the new value to `persist_input`.
+Values are stored JSON-ready (dates as ISO strings, tables as row lists).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import time
+from collections.abc import Callable, Sequence
+from datetime import date
+from typing import Any
+
+import pandas as pd  # type: ignore[import-untyped]
+import streamlit as st
+
+from ballast_ui.i18n import BLANK
+from ballast_ui.metrics import note_trigger
+from ballast_ui.state import persist_input, values
+
+# Files up to this size are kept in the draft itself; larger ones by metadata only.
+MAX_INLINE_FILE_BYTES = 96 * 1024
+_SHADOW = "_ballast_shadow"
+_ECHO = "_ballast_echo"
+# How long after the server pushed a value into a widget (undo, redo, reset, restore)
+# the widget's previous value reported back is taken for the browser's stale echo.
+ECHO_WINDOW_S = 2.0
+
+
+def widget_css_class(key: str) -> str:
+    """The CSS class Streamlit puts on a keyed element's container."""
+    return "st-key-" + "".join(c if c.isalnum() or c in "_-" else "-" for c in key)
+
+
+def _shadow() -> dict[str, Any]:
+    shadow: dict[str, Any] = st.session_state.setdefault(_SHADOW, {})
+    return shadow
+
+
+def _prepare(key: str, default: Any, to_widget: Callable[[Any], Any]) -> None:
+    """Fill the widget key from the store unless the widget already shows it."""
+    store = values()
+    if key not in store:
+        store[key] = default
+    stored = store[key]
+    shadow = _shadow()
+    # The shadow remembers the stored value the widget was last synced with: a store
+    # change made elsewhere (restore, undo, reset) is pushed into the widget.
+    if key not in st.session_state or shadow.get(key, _MISSING) != stored:
+        before = shadow.get(key, _MISSING)
+        st.session_state[key] = to_widget(stored)
+        shadow[key] = stored
+        if before is not _MISSING:
+            echoes: dict[str, tuple[Any, float]] = st.session_state.setdefault(
+                _ECHO, {}
+            )
+            echoes[key] = (before, time.monotonic())
+
+
+_MISSING = object()
+
+
+JOURNAL_KEYS = "_ballast_journal_keys"
+
+
+def _journal(key: str, kind: str, **extra: Any) -> None:
+    """Let the browser journal keep this widget's value from the moment it changes.
+
+    ``kind`` tells the browser how to read the value from the DOM and turn it into the
+    stored (JSON) form: ``text``, ``int``, ``float``, ``bool``, ``slider``, ``select``,
+    ``multi`` (both with ``labels``/``values``), ``date``.
+    """
+    journal: dict[str, dict[str, Any]] = st.session_state.setdefault(JOURNAL_KEYS, {})
+    journal[widget_css_class(key)] = {"key": key, "kind": kind, **extra}
+
+
+def journal_meta() -> dict[str, dict[str, Any]]:
+    """The journaled widgets of this session: ``{css class: {key, kind, ...}}``."""
+    meta: dict[str, dict[str, Any]] = st.session_state.get(JOURNAL_KEYS, {})
+    return meta
+
+
+def _labels(options: Sequence[Any], format_func: Any) -> dict[str, Any]:
+    fmt = format_func if callable(format_func) else str
+    return {"labels": [str(fmt(o)) for o in options], "values": list(options)}
+
+
+def _stale_echo(key: str, value: Any) -> bool:
+    """Whether ``value`` is the browser echoing a widget's value from before a push.
+
+    When the server changes a widget's value (undo, redo, reset, restore), the
+    browser's select element may report its previous value once more right after it
+    (seen in Chromium: a second Undo brought the first one's value back). Such an
+    echo is dropped and the widget set back to the stored value.
+    """
+    echoes: dict[str, tuple[Any, float]] = st.session_state.get(_ECHO, {})
+    echo = echoes.pop(key, None)
+    if echo is None:
+        return False
+    before, at = echo
+    if value != before or time.monotonic() - at > ECHO_WINDOW_S:
+        return False
+    stored = values().get(key)
+    return bool(stored != value)
+
+
+def _changed(key: str, from_widget: Callable[[Any], Any], urgent: bool = True) -> None:
+    value = from_widget(st.session_state.get(key))
+    if _stale_echo(key, value):
+        # The shadow no longer matches: the next draw pushes the stored value again.
+        _shadow()[key] = value
+        return
+    _shadow()[key] = value
+    note_trigger(st.session_state, "widget")
+    persist_input(key, value, urgent=urgent)
+
+
+def _same(v: Any) -> Any:
+    return v
+
+
+def s_text(label: str, key: str, default: str = "", **kwargs: Any) -> str:
+    """A controlled `st.text_input`."""
+    _prepare(key, default, lambda v: "" if v is None else str(v))
+    if kwargs.get("type") != "password":
+        _journal(key, "text")
+    return str(
+        st.text_input(
+            label, key=key, on_change=_changed, args=(key, _same, False), **kwargs
+        )
+    )
+
+
+def s_area(label: str, key: str, default: str = "", **kwargs: Any) -> str:
+    """A controlled `st.text_area`."""
+    _prepare(key, default, lambda v: "" if v is None else str(v))
+    _journal(key, "text")
+    return str(
+        st.text_area(
+            label, key=key, on_change=_changed, args=(key, _same, False), **kwargs
+        )
+    )
+
+
+def s_number(
+    label: str, key: str, default: float | int = 0, **kwargs: Any
+) -> float | int:
+    """A controlled `st.number_input` (int when ``default`` and ``step`` are ints)."""
+    as_int = isinstance(default, int) and isinstance(kwargs.get("step", 1), int)
+    cast: Callable[[Any], Any] = int if as_int else float
+
+    def to_widget(v: Any) -> Any:
+        try:
+            return cast(v)
+        except (TypeError, ValueError):
+            return cast(default)
+
+    _prepare(key, default, to_widget)
+    _journal(key, "int" if as_int else "float")
+    value = st.number_input(
+        label, key=key, on_change=_changed, args=(key, _same), **kwargs
+    )
+    return value  # type: ignore[no-any-return]
+
+
+def s_select(
+    label: str, key: str, options: Sequence[Any], default: Any = None, **kwargs: Any
+) -> Any:
+    """A controlled `st.selectbox` over JSON-able ``options``."""
+    opts = list(options)
+    fallback = default if default in opts else (opts[0] if opts else None)
+    _prepare(key, fallback, lambda v: v if v in opts else fallback)
+    _journal(key, "select", **_labels(opts, kwargs.get("format_func")))
+    return st.selectbox(
+        label, opts, key=key, on_change=_changed, args=(key, _same), **kwargs
+    )
+
+
+def s_multiselect(
+    label: str,
+    key: str,
+    options: Sequence[Any],
+    default: Sequence[Any] = (),
+    **kwargs: Any,
+) -> list[Any]:
+    """A controlled `st.multiselect`; values outside ``options`` are kept as options."""
+    stored = values().get(key, list(default))
+    opts = list(dict.fromkeys([*options, *(stored or [])]))
+    _prepare(key, list(default), lambda v: [x for x in (v or []) if x in opts])
+    _journal(key, "multi", **_labels(opts, kwargs.get("format_func")))
+    return list(
+        st.multiselect(
+            label, opts, key=key, on_change=_changed, args=(key, list), **kwargs
+        )
+    )
+
+
+def s_checkbox(label: str, key: str, default: bool = False, **kwargs: Any) -> bool:
+    """A controlled `st.checkbox`."""
+    _prepare(key, default, bool)
+    _journal(key, "bool")
+    return bool(
+        st.checkbox(label, key=key, on_change=_changed, args=(key, bool), **kwargs)
+    )
+
+
+def _to_date(v: Any) -> date | None:
+    if isinstance(v, date):
+        return v
+    if isinstance(v, str) and v:
+        try:
+            return date.fromisoformat(v[:10])
+        except ValueError:
+            return None
+    return None
+
+
+def _from_date(v: Any) -> str | None:
+    return v.isoformat() if isinstance(v, date) else None
+
+
+def s_date(
+    label: str, key: str, default: date | None = None, **kwargs: Any
+) -> date | None:
+    """A controlled `st.date_input`; stored as an ISO date string (or ``None``)."""
+    _prepare(key, _from_date(default), _to_date)
+    _journal(key, "date")
+    value = st.date_input(
+        label, key=key, on_change=_changed, args=(key, _from_date), **kwargs
+    )
+    return value if isinstance(value, date) else None
+
+
+def s_slider(
+    label: str,
+    key: str,
+    min_value: int | float,
+    max_value: int | float,
+    default: int | float | None = None,
+    **kwargs: Any,
+) -> Any:
+    """A controlled single-value `st.slider`."""
+    start = min_value if default is None else default
+
+    def to_widget(v: Any) -> Any:
+        try:
+            return type(min_value)(min(max(v, min_value), max_value))
+        except TypeError:
+            return start
+
+    _prepare(key, start, to_widget)
+    _journal(key, "slider", int=isinstance(min_value, int))
+    return st.slider(
+        label,
+        min_value=min_value,
+        max_value=max_value,
+        key=key,
+        on_change=_changed,
+        args=(key, _same),
+        **kwargs,
+    )
+
+
+def _file_changed(key: str) -> None:
+    upload = st.session_state.get(f"{key}::upload")
+    if upload is None:
+        value = None
+    else:
+        data = upload.getvalue()
+        value = {
+            "name": upload.name,
+            "size": len(data),
+            "type": upload.type,
+            "sha256": hashlib.sha256(data).hexdigest(),
+            "content_b64": (
+                base64.b64encode(data).decode()
+                if len(data) <= MAX_INLINE_FILE_BYTES
+                else None
+            ),
+        }
+    note_trigger(st.session_state, "widget")
+    persist_input(key, value, urgent=True)
+
+
+def s_file(label: str, key: str, **kwargs: Any) -> dict[str, Any] | None:
+    """A controlled `st.file_uploader` (one file).
+
+    The stored value is ``{name, size, type, sha256, content_b64}`` (content only for
+    small files). A browser cannot be given a file back, so after a refresh the stored
+    file is shown under the uploader instead.
+    """
+    st.file_uploader(
+        label,
+        key=f"{key}::upload",
+        on_change=_file_changed,
+        args=(key,),
+        **kwargs,
+    )
+    stored = values().get(key)
+    if isinstance(stored, dict) and stored.get("name"):
+        st.caption(f"Kept: {stored['name']} ({stored.get('size', 0):,} bytes)")
+    else:
+        st.caption(BLANK)
+    return stored if isinstance(stored, dict) else None
+
+
+def _apply_edits(base: list[dict[str, Any]], edits: Any) -> list[dict[str, Any]]:
+    rows = [dict(r) for r in base]
+    if not isinstance(edits, dict):
+        return rows
+    for idx, change in (edits.get("edited_rows") or {}).items():
+        i = int(idx)
+        if 0 <= i < len(rows):
+            rows[i].update(change)
+    deleted = {int(i) for i in edits.get("deleted_rows") or []}
+    rows = [r for i, r in enumerate(rows) if i not in deleted]
+    rows += [dict(r) for r in edits.get("added_rows") or []]
+    return rows
+
+
+def _jsonable_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    out = []
+    for row in rows:
+        clean = {}
+        for k, v in row.items():
+            if isinstance(v, date):
+                v = v.isoformat()
+            elif v is not None and not isinstance(v, str | int | float | bool):
+                v = str(v)
+            elif isinstance(v, float) and v != v:  # NaN from an empty cell
+                v = None
+            clean[str(k)] = v
+        out.append(clean)
+    return out
+
+
+def _table_changed(key: str) -> None:
+    base = _shadow().get(f"{key}::base", [])
+    rows = _jsonable_rows(_apply_edits(base, st.session_state.get(key)))
+    _shadow()[f"{key}::rows"] = rows
+    note_trigger(st.session_state, "widget")
+    persist_input(key, rows, urgent=True)
+
+
+def s_table(
+    label: str,
+    key: str,
+    columns: Sequence[str],
+    default: Sequence[dict[str, Any]] = (),
+    **kwargs: Any,
+) -> list[dict[str, Any]]:
+    """A controlled `st.data_editor` over a list of row dicts.
+
+    The editor shows a fixed base (the rows when editing started) plus its own edits;
+    when the stored rows change elsewhere (restore, undo), the base is replaced and the
+    editor's edit state reset.
+    """
+    store = values()
+    rows = store.setdefault(key, [dict(r) for r in default])
+    shadow = _shadow()
+    if shadow.get(f"{key}::rows", _MISSING) != rows:
+        shadow[f"{key}::base"] = [dict(r) for r in rows or []]
+        shadow[f"{key}::rows"] = rows
+        st.session_state.pop(key, None)
+    frame = pd.DataFrame(shadow[f"{key}::base"], columns=list(columns))
+    st.caption(label)
+    st.data_editor(
+        frame,
+        key=key,
+        on_change=_table_changed,
+        args=(key,),
+        num_rows="dynamic",
+        hide_index=True,
+        width="stretch",
+        **kwargs,
+    )
+    return list(store.get(key) or [])
+
+
+def set_widget_value(key: str, value: Any) -> None:
+    """Change a controlled widget's value from code (callbacks only) and persist it."""
+    persist_input(key, value, record=False)

@@ -1,0 +1,265 @@
+"""The Celery worker, the backup CronJobs and exporter, and every values switch."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.charts.conftest import CHART, VALUE_SETS, Obj, find, helm, one, render
+
+PROD = VALUE_SETS["production"]
+
+
+def _container(spec: Obj) -> Obj:
+    (c,) = spec["containers"]
+    return c
+
+
+def _env(c: Obj) -> dict[str, Obj]:
+    return {e["name"]: e for e in c.get("env", [])}
+
+
+# --- worker -----------------------------------------------------------------------------
+
+
+def test_worker_runs_the_cli_with_metrics_and_probes() -> None:
+    objs = render(PROD)
+    d = one(objs, "Deployment", "rel-ballast-worker")
+    spec = d["spec"]["template"]["spec"]
+    c = _container(spec)
+    assert c["image"] == "ghcr.io/example/ballast-jobs:0.1.0"
+    assert c["command"] == ["ballast", "jobs", "worker"]
+    assert c["args"] == ["--queues", "default,imports,analysis", "--concurrency", "4"]
+    env = _env(c)
+    assert env["BALLAST_JOBS__METRICS_PORT"]["value"] == "9101"
+    assert env["BALLAST_JOBS__BROKER_URL"]["valueFrom"]["secretKeyRef"]["optional"]
+    (port,) = c["ports"]
+    assert port == {"name": "metrics", "containerPort": 9101, "protocol": "TCP"}
+    config = one(objs, "ConfigMap", "rel-ballast-config")["data"]
+    assert config["BALLAST_JOBS__BROKER_URL"] == config["BALLAST_REDIS_URL"]
+    assert config["BALLAST_JOBS__SOFT_TIME_LIMIT"] == "1800"
+    svc = one(objs, "Service", "rel-ballast-worker")
+    assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
+    assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+
+
+@pytest.mark.parametrize(
+    ("soft", "grace", "expected"),
+    [("1800", "10", 1900), ("60", "0", 150), ("600", "5", 695)],
+)
+def test_worker_grace_period_outlasts_the_hard_time_limit(
+    soft: str, grace: str, expected: int
+) -> None:
+    sets = {"worker.softTimeLimitSeconds": soft, "worker.cancelGraceSeconds": grace}
+    objs = render((), sets)
+    spec = one(objs, "Deployment", "rel-ballast-worker")["spec"]["template"]["spec"]
+    hard = int(soft) + int(grace) + 30  # celeryconfig: soft + cancel grace + 30
+    assert spec["terminationGracePeriodSeconds"] == expected > hard
+    config = one(objs, "ConfigMap", "rel-ballast-config")["data"]
+    assert config["BALLAST_JOBS__SOFT_TIME_LIMIT"] == soft
+    assert config["BALLAST_JOBS__CANCEL_GRACE_S"] == grace
+
+
+def test_worker_grace_period_too_short_is_refused() -> None:
+    ok = render((), {"worker.terminationGracePeriodSeconds": "3600"})
+    spec = one(ok, "Deployment", "rel-ballast-worker")["spec"]["template"]["spec"]
+    assert spec["terminationGracePeriodSeconds"] == 3600
+    proc = helm(
+        "template",
+        "rel",
+        str(CHART),
+        "--set",
+        "worker.terminationGracePeriodSeconds=1800",
+        check=False,
+    )
+    assert proc.returncode != 0
+    assert "must be longer than the hard time limit" in proc.stderr
+
+
+def test_worker_needs_redis() -> None:
+    proc = helm("template", "rel", str(CHART), "--set", "redis.url=", check=False)
+    assert proc.returncode != 0
+    assert "worker.enabled needs redis.url" in proc.stderr
+    objs = render((), {"redis.url": "", "worker.enabled": "false"})
+    assert not find(objs, "Deployment", "rel-ballast-worker")
+    assert (
+        "BALLAST_JOBS__BROKER_URL"
+        not in one(objs, "ConfigMap", "rel-ballast-config")["data"]
+    )
+
+
+def test_worker_pdb_and_hpa() -> None:
+    objs = render(PROD)
+    d = one(objs, "Deployment", "rel-ballast-worker")
+    assert "replicas" not in d["spec"]
+    hpa = one(objs, "HorizontalPodAutoscaler", "rel-ballast-worker")
+    assert hpa["spec"]["scaleTargetRef"]["name"] == "rel-ballast-worker"
+    assert hpa["spec"]["behavior"]["scaleDown"]["policies"][0]["value"] == 1
+    pdb = one(objs, "PodDisruptionBudget", "rel-ballast-worker")
+    assert pdb["spec"]["selector"] == d["spec"]["selector"]
+    plain = render((), {"worker.podDisruptionBudget.enabled": "false"})
+    assert not find(plain, "PodDisruptionBudget", "rel-ballast-worker")
+    assert one(plain, "Deployment", "rel-ballast-worker")["spec"]["replicas"] == 2
+    assert not find(plain, "HorizontalPodAutoscaler", "rel-ballast-worker")
+
+
+# --- backups ----------------------------------------------------------------------------
+
+RUNS = {
+    "incremental": (["backup", "create", "--kind", "incremental"], "17 * * * *"),
+    "full": (["backup", "create", "--kind", "full"], "5 2 * * *"),
+    "drill": (["backup", "drill"], "40 4 * * *"),
+    "prune": (["backup", "prune"], "20 3 * * *"),
+}
+
+
+def test_backup_cronjobs() -> None:
+    objs = render(PROD)
+    jobs = find(objs, "CronJob")
+    assert sorted(j["metadata"]["name"] for j in jobs) == sorted(
+        f"rel-ballast-backup-{run}" for run in RUNS
+    )
+    for run, (args, schedule) in RUNS.items():
+        cj = one(objs, "CronJob", f"rel-ballast-backup-{run}")
+        spec = cj["spec"]
+        assert spec["schedule"] == schedule
+        assert spec["concurrencyPolicy"] == "Forbid"
+        assert spec["successfulJobsHistoryLimit"] == 3
+        assert spec["failedJobsHistoryLimit"] == 3
+        assert spec["startingDeadlineSeconds"] == 600
+        job = spec["jobTemplate"]["spec"]
+        assert job["backoffLimit"] == 1
+        assert job["activeDeadlineSeconds"] >= 1800
+        pod = job["template"]["spec"]
+        assert pod["restartPolicy"] == "Never"
+        c = _container(pod)
+        assert c["image"] == "ghcr.io/example/ballast-backup:0.1.0"
+        assert [*c["command"], *c["args"]] == ["ballast", *args]
+        ref = _env(c)["BALLAST_S3__SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]
+        # backups cannot work without the object store: the key is required, from the Secret
+        assert ref == {"name": "ballast-prod", "key": "s3-secret-access-key"}
+        assert {"configMapRef": {"name": "rel-ballast-config"}} in c["envFrom"]
+        env = _env(c)
+        assert env["BALLAST_BACKUP__PREFIX"]["value"] == "backups"
+        assert env["BALLAST_BACKUP__KEEP_DAILY"]["value"] == "7"
+
+
+def test_backup_exporter() -> None:
+    objs = render(PROD)
+    d = one(objs, "Deployment", "rel-ballast-backup-exporter")
+    assert d["spec"]["replicas"] == 1
+    c = _container(d["spec"]["template"]["spec"])
+    assert [*c["command"], *c["args"]] == [
+        "ballast",
+        "backup",
+        "exporter",
+        "--host",
+        "0.0.0.0",
+        "--port",
+        "9102",
+    ]
+    assert c["readinessProbe"]["httpGet"] == {"path": "/metrics", "port": "metrics"}
+    svc = one(objs, "Service", "rel-ballast-backup-exporter")
+    assert svc["metadata"]["labels"]["ballast.io/service-role"] == "metrics"
+    assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
+
+
+def test_backups_need_an_object_store() -> None:
+    proc = helm(
+        "template", "rel", str(CHART), "--set", "backup.enabled=true", check=False
+    )
+    assert proc.returncode != 0
+    assert "backup.enabled needs s3.endpointUrl" in proc.stderr
+
+
+@pytest.mark.parametrize("run", sorted(RUNS))
+def test_each_backup_run_is_a_switch(run: str) -> None:
+    objs = render(PROD, {f"backup.{run}.enabled": "false"})
+    names = {j["metadata"]["name"] for j in find(objs, "CronJob")}
+    assert names == {f"rel-ballast-backup-{r}" for r in RUNS if r != run}
+
+
+# --- switches ---------------------------------------------------------------------------
+
+
+def _names(objs: list[Obj]) -> set[str]:
+    return {f"{o['kind']}/{o['metadata']['name']}" for o in objs}
+
+
+# (values switched off on top of the production set, objects that must disappear)
+SWITCHES = [
+    ({"metrics.serviceMonitor.enabled": "false"}, {"ServiceMonitor/rel-ballast"}),
+    ({"metrics.prometheusRule.enabled": "false"}, {"PrometheusRule/rel-ballast"}),
+    ({"metrics.dashboards.enabled": "false"}, {"ConfigMap/rel-ballast-dashboards"}),
+    (
+        {"worker.enabled": "false"},
+        {
+            "Deployment/rel-ballast-worker",
+            "Service/rel-ballast-worker",
+            "PodDisruptionBudget/rel-ballast-worker",
+            "HorizontalPodAutoscaler/rel-ballast-worker",
+            "ServiceAccount/rel-ballast-worker",
+            "NetworkPolicy/rel-ballast-worker",
+        },
+    ),
+    (
+        {"backup.enabled": "false"},
+        {
+            "CronJob/rel-ballast-backup-full",
+            "CronJob/rel-ballast-backup-incremental",
+            "CronJob/rel-ballast-backup-drill",
+            "CronJob/rel-ballast-backup-prune",
+            "Deployment/rel-ballast-backup-exporter",
+            "Service/rel-ballast-backup-exporter",
+            "ServiceAccount/rel-ballast-backup",
+            "NetworkPolicy/rel-ballast-backup",
+            "NetworkPolicy/rel-ballast-backup-exporter",
+        },
+    ),
+    (
+        {"backup.exporter.enabled": "false"},
+        {
+            "Deployment/rel-ballast-backup-exporter",
+            "Service/rel-ballast-backup-exporter",
+            "NetworkPolicy/rel-ballast-backup-exporter",
+        },
+    ),
+    (
+        {"tests.enabled": "false"},
+        {"Pod/rel-ballast-test-connection", "NetworkPolicy/rel-ballast-test"},
+    ),
+    ({"ingress.enabled": "false"}, {"Ingress/rel-ballast"}),
+]
+
+
+@pytest.mark.parametrize(
+    ("sets", "gone"), SWITCHES, ids=[next(iter(s)) for s, _ in SWITCHES]
+)
+def test_switch_removes_exactly_its_objects(
+    sets: dict[str, str], gone: set[str]
+) -> None:
+    on = _names(render(PROD))
+    off = _names(render(PROD, sets))
+    assert on - off == gone
+    assert off <= on
+
+
+def test_rules_follow_the_components() -> None:
+    groups = {
+        g["name"]
+        for g in one(
+            render(PROD, {"worker.enabled": "false", "backup.enabled": "false"}),
+            "PrometheusRule",
+            "rel-ballast",
+        )["spec"]["groups"]
+    }
+    assert groups == {"ballast.api", "ballast.availability"}
+    groups = {
+        g["name"]
+        for g in one(render(PROD), "PrometheusRule", "rel-ballast")["spec"]["groups"]
+    }
+    assert groups == {
+        "ballast.api",
+        "ballast.availability",
+        "ballast.jobs",
+        "ballast.backup",
+    }

@@ -1,0 +1,69 @@
+import importlib
+
+from prometheus_client import REGISTRY, Counter
+
+from ballast_common.telemetry import metrics
+from ballast_common.telemetry.metrics import (
+    DB_POOL_STATES,
+    HTTP_DURATION_BUCKETS,
+    db_pool_gauge,
+    get_or_create,
+    http_metrics,
+    set_db_pool_stats,
+)
+
+
+def test_http_metrics_are_singletons_and_record() -> None:
+    first = http_metrics()
+    assert http_metrics() is first
+    labels = {"service": "api", "method": "GET", "route": "/projects/{id}"}
+    before = (
+        REGISTRY.get_sample_value(
+            "ballast_http_requests_total", {**labels, "status": "200"}
+        )
+        or 0
+    )
+    first.requests.labels(status="200", **labels).inc()
+    first.duration.labels(**labels).observe(0.003)
+    assert (
+        REGISTRY.get_sample_value(
+            "ballast_http_requests_total", {**labels, "status": "200"}
+        )
+        == before + 1
+    )
+    assert REGISTRY.get_sample_value(
+        "ballast_http_request_duration_seconds_bucket", {**labels, "le": "0.005"}
+    )
+    assert HTTP_DURATION_BUCKETS[0] == 0.001
+    assert HTTP_DURATION_BUCKETS[-1] == 10.0
+
+
+def test_reimport_does_not_raise_duplicated_timeseries() -> None:
+    requests = http_metrics().requests
+    reloaded = importlib.reload(metrics)
+    assert reloaded.http_metrics().requests is requests
+    assert reloaded.db_pool_gauge() is db_pool_gauge()
+
+
+def test_get_or_create_builds_once() -> None:
+    calls: list[int] = []
+
+    def build() -> Counter:
+        calls.append(1)
+        return Counter("ballast_test_get_or_create_total", "test", registry=REGISTRY)
+
+    assert get_or_create("ballast_test_get_or_create_total", build) is get_or_create(
+        "ballast_test_get_or_create_total", build
+    )
+    assert calls == [1]
+
+
+def test_db_pool_stats() -> None:
+    set_db_pool_stats("jobs", checked_out=3, idle=2, overflow=1, size=5)
+    values = {
+        state: REGISTRY.get_sample_value(
+            "ballast_db_pool_connections", {"service": "jobs", "state": state}
+        )
+        for state in DB_POOL_STATES
+    }
+    assert values == {"checked_out": 3, "idle": 2, "overflow": 1, "size": 5}

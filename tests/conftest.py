@@ -1,0 +1,3 @@
+"""Shared pytest configuration: server fixtures live in tests/fixtures/."""
+
+pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.s3"]

@@ -1,0 +1,301 @@
+"""End-to-end: the project form in Chromium — every controlled widget survives a refresh,
+undo/redo (buttons and hotkeys) with dirty markers, and the conflict flow."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+
+from tests.e2e.conftest import no_exception, screenshot, wait_saved
+from tests.e2e.test_zero_loss import (
+    PATIENCE_MS,
+    clean,
+    modified,
+    open_project,
+    pick,
+    tags,
+    toggle,
+    unsaved,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+
+@pytest.fixture(autouse=True)
+def _patient(context: BrowserContext) -> None:
+    """Wait on conditions longer: the CI machine is small and shared."""
+    context.set_default_timeout(PATIENCE_MS)
+    expect.set_options(timeout=PATIENCE_MS // 4)
+
+
+Sql = Callable[..., list[tuple[Any, ...]]]
+
+
+def form(page: Page) -> Locator:
+    return page.locator(".st-key-bpage-projects")
+
+
+def slider(page: Page) -> Locator:
+    return form(page).locator('[data-testid="stSlider"] input[type="range"]')
+
+
+def date_parts(page: Page) -> list[str | None]:
+    segs = form(page).locator('[data-testid="stDateInput"] [role="spinbutton"]')
+    return [s.get_attribute("aria-valuenow") for s in segs.all()]
+
+
+def grid(page: Page) -> Locator:
+    return form(page).locator('[data-testid="stDataFrame"]')
+
+
+def add_milestone(page: Page, title: str) -> None:
+    """Type a row into the (empty) milestones editor, as a user does."""
+    editor = grid(page)
+    editor.scroll_into_view_if_needed()
+    # The editor's last row is the "add row" row: a click there adds a row.
+    box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
+    assert box is not None
+    page.mouse.click(box["x"] + 100, box["y"] + box["height"] - 17)
+    expect(editor.locator('[data-testid="stDataFrameResizable"]')).not_to_have_css(
+        "height", f"{box['height']}px", timeout=PATIENCE_MS
+    )
+    page.keyboard.press("Escape")
+    wait_saved(page)
+    box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
+    assert box is not None
+    # Header row, then the new row: edit its first cell.
+    page.mouse.dblclick(box["x"] + 100, box["y"] + 35 + 17)
+    cell = page.locator("textarea.gdg-input")
+    expect(cell).to_be_focused()
+    page.keyboard.type(title)
+    expect(cell).to_have_value(title)
+    cell.press("Enter")
+    expect(editor.locator('[role="gridcell"]', has_text=title)).to_have_count(
+        1, timeout=PATIENCE_MS
+    )
+
+
+def test_every_widget_type_survives_refresh(
+    context: BrowserContext,
+    ui_url: str,
+    new_project: Callable[..., str],
+    sql: Sql,
+) -> None:
+    pid = new_project("E2E every widget")
+    page = context.new_page()
+    open_project(page, ui_url, pid)
+    f = form(page)
+    # s_text, s_area
+    name = page.get_by_role("textbox", name="Name")
+    name.fill("E2E every widget, edited")
+    name.press("Tab")
+    desc = page.get_by_role("textbox", name="Description")
+    desc.fill("line one\nline two")
+    desc.press("Tab")
+    # s_select, s_multiselect
+    pick(page, "Status", "active")
+    pick(page, "Tags", "finance")
+    page.keyboard.press("Escape")
+    pick(page, "Tags", "ops")
+    page.keyboard.press("Escape")
+    # s_file
+    f.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+        files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello e2e"}]
+    )
+    expect(f.get_by_text("Kept: notes.txt (9 bytes)")).to_be_visible(
+        timeout=PATIENCE_MS
+    )
+    # s_slider (keyboard), s_number
+    slider(page).focus()
+    slider(page).press("ArrowRight")
+    slider(page).press("ArrowRight")
+    expect(slider(page)).to_have_value("5")
+    budget = f.get_by_role("spinbutton", name="Budget")
+    budget.fill("1234.5")
+    budget.press("Enter")
+    # s_date: type into the date field's segments
+    f.locator('[data-testid="stDateInput"] [role="spinbutton"]').first.click()
+    page.keyboard.type("20260315")
+    page.keyboard.press("Escape")
+    f.get_by_role("heading").first.click()
+    expect(
+        f.locator('[data-testid="stDateInput"] [role="spinbutton"]').first
+    ).to_have_attribute("aria-valuenow", "2026")
+    # s_checkbox
+    toggle(page, "Public")
+    expect(page.get_by_role("checkbox", name="Public")).to_be_checked()
+    # s_table
+    add_milestone(page, "Kickoff")
+    wait_saved(page)
+    expect(unsaved(page, 10)).to_be_visible(timeout=PATIENCE_MS)
+    screenshot(page, "project-form-filled")
+
+    page.reload()
+    f = form(page)
+    expect(page.get_by_role("textbox", name="Name")).to_have_value(
+        "E2E every widget, edited", timeout=PATIENCE_MS
+    )
+    expect(page.get_by_role("textbox", name="Description")).to_have_value(
+        "line one\nline two"
+    )
+    expect(page.get_by_role("combobox", name="Status")).to_have_value("active")
+    assert tags(page) == ["finance", "ops"]
+    expect(f.get_by_text("Kept: notes.txt (9 bytes)")).to_be_visible()
+    expect(slider(page)).to_have_value("5")
+    expect(f.get_by_role("spinbutton", name="Budget")).to_have_value("1234.50")
+    assert date_parts(page) == ["2026", "3", "15"]
+    expect(page.get_by_role("checkbox", name="Public")).to_be_checked()
+    expect(grid(page).locator('[role="gridcell"]', has_text="Kickoff")).to_have_count(1)
+    expect(unsaved(page, 10)).to_be_visible()
+    no_exception(page)
+    # Every value is a draft in the database, exactly as the widgets show it.
+    rows = dict(
+        sql(
+            "SELECT d.field, d.value FROM drafts d JOIN users u ON u.id = d.user_id"
+            " WHERE u.username = 'editor' AND d.form_id = %s",
+            (f"project.{pid}",),
+        )
+    )
+    assert rows["name"] == "E2E every widget, edited"
+    assert rows["description"] == "line one\nline two"
+    assert rows["status"] == "active"
+    assert rows["tags"] == ["finance", "ops"]
+    assert rows["attachment"]["name"] == "notes.txt"
+    assert rows["priority"] == 5
+    assert rows["budget"] == 1234.5
+    assert rows["start_date"] == "2026-03-15"
+    assert rows["is_public"] is True
+    assert [m["title"] for m in rows["milestones"]] == ["Kickoff"]
+
+
+def test_undo_redo_buttons_hotkeys_and_dirty_markers(
+    context: BrowserContext, ui_url: str, new_project: Callable[..., str]
+) -> None:
+    pid = new_project("E2E undo redo")
+    page = context.new_page()
+    open_project(page, ui_url, pid)
+    f = form(page)
+    status = page.get_by_role("combobox", name="Status")
+    name = page.get_by_role("textbox", name="Name")
+    undo = f.get_by_role("button", name="Undo")
+    redo = f.get_by_role("button", name="Redo")
+    expect(clean(page)).to_be_visible()
+    expect(modified(page)).to_have_count(0)
+    expect(undo).to_be_disabled()
+
+    pick(page, "Status", "active")
+    expect(unsaved(page, 1)).to_be_visible()
+    pick(page, "Status", "paused")
+    expect(status).to_have_value("paused")
+    name.fill("E2E undo redo, renamed")
+    name.press("Tab")
+    # A marker per changed field and one for the form.
+    expect(unsaved(page, 2)).to_be_visible()
+    expect(modified(page)).to_have_count(2)
+
+    undo.click()
+    expect(name).to_have_value("E2E undo redo")
+    expect(unsaved(page, 1)).to_be_visible()
+    expect(modified(page)).to_have_count(1)
+    undo.click()
+    expect(status).to_have_value("active")
+    undo.click()
+    expect(status).to_have_value("draft")
+    expect(clean(page)).to_be_visible()
+    expect(modified(page)).to_have_count(0)
+    expect(undo).to_be_disabled()
+    screenshot(page, "project-form-undone")
+
+    # Hotkeys, with the focus outside any text field.
+    f.get_by_role("heading").first.click()
+    page.keyboard.press("Control+Shift+Z")
+    expect(status).to_have_value("active")
+    page.keyboard.press("Control+Shift+Z")
+    expect(status).to_have_value("paused")
+    page.keyboard.press("Control+Shift+Z")
+    expect(name).to_have_value("E2E undo redo, renamed")
+    expect(unsaved(page, 2)).to_be_visible()
+    expect(redo).to_be_disabled()
+    page.keyboard.press("Control+Z")
+    expect(name).to_have_value("E2E undo redo")
+    expect(status).to_have_value("paused")
+    expect(unsaved(page, 1)).to_be_visible()
+    redo.click()
+    expect(name).to_have_value("E2E undo redo, renamed")
+    no_exception(page)
+
+
+def test_conflict_two_browsers_theirs_vs_mine(
+    browser: Browser,
+    ui_url: str,
+    new_project: Callable[..., str],
+    sql: Sql,
+) -> None:
+    pid = new_project("E2E conflict", description="original")
+    mine_ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    theirs_ctx = browser.new_context(viewport={"width": 1400, "height": 900})
+    try:
+        mine_ctx.set_default_timeout(PATIENCE_MS)
+        theirs_ctx.set_default_timeout(PATIENCE_MS)
+        mine = mine_ctx.new_page()
+        theirs = theirs_ctx.new_page()
+        open_project(mine, ui_url, pid, "editor")
+        open_project(theirs, ui_url, pid, "admin")
+        # I start editing first ...
+        pick(mine, "Status", "done")
+        expect(unsaved(mine, 1)).to_be_visible()
+        # ... they save a newer version meanwhile ...
+        name = theirs.get_by_role("textbox", name="Name")
+        name.fill("E2E conflict, their name")
+        name.press("Tab")
+        pick(theirs, "Status", "active")
+        expect(unsaved(theirs, 2)).to_be_visible()
+        form(theirs).get_by_role("button", name="Apply").click()
+        expect(form(theirs).get_by_text("Applied.")).to_be_visible(timeout=PATIENCE_MS)
+        # ... and my Apply meets their version.
+        desc = mine.get_by_role("textbox", name="Description")
+        desc.fill("my description")
+        desc.press("Tab")
+        form(mine).get_by_role("button", name="Apply").click()
+        box = mine.locator(f".st-key-project-{pid}--conflict")
+        expect(box).to_contain_text("Conflict", timeout=PATIENCE_MS)
+        expect(box).to_contain_text("version 2")
+        expect(box).to_contain_text("theirs: 'E2E conflict, their name'")
+        expect(box).to_contain_text("mine: 'E2E conflict'")
+        expect(box).to_contain_text("theirs: 'active'")
+        expect(box).to_contain_text("mine: 'done'")
+        screenshot(mine, "project-conflict")
+        # Per field: take their name, keep my status and description.
+        box.locator('[class*="--pick--name"]').get_by_text("theirs").click()
+        box.get_by_role("button", name="Apply my choices").click()
+        expect(box).to_have_count(0, timeout=PATIENCE_MS)
+        expect(mine.get_by_role("textbox", name="Name")).to_have_value(
+            "E2E conflict, their name"
+        )
+        expect(clean(mine)).to_be_visible()
+        no_exception(mine)
+    finally:
+        mine_ctx.close()
+        theirs_ctx.close()
+    ((row_name, row_status, row_desc, version),) = sql(
+        "SELECT name, status, description, version FROM projects WHERE id = %s",
+        (pid,),
+    )
+    assert (row_name, row_status, row_desc) == (
+        "E2E conflict, their name",
+        "done",
+        "my description",
+    )
+    assert version == 3
+    # Both saves are in the audit log, with the merge as the newest.
+    audits = sql(
+        "SELECT new_values FROM audit_log WHERE resource_id = %s AND action = 'update'"
+        " ORDER BY id",
+        (pid,),
+    )
+    assert len(audits) == 2
+    assert re.search("my description", str(audits[-1][0]))

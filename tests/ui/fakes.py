@@ -1,0 +1,62 @@
+"""Fakes shared by the AppTest scripts (imported inside the scripts)."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+import httpx
+import streamlit as st
+
+from ballast_ui.client import ApiClient, DraftItem, DraftResult, User, make_http
+from ballast_ui.outbox import Outbox
+from ballast_ui.state import CTX, Ctx
+
+SENT: list[DraftItem] = []
+
+
+def _send(items: Sequence[DraftItem], _write_id: str) -> list[DraftResult]:
+    SENT.extend(items)
+    return [
+        DraftResult(form_id=i.form_id, field=i.field, version=1, applied=True)
+        for i in items
+    ]
+
+
+def _no_network(_request: httpx.Request) -> httpx.Response:
+    return httpx.Response(
+        503,
+        json={
+            "code": "unavailable",
+            "message": "no api in unit tests",
+            "details": {},
+            "trace_id": None,
+        },
+    )
+
+
+def install_ctx(
+    permissions: Sequence[str] = ("projects:read", "projects:write")
+) -> Ctx:
+    """Put a logged-in session context (fake api, real outbox) into session state."""
+    ctx: Ctx | None = st.session_state.get(CTX)
+    if ctx is None:
+        api = ApiClient(
+            make_http("http://api.invalid", transport=httpx.MockTransport(_no_network)),
+            "t",
+        )
+        ctx = Ctx(api=api, outbox=Outbox(_send, debounce_s=0))
+        ctx.user = User(
+            id=uuid.uuid4(),
+            username="u",
+            roles=["editor"],
+            permissions=list(permissions),
+        )
+        ctx.drafts_loaded = True
+        st.session_state[CTX] = ctx
+    return ctx
+
+
+def pending(ctx: Ctx) -> dict[str, Any]:
+    return ctx.outbox.pending_values()

@@ -1,0 +1,69 @@
+"""The UI's ASGI entry: the packaged Streamlit script and the /metrics route."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from starlette.applications import Starlette
+from starlette.testclient import TestClient
+
+import ballast_ui
+from ballast_ui import server
+from ballast_ui.metrics import note_trigger, take_trigger, timed_run
+
+
+def test_entry_script_ships_inside_the_package() -> None:
+    package = Path(ballast_ui.__file__).resolve().parent
+    assert server.SCRIPT.is_file()
+    assert server.SCRIPT.resolve().is_relative_to(package)
+    # Nothing next to the script that Streamlit would pick up (legacy pages/, modules).
+    assert sorted(p.name for p in server.SCRIPT.parent.glob("*.py")) == [
+        "__init__.py",
+        "streamlit_app.py",
+    ]
+    assert not (server.SCRIPT.parent / "pages").exists()
+
+
+def test_metrics_route_exports_rerun_histogram_by_page_and_trigger() -> None:
+    state: dict[str, str] = {}
+    note_trigger(state, "button")
+    with timed_run("unit-page", take_trigger(state, "widget")):
+        pass
+    with timed_run("unit-page", take_trigger(state, "widget")):
+        pass
+    client = TestClient(Starlette(routes=server.ROUTES))
+    resp = client.get("/metrics")
+    assert resp.status_code == 200
+    lines = resp.text.splitlines()
+    count = {
+        trigger: next(
+            float(line.rsplit(" ", 1)[1])
+            for line in lines
+            if line.startswith("ballast_ui_rerun_seconds_count{")
+            and 'page="unit-page"' in line
+            and f'trigger="{trigger}"' in line
+        )
+        for trigger in ("button", "widget")
+    }
+    assert count == {"button": 1.0, "widget": 1.0}
+
+
+def test_unknown_trigger_is_recorded_as_app() -> None:
+    state: dict[str, str] = {}
+    note_trigger(state, "something-else")
+    assert take_trigger(state, "widget") == "app"
+    assert take_trigger(state, "widget") == "widget"
+
+
+def test_streamlit_options_are_real_streamlit_settings() -> None:
+    from streamlit import config as st_config
+
+    from ballast_ui.__main__ import STREAMLIT_OPTIONS, streamlit_argv
+
+    known = st_config.get_config_options()
+    unknown = [name for name in STREAMLIT_OPTIONS if name not in known]
+    assert not unknown, f"not Streamlit settings: {unknown}"
+    argv = streamlit_argv("127.0.0.1", 8765)
+    assert argv[:2] == ["streamlit", "run"]
+    assert argv[argv.index("--server.port") + 1] == "8765"
+    assert argv[argv.index("--runner.postScriptGC") + 1] == "false"

@@ -1,0 +1,88 @@
+"""Controlled widgets: stable keys, own value store, outbox, survival of unrendering."""
+
+from __future__ import annotations
+
+import ast
+from datetime import date
+
+from streamlit.testing.v1 import AppTest
+
+
+def widgets_app() -> None:
+    import streamlit as st
+
+    from ballast_ui.state import values
+    from ballast_ui.widgets import (
+        s_area,
+        s_checkbox,
+        s_date,
+        s_multiselect,
+        s_number,
+        s_select,
+        s_slider,
+        s_text,
+    )
+    from tests.ui.fakes import install_ctx, pending
+
+    ctx = install_ctx()
+    if st.session_state.get("show", True):
+        s_text("Name", "f.name")
+        s_area("Notes", "f.notes")
+        s_number("Budget", "f.budget", default=0.0)
+        s_select("Status", "f.status", ["draft", "active"], default="draft")
+        s_multiselect("Tags", "f.tags", ["a", "b"])
+        s_checkbox("Public", "f.public")
+        s_date("Start", "f.start")
+        s_slider("Priority", "f.priority", 1, 5, default=3)
+    st.text(repr(sorted(values().items())))
+    st.text(repr(sorted(pending(ctx).items())))
+
+
+def make() -> AppTest:
+    return AppTest.from_function(widgets_app, default_timeout=10)
+
+
+def test_every_change_reaches_store_and_outbox() -> None:
+    at = make().run()
+    at.text_input(key="f.name").input("Alpha").run()
+    at.text_area(key="f.notes").input("some notes").run()
+    at.number_input(key="f.budget").set_value(12.5).run()
+    at.selectbox(key="f.status").select("active").run()
+    at.multiselect(key="f.tags").select("b").run()
+    at.checkbox(key="f.public").check().run()
+    at.date_input(key="f.start").set_value(date(2026, 5, 1)).run()
+    at.slider(key="f.priority").set_value(5).run()
+    assert not at.exception
+    expected = {
+        "f.name": "Alpha",
+        "f.notes": "some notes",
+        "f.budget": 12.5,
+        "f.status": "active",
+        "f.tags": ["b"],
+        "f.public": True,
+        "f.start": "2026-05-01",
+        "f.priority": 5,
+    }
+    store = dict(ast.literal_eval(at.text[0].value))
+    sent = dict(ast.literal_eval(at.text[1].value))
+    assert store == expected
+    assert sent == expected
+
+
+def test_values_survive_widgets_not_rendered() -> None:
+    at = make().run()
+    at.text_input(key="f.name").input("kept").run()
+    at.checkbox(key="f.public").check().run()
+    at.session_state["show"] = False
+    at.run()
+    assert "f.name" not in at.session_state  # Streamlit dropped the widget key...
+    at.session_state["show"] = True
+    at.run()
+    assert at.text_input(key="f.name").value == "kept"  # ...our store brought it back
+    assert at.checkbox(key="f.public").value is True
+
+
+def test_keys_are_form_and_field() -> None:
+    at = make().run()
+    keys = {w.key for w in at.text_input} | {w.key for w in at.checkbox}
+    assert keys == {"f.name", "f.public"}
