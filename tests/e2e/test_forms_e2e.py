@@ -8,7 +8,14 @@ from collections.abc import Callable
 from typing import Any
 
 import pytest
-from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    Locator,
+    Page,
+    WebSocketRoute,
+    expect,
+)
 
 from tests.e2e.conftest import no_exception, screenshot, wait_saved
 from tests.e2e.test_zero_loss import (
@@ -52,8 +59,12 @@ def grid(page: Page) -> Locator:
     return form(page).locator('[data-testid="stDataFrame"]')
 
 
-def add_milestone(page: Page, title: str) -> None:
-    """Type a row into the (empty) milestones editor, as a user does."""
+def add_milestone(page: Page, title: str, *, wait: bool = True) -> None:
+    """Type a row into the (empty) milestones editor, as a user does.
+
+    With ``wait=False`` it returns once Enter committed the cell, without waiting for
+    the grid to show it (which takes the server's answer).
+    """
     editor = grid(page)
     editor.scroll_into_view_if_needed()
     # The editor's last row is the "add row" row: a click there adds a row.
@@ -74,6 +85,8 @@ def add_milestone(page: Page, title: str) -> None:
     page.keyboard.type(title)
     expect(cell).to_have_value(title)
     cell.press("Enter")
+    if not wait:
+        return
     expect(editor.locator('[role="gridcell"]', has_text=title)).to_have_count(
         1, timeout=PATIENCE_MS
     )
@@ -170,6 +183,61 @@ def test_every_widget_type_survives_refresh(
     assert rows["start_date"] == "2026-03-15"
     assert rows["is_public"] is True
     assert [m["title"] for m in rows["milestones"]] == ["Kickoff"]
+
+
+def test_table_cell_survives_refresh_at_once(
+    context: BrowserContext,
+    ui_url: str,
+    new_project: Callable[..., str],
+    sql: Sql,
+) -> None:
+    """A data-editor cell committed with Enter whose rerun never reaches the server,
+    then a refresh: the browser journal has the edit."""
+    pid = new_project("E2E table refresh at once")
+    page = context.new_page()
+    dropped: list[bytes] = []
+
+    def relay(ws: WebSocketRoute) -> None:
+        # The first message carrying the edit never reaches the server, as when a
+        # refresh's disconnect overtakes the rerun (Streamlit then drops the rerun).
+        server = ws.connect_to_server()
+
+        def up(msg: str | bytes) -> None:
+            raw = msg.encode() if isinstance(msg, str) else msg
+            if b"Kickoff" in raw and not dropped:
+                dropped.append(raw)
+                return
+            server.send(msg)
+
+        ws.on_message(up)
+        server.on_message(ws.send)
+
+    page.route_web_socket(re.compile(r".*/_stcore/stream"), relay)
+    open_project(page, ui_url, pid)
+    add_milestone(page, "Kickoff", wait=False)
+    # The edit has left the browser (the journal took it from the message).
+    page.wait_for_function(
+        "() => Object.values(localStorage).some((j) => j.includes('Kickoff'))",
+        timeout=PATIENCE_MS,
+    )
+    assert dropped
+    page.reload()
+    expect(grid(page).locator('[role="gridcell"]', has_text="Kickoff")).to_have_count(
+        1, timeout=PATIENCE_MS
+    )
+    wait_saved(page)
+    (value,) = sql(
+        "SELECT d.value FROM drafts d JOIN users u ON u.id = d.user_id"
+        " WHERE u.username = 'editor' AND d.form_id = %s AND d.field = 'milestones'",
+        (f"project.{pid}",),
+    )[0]
+    assert value == [{"title": "Kickoff", "due": None, "done": None}]
+    # Acknowledged: the journal lets go of it.
+    page.wait_for_function(
+        "() => Object.values(localStorage).every((j) => !j.includes('Kickoff'))",
+        timeout=PATIENCE_MS,
+    )
+    no_exception(page)
 
 
 def test_undo_redo_buttons_hotkeys_and_dirty_markers(

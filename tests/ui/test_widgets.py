@@ -86,3 +86,54 @@ def test_keys_are_form_and_field() -> None:
     at = make().run()
     keys = {w.key for w in at.text_input} | {w.key for w in at.checkbox}
     assert keys == {"f.name", "f.public"}
+
+
+def table_app() -> None:
+    import streamlit as st
+
+    from ballast_ui.state import values
+    from ballast_ui.widgets import journal_meta, s_table
+    from tests.ui.fakes import install_ctx
+
+    install_ctx()
+    values().setdefault("t.counts", [{"n": 3, "label": "x"}])
+    s_table("Milestones", "t.rows", ["title", "due"], default=[{"title": "a"}])
+    s_table("Counts", "t.counts", ["n", "label"])
+    st.text(repr(sorted((m["key"], m["kind"]) for m in journal_meta().values())))
+    st.text(repr(journal_meta().get("st-key-t-rows")))
+
+
+def test_text_tables_are_journaled_others_not() -> None:
+    at = AppTest.from_function(table_app, default_timeout=10).run()
+    assert not at.exception
+    # A numeric column would come back from the browser as formatted text.
+    assert ast.literal_eval(at.text[0].value) == [("t.rows", "table")]
+    assert ast.literal_eval(at.text[1].value) == {
+        "key": "t.rows",
+        "kind": "table",
+        "columns": ["title", "due"],
+        "base": [{"title": "a", "due": None}],
+    }
+
+
+def test_table_rows_are_stored_dense_like_the_browser_reads_them() -> None:
+    from ballast_ui.widgets import _apply_edits, _jsonable_rows
+
+    base = [{"title": "a"}, {"title": "b", "due": "2026-01-02"}]
+    edits = {
+        "edited_rows": {"0": {"due": date(2026, 3, 1)}, "1": {"title": ""}},
+        "added_rows": [{}, {"title": "c", "extra": 1}],
+        "deleted_rows": [],
+    }
+    rows = _jsonable_rows(_apply_edits(base, edits), ["title", "due"])
+    assert rows == [
+        {"title": "a", "due": "2026-03-01"},
+        {"title": None, "due": "2026-01-02"},
+        {"title": None, "due": None},
+        {"title": "c", "due": None},
+    ]
+    # Exactly the columns, in order: the browser compares JSON texts.
+    assert [list(r) for r in rows] == [["title", "due"]] * 4
+    assert _jsonable_rows([{"due": float("nan")}], ["title", "due"]) == [
+        {"title": None, "due": None}
+    ]

@@ -211,6 +211,76 @@ export default function(component) {
     try { localStorage.setItem(sk, JSON.stringify(j)); } catch (err) {}
   };
   w.__ballastScan = scan;
+  // Data editors. Their cells are drawn on a canvas, so instead of the DOM the journal
+  // reads the edit state the browser sends to the server (Streamlit's BackMsg: field 11
+  // rerun_script > 2 widget_states > 1 widgets > {1 id, 6 string_value}) and applies it
+  // to the rows the editor started from (`meta.base`), as the server does. A state is
+  // taken only when it differs from the last one sent for that widget: a state resent
+  // unchanged may belong to rows the server has replaced since.
+  const fields = (b) => {
+    const out = [];
+    let i = 0;
+    const varint = () => {
+      let x = 0, f = 1, c;
+      do { if (i >= b.length) throw new Error('varint'); c = b[i++]; x += (c & 127) * f; f *= 128; } while (c & 128);
+      return x;
+    };
+    while (i < b.length) {
+      const k = varint(), no = Math.floor(k / 8), wt = k % 8;
+      if (wt === 0) out.push([no, varint()]);
+      else if (wt === 2) { const n = varint(); if (i + n > b.length) throw new Error('len'); out.push([no, b.subarray(i, i + n)]); i += n; }
+      else if (wt === 1) i += 8;
+      else if (wt === 5) i += 4;
+      else throw new Error('wire type');
+    }
+    return out;
+  };
+  const sub = (msg, no) => fields(msg).filter(([n, v]) => n === no && v instanceof Uint8Array).map(([, v]) => v);
+  const utf8 = new TextDecoder();
+  const sentTables = {};
+  const dense = (m, rows) => rows.map((r) => Object.fromEntries(m.columns.map((c) => {
+    const x = r ? r[c] : null;
+    return [c, x === undefined || x === '' ? null : x];
+  })));
+  const applyEdits = (m, st) => {
+    const rows = (m.base || []).map((r) => Object.assign({}, r));
+    for (const [i, change] of Object.entries(st.edited_rows || {})) {
+      if (rows[Number(i)]) Object.assign(rows[Number(i)], change);
+    }
+    const gone = new Set((st.deleted_rows || []).map(Number));
+    return dense(m, rows.filter((r, i) => !gone.has(i)).concat((st.added_rows || []).map((r) => Object.assign({}, r))));
+  };
+  const journalTables = (bytes) => {
+    const user = w.__ballastUser;
+    const tables = Object.values(w.__ballastMeta).filter((m) => m.kind === 'table');
+    if (!user || !tables.length) return;
+    for (const cs of sub(bytes, 11)) for (const ws of sub(cs, 2)) for (const wd of sub(ws, 1)) {
+      const f = fields(wd);
+      const id = f.find(([n]) => n === 1), val = f.find(([n]) => n === 6);
+      if (!id || !val) continue;
+      const wid = utf8.decode(id[1]);
+      const m = tables.find((t) => wid.endsWith('-' + t.key));
+      const text = utf8.decode(val[1]);
+      if (!m || sentTables[wid] === text) continue;
+      sentTables[wid] = text;
+      const rows = applyEdits(m, JSON.parse(text));
+      const sk = 'ballast.journal.' + user;
+      let j = {};
+      try { j = JSON.parse(localStorage.getItem(sk) || '{}'); } catch (err) {}
+      const entry = j[m.key];
+      if (entry ? same(entry.v, rows) : same(dense(m, w.__ballastKnown[m.key] || []), rows)) continue;
+      j[m.key] = { v: rows, t: Date.now() };
+      try { localStorage.setItem(sk, JSON.stringify(j)); } catch (err) {}
+    }
+  };
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    try {
+      if (data instanceof Uint8Array) journalTables(data);
+      else if (data instanceof ArrayBuffer) journalTables(new Uint8Array(data));
+    } catch (err) {}
+    return send.call(this, data);
+  };
   const enter = (e) => { const c = widgetOf(e.target); if (c) w.__ballastActive = c; };
   for (const ev of ['pointerdown', 'focusin', 'keydown']) document.addEventListener(ev, enter, true);
   const soon = (e) => {

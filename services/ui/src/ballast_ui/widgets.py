@@ -73,7 +73,8 @@ def _journal(key: str, kind: str, **extra: Any) -> None:
 
     ``kind`` tells the browser how to read the value from the DOM and turn it into the
     stored (JSON) form: ``text``, ``int``, ``float``, ``bool``, ``slider``, ``select``,
-    ``multi`` (both with ``labels``/``values``), ``date``.
+    ``multi`` (both with ``labels``/``values``), ``date``, ``table`` (with ``columns``
+    and the editor's ``base`` rows; text columns only).
     """
     journal: dict[str, dict[str, Any]] = st.session_state.setdefault(JOURNAL_KEYS, {})
     journal[widget_css_class(key)] = {"key": key, "kind": kind, **extra}
@@ -323,28 +324,41 @@ def _apply_edits(base: list[dict[str, Any]], edits: Any) -> list[dict[str, Any]]
     return rows
 
 
-def _jsonable_rows(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+def _jsonable_rows(
+    rows: list[dict[str, Any]], columns: Sequence[str]
+) -> list[dict[str, Any]]:
+    """Rows in their stored form: exactly the columns, in order, JSON values.
+
+    An empty cell is ``None`` whether the editor reports NaN, ``None`` or ``""``; the
+    browser journal builds rows the same way and compares them as JSON text.
+    """
     out = []
     for row in rows:
-        clean = {}
-        for k, v in row.items():
+        clean: dict[str, Any] = {}
+        for k in columns:
+            v = row.get(k)
             if isinstance(v, date):
                 v = v.isoformat()
             elif v is not None and not isinstance(v, str | int | float | bool):
                 v = str(v)
             elif isinstance(v, float) and v != v:  # NaN from an empty cell
                 v = None
-            clean[str(k)] = v
+            clean[k] = None if v == "" else v
         out.append(clean)
     return out
 
 
-def _table_changed(key: str) -> None:
+def _table_changed(key: str, columns: Sequence[str]) -> None:
     base = _shadow().get(f"{key}::base", [])
-    rows = _jsonable_rows(_apply_edits(base, st.session_state.get(key)))
+    rows = _jsonable_rows(_apply_edits(base, st.session_state.get(key)), columns)
     _shadow()[f"{key}::rows"] = rows
     note_trigger(st.session_state, "widget")
     persist_input(key, rows, urgent=True)
+
+
+def _text_column(col: pd.Series) -> bool:
+    textual = col.dtype == object or isinstance(col.dtype, pd.StringDtype)
+    return bool(textual and all(isinstance(v, str) for v in col.dropna()))
 
 
 def s_table(
@@ -367,13 +381,19 @@ def s_table(
         shadow[f"{key}::base"] = [dict(r) for r in rows or []]
         shadow[f"{key}::rows"] = rows
         st.session_state.pop(key, None)
-    frame = pd.DataFrame(shadow[f"{key}::base"], columns=list(columns))
+    # Dense rows: a column no row has a value in stays a text column (not float NaN).
+    base = _jsonable_rows(shadow[f"{key}::base"], columns)
+    frame = pd.DataFrame(base, columns=list(columns))
+    if all(_text_column(frame[c]) for c in columns):
+        # The browser journal rebuilds the rows from the editor's edit state and this
+        # base; text cells come back exactly as stored (other types are not journaled).
+        _journal(key, "table", columns=list(columns), base=base)
     st.caption(label)
     st.data_editor(
         frame,
         key=key,
         on_change=_table_changed,
-        args=(key,),
+        args=(key, list(columns)),
         num_rows="dynamic",
         hide_index=True,
         width="stretch",
