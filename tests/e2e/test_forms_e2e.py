@@ -59,7 +59,10 @@ def add_milestone(page: Page, title: str, *, wait: bool = True) -> None:
     the grid to show it (which takes the server's answer).
     """
     editor = grid(page)
-    editor.scroll_into_view_if_needed()
+    # Centred: near the viewport's edge, focusing a cell scrolls the page between the
+    # two clicks of a double click, and the second lands on another row.
+    center = "(e) => e.scrollIntoView({block: 'center'})"
+    editor.evaluate(center)
     # The editor's last row is the "add row" row: a click there adds a row.
     box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
     assert box is not None
@@ -67,13 +70,18 @@ def add_milestone(page: Page, title: str, *, wait: bool = True) -> None:
     expect(editor.locator('[data-testid="stDataFrameResizable"]')).not_to_have_css(
         "height", f"{box['height']}px", timeout=PATIENCE_MS
     )
+    # The new row's first cell opens its editor a moment later: close it unedited
+    # (an Escape sent before it opened would leave it open over the next click).
+    cell = page.locator("textarea.gdg-input")
+    expect(cell).to_be_focused()
     page.keyboard.press("Escape")
+    expect(cell).to_have_count(0)
     wait_saved(page)
+    editor.evaluate(center)
     box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
     assert box is not None
     # Header row, then the new row: edit its first cell.
     page.mouse.dblclick(box["x"] + 100, box["y"] + 35 + 17)
-    cell = page.locator("textarea.gdg-input")
     expect(cell).to_be_focused()
     page.keyboard.type(title)
     expect(cell).to_have_value(title)

@@ -215,8 +215,9 @@ export default function(component) {
   // reads the edit state the browser sends to the server (Streamlit's BackMsg: field 11
   // rerun_script > 2 widget_states > 1 widgets > {1 id, 6 string_value}) and applies it
   // to the rows the editor started from (`meta.base`), as the server does. A state is
-  // taken only when it differs from the last one sent for that widget: a state resent
-  // unchanged may belong to rows the server has replaced since.
+  // taken only when it differs from the last one sent for that widget and holds edits:
+  // a state resent unchanged, or an editor just reset, may belong to rows the server
+  // has replaced since.
   const fields = (b) => {
     const out = [];
     let i = 0;
@@ -263,7 +264,11 @@ export default function(component) {
       const text = utf8.decode(val[1]);
       if (!m || sentTables[wid] === text) continue;
       sentTables[wid] = text;
-      const rows = applyEdits(m, JSON.parse(text));
+      const st = JSON.parse(text);
+      // No edits: the editor was reset to new rows, which this element may not have yet.
+      if (!Object.keys(st.edited_rows || {}).length && !(st.added_rows || []).length
+        && !(st.deleted_rows || []).length) continue;
+      const rows = applyEdits(m, st);
       const sk = 'ballast.journal.' + user;
       let j = {};
       try { j = JSON.parse(localStorage.getItem(sk) || '{}'); } catch (err) {}
