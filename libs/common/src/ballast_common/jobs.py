@@ -33,6 +33,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import delete, select
 
+from ballast_common import brokerfs
 from ballast_common.config import AppConfig
 from ballast_common.db.repository import row_dict
 from ballast_common.db.uow import UnitOfWork
@@ -303,6 +304,7 @@ def broker_settings(config: AppConfig) -> dict[str, Any]:
             "queue_order_strategy": "priority",
         }
         return {"broker_url": jobs.broker_url, "broker_transport_options": options}
+    brokerfs.install()  # atomic message files (kombu's can be read half-written)
     root = Path(config.paths.data_dir) / "broker"
     queue_dir = root / "queue"
     control = root / "control"
