@@ -137,10 +137,12 @@ def list_cmd() -> None:
     """List backups, oldest first: id, kind, status, size, parent."""
     backups = _backups()
     with _errors("listing backups"):
-        manifests = backups.catalog.all()
-    if not manifests:
+        manifests, damaged = backups.catalog.scan()
+    if not manifests and not damaged:
         typer.echo("no backups yet")
         return
+    for backup_id, why in sorted(damaged.items()):
+        typer.echo(f"{backup_id}  {'?':<11} {'damaged':<10} {'?':>10}  ({why})")
     for m in manifests:
         typer.echo(
             f"{m.id}  {m.kind:<11} {m.status:<10} {_size(m.size):>10}  "
@@ -172,13 +174,20 @@ def restore(
     force: Annotated[
         bool,
         typer.Option(
-            help="Replace a non-empty target; with the live database as target, "
-            "switch the verified copy in."
+            help="Replace a non-empty target (once the new copy is verified); with "
+            "the live database as target, switch the verified copy in."
+        ),
+    ] = False,
+    allow_older: Annotated[
+        bool,
+        typer.Option(
+            help="With 'latest': restore the newest readable backup even though a "
+            "newer one's manifest is missing or unreadable."
         ),
     ] = False,
 ) -> None:
-    """Restore a backup chain into a new database, verify it, then (with --force on
-    the live database) switch it in."""
+    """Restore a backup chain into a scratch database, verify it, then put it in
+    place of the target (a new database by default; with --force the live one)."""
     when = _parse_time(until) if until else None
     backups = _backups()
     with _errors("restore"):
@@ -187,6 +196,7 @@ def restore(
             target=target,
             until=when,
             force=force,
+            allow_older=allow_older,
             on_plan=lambda plan: typer.echo(f"plan: {plan}", err=True),
         )
     rows = sum(result.rows.values())

@@ -3,14 +3,22 @@
 Every backup is verified before it counts: its objects are re-read and checked against
 the manifest's sha256, its chain is restored into a scratch database, and the per-table
 row counts and content checksums must equal those of the source at capture time. Only
-then is the manifest marked ``good``. A restore goes into a new database by default,
-is verified the same way, and only then (``switch``) takes the configured database's
-place.
+then is the manifest marked ``good``. A damaged object marks the backup it belongs to
+``bad``, whichever backup was being verified or restored when it was found.
+
+A restore always goes into a database (or file) of its own making: every manifest and
+object of the chain is checked first, the chain is restored into a fresh scratch
+database and verified, and only then is it put in place of the target, in one step
+(``ALTER DATABASE … RENAME`` twice in one transaction; ``os.replace`` for SQLite). A
+failure at any point drops only that scratch copy: a database the restore did not
+create is never dropped or changed before the new copy is complete and verified.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import secrets
 import shutil
 import tempfile
 import time
@@ -36,6 +44,7 @@ from ballast_backup.dbio import (
     is_empty,
     list_tables,
     pg_dump_stream,
+    pg_name,
     pg_restore_stream,
     schema_revision,
     scratch_name,
@@ -45,9 +54,12 @@ from ballast_backup.dbio import (
 from ballast_backup.manifest import (
     BackupError,
     Catalog,
+    DamagedManifestError,
     Kind,
     Manifest,
     ObjectEntry,
+    chain_problem,
+    id_time,
     new_id,
 )
 from ballast_common.config import AppConfig, load_config
@@ -124,8 +136,7 @@ class Backups:
         except BaseException:
             # Nothing partial stays behind (and nothing without a manifest is listed).
             with contextlib.suppress(Exception):
-                for key in self.store.list(self.catalog.key(manifest_id, "")):
-                    self.store.delete(key)
+                self.catalog.delete(manifest_id)
             raise
         manifest.duration_s = round(time.monotonic() - started, 3)
         self.catalog.save(manifest)
@@ -294,7 +305,19 @@ class Backups:
         Raises:
             BackupError: the backup (or its chain) is damaged; the manifest says bad.
         """
-        manifest = self.catalog.load(backup_id)
+        try:
+            manifest = self.catalog.load(backup_id)
+        except DamagedManifestError as exc:
+            # Recorded as bad (the manifest is rewritten with its own checksum, so
+            # the verdict itself is readable), never trusted again.
+            manifest = self.catalog.load(backup_id, check=False)
+            manifest.status = "bad"
+            manifest.status_reason = exc.message
+            with contextlib.suppress(Exception):
+                self.catalog.save(manifest)
+            raise BackupError(
+                f"backup {backup_id} failed verification: {exc.message}"
+            ) from None
         started = time.monotonic()
         try:
             chain = self.catalog.chain(backup_id)
@@ -324,20 +347,34 @@ class Backups:
 
     def _check_objects(self, chain: list[Manifest]) -> None:
         """Every object present, of the recorded size (checksums are re-read as the
-        objects stream into the test restore)."""
+        objects stream into the test restore). A damaged member is marked bad."""
         for member in chain:
             if not member.objects:
-                raise BackupError(f"backup {member.id} has no data objects")
+                raise self._mark_bad(member, f"backup {member.id} has no data objects")
             for entry in member.objects:
                 try:
                     info = self.store.stat(entry.key)
                 except NotFoundError:
-                    raise BackupError(f"object {entry.key} is missing") from None
+                    raise self._mark_bad(
+                        member, f"object {entry.key} is missing"
+                    ) from None
                 if info.size != entry.size:
-                    raise BackupError(
-                        f"object {entry.key} is {info.size} bytes, expected {entry.size} "
-                        "(truncated or replaced)"
+                    raise self._mark_bad(
+                        member,
+                        f"object {entry.key} is {info.size} bytes, expected "
+                        f"{entry.size} (truncated or replaced)",
                     )
+
+    def _mark_bad(self, member: Manifest, reason: str) -> BackupError:
+        """Record that `member` is damaged (wherever that was found); returns the
+        error to raise."""
+        with contextlib.suppress(Exception):
+            current = self.catalog.load(member.id)
+            current.status = "bad"
+            current.status_reason = reason
+            self.catalog.save(current)
+        member.status, member.status_reason = "bad", reason
+        return BackupError(reason)
 
     def _stats(self, target: Target, manifest: Manifest) -> dict[str, dict[str, Any]]:
         engine = target.engine()
@@ -373,7 +410,7 @@ class Backups:
                 with path.open("wb") as out:
                     shutil.copyfileobj(stream, out, CHUNK)
 
-            self._read_checked(manifest.objects[0], to_tmp)
+            self._read_checked(manifest, manifest.objects[0], to_tmp)
             return changes.carried_stats(conn, changes.read_records(path), carried)
 
     @contextlib.contextmanager
@@ -391,13 +428,14 @@ class Backups:
             server.drop(name)
 
     def _read_checked(
-        self, entry: ObjectEntry, sink: Callable[[IO[bytes]], Any]
+        self, owner: Manifest, entry: ObjectEntry, sink: Callable[[IO[bytes]], Any]
     ) -> Any:
-        """Stream an object into `sink`, then insist its sha256 matches the manifest."""
+        """Stream an object of `owner` into `sink`, then insist its sha256 matches the
+        manifest (a mismatch marks `owner` bad)."""
         try:
             stream = self.store.open(entry.key)
         except NotFoundError:
-            raise BackupError(f"object {entry.key} is missing") from None
+            raise self._mark_bad(owner, f"object {entry.key} is missing") from None
         with contextlib.closing(stream):
             reader = CountingReader(stream)
             error: BackupError | None = None
@@ -409,7 +447,7 @@ class Backups:
             while reader.read(CHUNK):  # hash whatever the sink did not read
                 pass
         if reader.sha.hexdigest() != entry.sha256 or reader.size != entry.size:
-            raise BackupError(f"checksum mismatch in object {entry.key}")
+            raise self._mark_bad(owner, f"checksum mismatch in object {entry.key}")
         if error is not None:
             raise error
         return result
@@ -428,9 +466,10 @@ class Backups:
                             out.write(chunk)
                             advance(len(chunk))
 
-                self._read_checked(entry, to_file)
+                self._read_checked(full, entry, to_file)
             else:
                 self._read_checked(
+                    full,
                     entry,
                     lambda s: pg_restore_stream(
                         dest, s, bindir=self.bindir, progress=advance
@@ -446,7 +485,7 @@ class Backups:
                                 out.write(chunk)
                                 advance(len(chunk))
 
-                    self._read_checked(member.objects[0], to_tmp)
+                    self._read_checked(member, member.objects[0], to_tmp)
                     engine = dest.engine()
                     try:
                         with engine.begin() as conn:
@@ -460,13 +499,22 @@ class Backups:
 
     # ------------------------------------------------------------------ restore
 
-    def resolve(self, backup_id: str, until: datetime | None = None) -> list[Manifest]:
-        """The chain to restore: `backup_id` ("latest" allowed), cut at `until`."""
+    def resolve(
+        self,
+        backup_id: str,
+        until: datetime | None = None,
+        *,
+        allow_older: bool = False,
+        on_note: Callable[[str], None] = lambda _n: None,
+    ) -> list[Manifest]:
+        """The chain to restore: `backup_id` ("latest" allowed), cut at `until`.
+
+        "latest" is the newest good backup whose whole chain is good. Newer backups
+        known to be bad are skipped (and named through `on_note`); a newer backup whose
+        manifest is missing or unreadable is an error unless `allow_older`.
+        """
         if backup_id == "latest":
-            latest = self.catalog.latest_good()
-            if latest is None:
-                raise BackupError("there is no good backup yet")
-            backup_id = latest.id
+            backup_id = self._latest(allow_older, on_note).id
         chain = self.catalog.chain(backup_id)
         head = chain[-1]
         if head.status != "good":
@@ -484,6 +532,46 @@ class Backups:
                 )
         return chain
 
+    def _latest(self, allow_older: bool, on_note: Callable[[str], None]) -> Manifest:
+        manifests, damaged = self.catalog.scan()
+        by_id = {m.id: m for m in manifests}
+        skipped: list[str] = []
+        chosen: Manifest | None = None
+        for m in reversed(manifests):
+            if m.status != "good":
+                if m.status == "bad":
+                    skipped.append(f"{m.id} (bad: {m.status_reason or 'no reason'})")
+                continue
+            problem = chain_problem(m, by_id)
+            if problem is None:
+                chosen = m
+                break
+            kind, _, reason = problem.partition(": ")
+            if kind == "missing":
+                damaged[m.id] = reason
+            else:
+                skipped.append(f"{m.id} ({reason})")
+        newer = sorted(
+            (i, why)
+            for i, why in damaged.items()
+            if chosen is None or id_time(i) >= id_time(chosen.id)
+        )
+        if newer and not allow_older:
+            first_id, why = newer[-1]
+            older = f"restore {chosen.id}" if chosen else "restore an older backup"
+            raise BackupError(
+                f"the newest backup cannot be read: {why}; nothing was restored "
+                f"(pass --allow-older to {older} anyway, or restore {first_id}'s "
+                "manifest)"
+            )
+        if chosen is None:
+            raise BackupError("there is no good backup yet")
+        if skipped:
+            on_note(f"skipped newer backups: {', '.join(skipped)}")
+        for backup_id, why in newer:
+            on_note(f"skipped newer backup {backup_id}: {why} (--allow-older)")
+        return chosen
+
     def restore(
         self,
         backup_id: str,
@@ -491,17 +579,26 @@ class Backups:
         target: str | None = None,
         until: datetime | None = None,
         force: bool = False,
+        allow_older: bool = False,
         on_plan: Callable[[str], None] = lambda _p: None,
     ) -> RestoreResult:
-        """Restore a chain into a new database (default), verify it, then switch if
-        the target is the configured database (needs `force`).
+        """Restore a chain into a new database (default) or in place of `target`.
+
+        Every manifest and object of the chain is checked, then the chain is
+        restored into a scratch database of its own and verified; only then does it
+        replace the target (renamed in one step; the live database is kept as
+        ``<db>_before_restore_<time>``, any other replaced target is dropped). A
+        failure drops only the scratch copy.
 
         Raises:
             BackupError: broken chain, checksum mismatch, a non-empty target without
                 `force`, or a restored database that does not match the manifest.
         """
-        chain = self.resolve(backup_id, until)
+        chain = self.resolve(backup_id, until, allow_older=allow_older, on_note=on_plan)
         head = chain[-1]
+        # Everything that can be checked without reading the data, before anything
+        # is created; the checksums are checked as the objects stream into scratch.
+        self._check_objects(chain)
         stamp = datetime.now(UTC).strftime("%Y%m%d%H%M%S")
         in_place = False
         if target is None:
@@ -513,31 +610,27 @@ class Backups:
                 raise BackupError(
                     "the target is the live database: restoring in place needs --force"
                 )
-            if not in_place and not is_empty(dest) and not force:
+            if not in_place and not force and not is_empty(dest):
                 raise BackupError(
                     f"target {dest.display()} is not empty: use --force to replace it"
                 )
-        work = self._new_target(stamp) if in_place else dest
+        work = self._work_target(dest)
         on_plan(
-            f"restore {' -> '.join(m.id for m in chain)} into {work.display()}"
-            + (f", then switch it in as {dest.display()}" if in_place else "")
+            f"restore {' -> '.join(m.id for m in chain)} into {work.display()}, "
+            f"verify, then put it in place as {dest.display()}"
         )
-        if not in_place and not is_empty(dest):
-            self._drop(dest)
-        if not dest.is_sqlite and not self.server(work).exists(work.name):
+        if not work.is_sqlite:
             self.server(work).create(work.name)
         try:
             self._restore_chain(chain, work)
             problems = compare_stats(head.tables, self._stats(work, head))
             if problems:
                 raise BackupError(f"restored data differs: {'; '.join(problems[:3])}")
+            previous = self._put_in_place(work, dest, stamp, keep_old=in_place)
         except BaseException:
             with contextlib.suppress(Exception):
                 self._drop(work)
             raise
-        previous = None
-        if in_place:
-            previous = self._switch(work, dest, stamp)
         rows = {t: int(v["rows"]) for t, v in head.tables.items()}
         return RestoreResult(
             target=dest.display(),
@@ -565,33 +658,59 @@ class Backups:
             return Target.parse(
                 f"sqlite:///{path.with_name(f'{path.stem}.restore-{stamp}.db')}"
             )
-        return self.server().admin.with_database(f"{self.source.name}_restore_{stamp}")
+        return self.server().admin.with_database(
+            pg_name(self.source.name, f"_restore_{stamp}")
+        )
+
+    def _work_target(self, dest: Target) -> Target:
+        """A fresh scratch database (file) beside `dest`, for it to be renamed."""
+        token = secrets.token_hex(4)
+        if dest.is_sqlite:
+            # Same directory: os.replace is then one atomic rename.
+            return Target.parse(
+                f"sqlite:///{dest.path.with_name(f'{dest.path.name}.restoring-{token}')}"
+            )
+        return self.server(dest).admin.with_database(
+            pg_name(dest.name, f"_restoring_{token}")
+        )
 
     def _drop(self, target: Target) -> None:
         if target.is_sqlite:
-            for suffix in ("", "-wal", "-shm"):
+            for suffix in ("", "-wal", "-shm", "-journal"):
                 Path(str(target.path) + suffix).unlink(missing_ok=True)
         else:
             self.server(target).drop(target.name)
 
-    def _switch(self, new: Target, live: Target, stamp: str) -> str | None:
-        """Put the verified copy in the live database's place; keep the old one."""
-        if live.is_sqlite:
+    def _put_in_place(
+        self, work: Target, dest: Target, stamp: str, *, keep_old: bool
+    ) -> str | None:
+        """Put the verified copy `work` where `dest` is, in one step.
+
+        Returns where the replaced database is kept (`keep_old`), else None (it is
+        dropped once the copy is in place).
+        """
+        if dest.is_sqlite:
             old: Path | None = None
-            if live.path.exists():
-                old = live.path.with_name(f"{live.path.stem}.before-restore-{stamp}.db")
-                shutil.move(str(live.path), str(old))
-            for suffix in ("-wal", "-shm"):
-                Path(str(live.path) + suffix).unlink(missing_ok=True)
-            shutil.move(str(new.path), str(live.path))
+            live = dest.path
+            if keep_old and live.exists() and live.stat().st_size > 0:
+                # The online backup API: a consistent copy, WAL contents included.
+                old = live.with_name(f"{live.stem}.before-restore-{stamp}.db")
+                sqlite_copy(live, old)
+            # A WAL left beside the new file would be replayed into it.
+            for suffix in ("-wal", "-shm", "-journal"):
+                Path(str(live) + suffix).unlink(missing_ok=True)
+            os.replace(work.path, live)
             return None if old is None else str(old)
-        server = self.server(live)
-        old_name: str | None = None
-        if server.exists(live.name):
-            old_name = f"{live.name}_before_restore_{stamp}"
-            server.rename(live.name, old_name)
-        server.rename(new.name, live.name)
-        return old_name
+        server = self.server(dest)
+        if not server.exists(dest.name):
+            server.rename(work.name, dest.name)
+            return None
+        old_name = pg_name(dest.name, f"_before_restore_{stamp}")
+        server.swap(dest.name, work.name, old_name)
+        if keep_old:
+            return old_name
+        server.drop(old_name)
+        return None
 
     # ------------------------------------------------------------------ drill
 
@@ -629,8 +748,17 @@ class Backups:
         now = now or datetime.now(UTC)
         cfg = self.config.backup
         manifests = self.catalog.all()
-        good = [m for m in manifests if m.status == "good"]
-        keep: set[str] = set()
+        by_id = {m.id: m for m in manifests}
+        # Only backups that can be restored count: good, with every ancestor good.
+        # A chain broken by a missing manifest is left alone (a person decides).
+        problems = {
+            m.id: chain_problem(m, by_id) for m in manifests if m.status == "good"
+        }
+        good = [m for m in manifests if m.id in problems and problems[m.id] is None]
+        broken = {
+            i for i, why in problems.items() if why and why.startswith("missing:")
+        }
+        keep: set[str] = set(broken)
         if good:
             keep.add(good[-1].id)
         fulls = [m for m in good if m.kind == "full"]
@@ -647,7 +775,6 @@ class Backups:
                 if m.created > now - span * count:
                     newest[bucket(m.created)] = m
             keep.update(m.id for m in newest.values())
-        by_id = {m.id: m for m in manifests}
         for kept in list(keep):
             parent = by_id[kept].parent_id
             while parent is not None and parent in by_id:

@@ -20,6 +20,7 @@ import shutil
 import sqlite3
 import subprocess
 import tempfile
+import time
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -303,6 +304,48 @@ class Server:
                 )
             )
 
+    def swap(self, live: str, new: str, old: str, *, attempts: int = 5) -> None:
+        """Rename `live` to `old` and `new` to `live` in one transaction: either both
+        renames happen or neither does. Connections to `live` are refused during the
+        switch and the open ones terminated (clients reconnect to the new copy)."""
+        allow = sql.SQL("ALTER DATABASE {} WITH ALLOW_CONNECTIONS {}")
+        rename = sql.SQL("ALTER DATABASE {} RENAME TO {}")
+        with self.connect() as conn:
+            conn.execute(allow.format(sql.Identifier(live), sql.SQL("false")))
+            swapped = False
+            try:
+                for attempt in range(attempts):
+                    conn.execute(
+                        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                        "WHERE datname = %s AND pid <> pg_backend_pid()",
+                        (live,),
+                    )
+                    try:
+                        with conn.transaction():
+                            conn.execute(
+                                rename.format(sql.Identifier(live), sql.Identifier(old))
+                            )
+                            conn.execute(
+                                rename.format(sql.Identifier(new), sql.Identifier(live))
+                            )
+                    except psycopg.errors.ObjectInUse:
+                        if attempt == attempts - 1:
+                            raise BackupError(
+                                f"database {live} is still in use: nothing was switched"
+                            ) from None
+                        time.sleep(0.5)
+                        continue
+                    swapped = True
+                    break
+            finally:
+                # The kept (or about to be dropped) previous database accepts
+                # connections again, whichever name it has now.
+                conn.execute(
+                    allow.format(
+                        sql.Identifier(old if swapped else live), sql.SQL("true")
+                    )
+                )
+
 
 def is_empty(target: Target) -> bool:
     """True when the database does not exist or has no tables."""
@@ -426,6 +469,13 @@ def sqlite_copy(source: Path, dest: Path) -> None:
     finally:
         dst.close()
         src.close()
+
+
+def pg_name(base: str, suffix: str) -> str:
+    """`base` + `suffix`, `base` shortened to fit PostgreSQL's 63-byte names."""
+    room = 63 - len(suffix.encode())
+    cut = base.encode()[:room].decode(errors="ignore")
+    return cut + suffix
 
 
 def scratch_name(prefix: str = "ballast_scratch") -> str:
