@@ -210,11 +210,16 @@ class PathsConfig(BaseModel):
     log_path: Path = Path("./var/log")
 
 
+DEFAULT_MAX_BODY_KB = 8192
+
+
 class ServerConfig(BaseModel):
     host: str = "127.0.0.1"
     port: int = Field(default=8000, ge=1, le=65535)
     # Server processes (uvicorn workers) in one pod/host; scale out with replicas first.
     workers: int = Field(default=1, ge=1, le=64)
+    # Largest JSON request body (KiB) the api reads; larger ones get 413 unread.
+    max_json_body_kb: int = Field(default=DEFAULT_MAX_BODY_KB, ge=1, le=1024 * 1024)
 
 
 # Dotted paths of every secret field; they may only come from the environment.

@@ -39,6 +39,7 @@ from ballast_common.db.repository import row_dict
 from ballast_common.db.uow import UnitOfWork
 from ballast_common.errors import ConflictError, NotFoundError
 from ballast_common.errors import ValidationError as AppValidationError
+from ballast_common.fields import Timestamp
 from ballast_common.models import Job, JobResult, utcnow
 
 
@@ -163,7 +164,7 @@ class JobCreate(BaseModel):
     kwargs: dict[str, Any] = Field(default_factory=dict)
     # 0 (lowest) .. 9 (highest).
     priority: int = Field(default=5, ge=0, le=MAX_PRIORITY)
-    scheduled_at: datetime | None = None
+    scheduled_at: Timestamp | None = None
     # Soft time limit (in seconds) of one run; None: the task's default.
     timeout: int | None = Field(default=None, ge=1, le=7 * 24 * 3600)
     max_retries: int = Field(default=3, ge=0, le=50)
@@ -177,15 +178,6 @@ class JobCreate(BaseModel):
     def _tags(cls, value: list[str]) -> list[str]:
         if any(not 1 <= len(t) <= 50 for t in value):
             raise ValueError("tags must be 1 to 50 characters")
-        return value
-
-    @field_validator("scheduled_at")
-    @classmethod
-    def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
-            raise ValueError(
-                "scheduled_at needs a timezone (e.g. 2026-01-01T10:00:00Z)"
-            )
         return value
 
 

@@ -93,9 +93,14 @@ def idempotency_key(
         ),
     ] = None,
 ) -> str | None:
-    if idempotency_key is not None and not 1 <= len(idempotency_key) <= 100:
+    if idempotency_key is not None and not (
+        1 <= len(idempotency_key) <= 100
+        and idempotency_key.isascii()
+        and idempotency_key.isprintable()
+        and idempotency_key.strip() == idempotency_key
+    ):
         raise ValidationError(
-            "Idempotency-Key must be 1 to 100 characters",
+            "Idempotency-Key must be 1 to 100 printable ASCII characters",
             details={"fields": ["Idempotency-Key"]},
         )
     return idempotency_key

@@ -51,27 +51,32 @@ async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     return error_response(exc.status, exc.code, exc.message, exc.details, headers)
 
 
+def validation_response(problems: list[tuple[str, str, str]]) -> JSONResponse:
+    """422 naming each field: `problems` holds (location, field, message) triples."""
+    fields = list(dict.fromkeys(name for _where, name, _msg in problems))
+    errors = [
+        {"field": name, "in": where, "message": message}
+        for where, name, message in problems
+    ]
+    return error_response(
+        422,
+        "validation_error",
+        f"invalid input: {', '.join(fields)}",
+        {"fields": fields, "errors": errors},
+    )
+
+
 async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, RequestValidationError)
-    errors = []
-    fields = []
+    problems = []
     for err in exc.errors():
         loc = [str(p) for p in err.get("loc", ())]
         # Drop the "body"/"query" prefix for the field name, keep it as the location.
         where, name = (
             (loc[0], ".".join(loc[1:])) if len(loc) > 1 else ("body", ".".join(loc))
         )
-        fields.append(name or where)
-        errors.append(
-            {"field": name or where, "in": where, "message": err.get("msg", "invalid")}
-        )
-    names = ", ".join(dict.fromkeys(fields))
-    return error_response(
-        422,
-        "validation_error",
-        f"invalid input: {names}",
-        {"fields": list(dict.fromkeys(fields)), "errors": errors},
-    )
+        problems.append((where, name or where, str(err.get("msg", "invalid"))))
+    return validation_response(problems)
 
 
 async def _http_error(_request: Request, exc: Exception) -> JSONResponse:

@@ -10,6 +10,7 @@ from fastapi import FastAPI
 
 from ballast_api import errors
 from ballast_api.health.router import router as health_router
+from ballast_api.input_guard import InputGuardMiddleware
 from ballast_api.middleware import RequestContextMiddleware
 from ballast_api.routes import api_router
 from ballast_common.app import init_app
@@ -46,6 +47,8 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
         app.state.config = config or AppConfig()
         app.state.db = db
     errors.install(app)
+    # Added first, so it runs inside the request context (its errors carry trace ids).
+    app.add_middleware(InputGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service="api")
     app.include_router(health_router)
     app.include_router(api_router)

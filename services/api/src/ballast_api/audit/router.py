@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -12,6 +11,7 @@ from ballast_api.deps import DBDep, require
 from ballast_api.principal import Principal
 from ballast_api.schemas import MAX_PAGE, Page
 from ballast_common.db import PageResult, UnitOfWork, run_tx_async
+from ballast_common.fields import Timestamp
 from ballast_common.models import AuditLog
 from ballast_common.security import Permission
 from ballast_common.telemetry import mask_data
@@ -39,8 +39,8 @@ async def query_audit(
     user_id: uuid.UUID | None = None,
     action: Annotated[str | None, Query(max_length=32)] = None,
     correlation_id: Annotated[str | None, Query(max_length=64)] = None,
-    since: datetime | None = None,
-    until: datetime | None = None,
+    since: Timestamp | None = None,
+    until: Timestamp | None = None,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> Page[AuditRead]:

@@ -4,23 +4,26 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, StrictBool, StrictInt
+
+from ballast_common.fields import INT32_MAX
 
 FORM_ID_PATTERN = r"^[A-Za-z0-9_.:\-/]+$"
 
 
 class FormSave(BaseModel):
     data: dict[str, Any]
-    expected_version: int | None = Field(
+    expected_version: StrictInt | None = Field(
         default=None,
         ge=0,
+        le=INT32_MAX,
         description="The version the edit is based on (0 for a new form). A stale version "
         "is answered with 409 carrying both versions, unless `force` is set.",
     )
-    force: bool = Field(
+    force: StrictBool = Field(
         default=False, description="Last write wins even on a stale version."
     )
-    clear_drafts: bool = Field(
+    clear_drafts: StrictBool = Field(
         default=True, description="Discard my drafts of this form."
     )
 

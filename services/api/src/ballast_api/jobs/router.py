@@ -2,7 +2,6 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable
-from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
@@ -21,6 +20,7 @@ from ballast_api.principal import Principal
 from ballast_api.schemas import MAX_PAGE, Page
 from ballast_api.writes import idempotent_write
 from ballast_common import jobs
+from ballast_common.fields import Flag, Timestamp
 from ballast_common.db import PageResult, UnitOfWork, run_tx_async
 from ballast_common.models import Job
 from ballast_common.security import Permission
@@ -111,10 +111,10 @@ async def list_jobs(
         uuid.UUID | None, Query(description="Admins: one user's jobs.")
     ] = None,
     mine: Annotated[
-        bool, Query(description="Admins: only my own jobs (others always get theirs).")
+        Flag, Query(description="Admins: only my own jobs (others always get theirs).")
     ] = False,
     finished_since: Annotated[
-        datetime | None,
+        Timestamp | None,
         Query(description="Only jobs finished after this time (for notifications)."),
     ] = None,
 ) -> Page[JobRead]:
@@ -140,7 +140,7 @@ async def list_jobs(
 
 @router.get("/summary", response_model=dict[str, int])
 async def jobs_summary(
-    principal: Reader, db: DBDep, mine: bool = False
+    principal: Reader, db: DBDep, mine: Flag = False
 ) -> dict[str, int]:
     """How many of my jobs (admins: all) are in each status."""
     return await run_tx_async(lambda uow: service.summary(uow, principal, mine), db=db)

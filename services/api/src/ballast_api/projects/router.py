@@ -18,6 +18,7 @@ from ballast_api.projects.schemas import (
 from ballast_api.schemas import MAX_PAGE, Page
 from ballast_api.writes import idempotent_write
 from ballast_common.db import UnitOfWork, run_tx_async
+from ballast_common.fields import INT32_MAX
 from ballast_common.security import Permission
 
 router = APIRouter(prefix="/projects", tags=["projects"])
@@ -127,7 +128,7 @@ async def delete_project(
     _principal: Deleter,
     db: DBDep,
     ctx: WriteCtxDep,
-    expected_version: Annotated[int | None, Query(ge=1)] = None,
+    expected_version: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
 ) -> Response:
     """Delete (soft) a project. Deleting twice is not an error."""
     await run_tx_async(

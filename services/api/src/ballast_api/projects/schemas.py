@@ -4,20 +4,39 @@ import uuid
 from datetime import date, datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
+
+from ballast_common.fields import INT32_MAX, Day
 
 Status = Literal["draft", "active", "paused", "done"]
 
+# budget is Numeric(14, 2): twelve digits before the point, two after.
+MAX_BUDGET = 999_999_999_999.99
+BUDGET_DOC = (
+    "Numeric(14,2): 0 to 999 999 999 999.99, stored rounded to 2 decimal places."
+)
+# Columns that are NOT NULL: PATCH may leave them out but never set them to null.
+_REQUIRED = ("name", "description", "status", "priority", "budget", "tags", "is_public")
+
 
 class ProjectBase(BaseModel):
+    model_config = ConfigDict(allow_inf_nan=False)
+
     name: str = Field(min_length=1, max_length=200)
     description: str = Field(default="", max_length=20_000)
     status: Status = "draft"
-    priority: int = Field(default=3, ge=1, le=5)
-    budget: float = Field(default=0.0, ge=0, le=1e12)
-    start_date: date | None = None
+    priority: StrictInt = Field(default=3, ge=1, le=5)
+    budget: float = Field(default=0.0, ge=0, le=MAX_BUDGET, description=BUDGET_DOC)
+    start_date: Day | None = None
     tags: list[str] = Field(default_factory=list, max_length=50)
-    is_public: bool = False
+    is_public: StrictBool = False
 
 
 class ProjectCreate(ProjectBase):
@@ -27,25 +46,37 @@ class ProjectCreate(ProjectBase):
 class ProjectUpdate(BaseModel):
     """All fields optional; `expected_version` enables the conflict check."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     name: str | None = Field(default=None, min_length=1, max_length=200)
     description: str | None = Field(default=None, max_length=20_000)
     status: Status | None = None
-    priority: int | None = Field(default=None, ge=1, le=5)
-    budget: float | None = Field(default=None, ge=0, le=1e12)
-    start_date: date | None = None
+    priority: StrictInt | None = Field(default=None, ge=1, le=5)
+    budget: float | None = Field(
+        default=None, ge=0, le=MAX_BUDGET, description=BUDGET_DOC
+    )
+    start_date: Day | None = Field(default=None, description="null clears the date.")
     tags: list[str] | None = Field(default=None, max_length=50)
-    is_public: bool | None = None
-    expected_version: int | None = Field(default=None, ge=1)
-    force: bool = Field(
+    is_public: StrictBool | None = None
+    expected_version: StrictInt | None = Field(default=None, ge=1, le=INT32_MAX)
+    force: StrictBool = Field(
         default=False, description="Last write wins even on a stale version."
     )
+
+    @field_validator(*_REQUIRED)
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Runs only for fields the client sent: leaving one out is fine, null is not.
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
 
 
 class ProjectRead(ProjectBase):
     model_config = ConfigDict(from_attributes=True)
 
+    # What is stored, as stored: input rules (Day) are for writes.
+    start_date: date | None = None
     id: uuid.UUID
     owner_id: uuid.UUID | None
     version: int

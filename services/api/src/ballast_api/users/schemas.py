@@ -5,7 +5,17 @@ import zoneinfo
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    EmailStr,
+    Field,
+    StrictBool,
+    StrictInt,
+    field_validator,
+)
+
+from ballast_common.fields import INT32_MAX
 
 RoleName = Literal["viewer", "editor", "admin"]
 USERNAME_PATTERN = r"^[a-z0-9][a-z0-9_.\-]{1,63}$"
@@ -45,10 +55,18 @@ class UserUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     display_name: str | None = Field(default=None, max_length=128)
-    email: EmailStr | None = None
-    is_active: bool | None = None
+    email: EmailStr | None = Field(default=None, description="null clears the e-mail.")
+    is_active: StrictBool | None = None
     roles: list[RoleName] | None = Field(default=None, min_length=1)
-    expected_version: int | None = Field(default=None, ge=1)
+    expected_version: StrictInt | None = Field(default=None, ge=1, le=INT32_MAX)
+
+    @field_validator("display_name", "is_active", "roles")
+    @classmethod
+    def _not_null(cls, value: object) -> object:
+        # Runs only for fields the client sent: leaving one out is fine, null is not.
+        if value is None:
+            raise ValueError("may be left out but not null")
+        return value
 
 
 class UserAdminRead(BaseModel):
