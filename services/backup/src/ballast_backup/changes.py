@@ -26,6 +26,13 @@ write shows up as a checksum difference: that incremental is marked bad.
 
 An incremental refuses to run when the schema revision or the source database differ
 from its parent's: after a migration or a switch, take a full backup.
+
+Row images on PostgreSQL are the server's own text form of every column (``col::text``)
+and are replayed with ``CAST(text AS column type)``, so every value PostgreSQL can hold
+comes back exactly: ±infinity and year-1 or BC dates and timestamps, NaN and numerics
+of any size, bytea, floats to the last bit, JSON null apart from SQL NULL. Such records
+say ``"enc": "pg-text"``; records without it (SQLite, and change sets written before)
+hold JSON-safe Python values.
 """
 
 from __future__ import annotations
@@ -46,8 +53,11 @@ from sqlalchemy import (
     Connection,
     Select,
     Table,
+    Text,
     TypeDecorator,
     and_,
+    bindparam,
+    cast,
     delete,
     func,
     null,
@@ -131,6 +141,8 @@ def decode(column: Column[Any], value: Any) -> Any:
         return date.fromisoformat(value)
     if kind is uuid.UUID:
         return uuid.UUID(str(value))
+    if kind is int and isinstance(value, str):
+        return int(value)
     if kind is Decimal:
         return Decimal(str(value))
     return value
@@ -140,24 +152,61 @@ def decode(column: Column[Any], value: Any) -> Any:
 # the models write for None) under this key, so replay restores the same one.
 SQL_NULL = "__sql_null__"
 _NULL_FLAG = "__isnull__"
+# Row images as PostgreSQL's text form of each column (see the module docstring).
+PG_TEXT = "pg-text"
+# The primary key, selected natively beside the text image (to match audit ids).
+_PK = "__pk__"
+
+
+def encoding(conn: Connection) -> str | None:
+    """How row images read through `conn` are encoded (None: JSON-safe values)."""
+    return PG_TEXT if conn.dialect.name == "postgresql" else None
+
+
+def pg_settings(conn: Connection) -> None:
+    """Session settings that make PostgreSQL's text output exact and unambiguous
+    (inside a transaction: they end with it)."""
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "SET LOCAL TIME ZONE 'UTC'; SET LOCAL extra_float_digits = 3; "
+            "SET LOCAL DateStyle = 'ISO, YMD'; SET LOCAL IntervalStyle = 'postgres'; "
+            "SET LOCAL bytea_output = 'hex'"
+        )
 
 
 def _json_columns(table: Table) -> list[Column[Any]]:
     return [c for c in table.columns if _python_type(c) in (dict, list)]
 
 
-def select_images(table: Table) -> Select[Any]:
-    """SELECT every column plus an IS NULL flag per JSON column."""
+def select_images(table: Table, conn: Connection) -> Select[Any]:
+    """SELECT every column as an image: on PostgreSQL the text form of each column
+    plus the native primary key; elsewhere the values plus an IS NULL flag per JSON
+    column."""
+    if encoding(conn) == PG_TEXT:
+        return select(
+            *[cast(c, Text).label(c.name) for c in table.columns],
+            *[c.label(_PK + c.name) for c in _pk_columns(table)],
+        )
     flags = [c.is_(None).label(_NULL_FLAG + c.name) for c in _json_columns(table)]
     return select(table, *flags)
 
 
 def image(table: Table, row: Mapping[Any, Any]) -> dict[str, Any]:
     out = {c.name: row[c.name] for c in table.columns}
+    if _PK + _pk_columns(table)[0].name in row:
+        return out  # text images keep SQL NULL and JSON null apart by themselves
     nulls = [c.name for c in _json_columns(table) if row[_NULL_FLAG + c.name]]
     if nulls:
         out[SQL_NULL] = nulls
     return out
+
+
+def native_key(table: Table, row: Mapping[Any, Any]) -> tuple[Any, ...]:
+    """The primary key of a row (or a row image) as Python values."""
+    pk = _pk_columns(table)
+    if _PK + pk[0].name in row:
+        return tuple(row[_PK + c.name] for c in pk)
+    return tuple(decode(c, row[c.name]) for c in pk)
 
 
 def encode_row(row: Mapping[str, Any]) -> dict[str, Any]:
@@ -206,8 +255,8 @@ def _fetch_by_keys(
             cond = pk[0].in_([k[0] for k in batch])
         else:
             cond = tuple_(*pk).in_(batch)
-        for row in conn.execute(select_images(table).where(cond)).mappings():
-            found[tuple(row[c.name] for c in pk)] = image(table, row)
+        for row in conn.execute(select_images(table, conn).where(cond)).mappings():
+            found[native_key(table, row)] = image(table, row)
     return found
 
 
@@ -271,13 +320,16 @@ class ChangeWriter:
     """Writes records (gzip JSON lines) in the order they are applied, and keeps a
     checksum of the rows it carries per table (for `FULL_COMPARE_ROWS`)."""
 
-    def __init__(self, stream: IO[bytes]) -> None:
+    def __init__(self, stream: IO[bytes], enc: str | None = None) -> None:
         self._gz = gzip.GzipFile(fileobj=stream, mode="wb", compresslevel=3)
+        self.enc = enc
         self.records = 0
         self.rows = 0
         self.carried: dict[str, list[int]] = defaultdict(lambda: [0, 0])
 
     def write(self, record: dict[str, Any]) -> None:
+        if self.enc is not None:
+            record = {**record, "enc": self.enc}
         self._gz.write(json.dumps(record, separators=(",", ":")).encode() + b"\n")
         self.records += 1
         self.rows += len(record.get("rows", ())) + len(record.get("keys", ()))
@@ -312,6 +364,7 @@ def capture(
     agree with the table checksums taken in the same transaction.
     """
     now = datetime.now(UTC)
+    pg_settings(conn)
     all_tables = tables()
     log: dict[str, Any] = {"captured_at": now.isoformat()}
     appended: dict[str, list[dict[str, Any]]] = {}
@@ -330,7 +383,7 @@ def capture(
         rows = [
             image(table, r)
             for r in conn.execute(
-                select_images(table).where(cond).order_by(col)
+                select_images(table, conn).where(cond).order_by(col)
             ).mappings()
         ]
         present = {int(r[column]) for r in rows}
@@ -389,7 +442,7 @@ def capture(
             recent = [
                 image(all_tables[name], r)
                 for r in conn.execute(
-                    select_images(all_tables[name]).where(time_col >= since)
+                    select_images(all_tables[name], conn).where(time_col >= since)
                 ).mappings()
             ]
             _write_upserts(out, name, recent)
@@ -427,7 +480,9 @@ def _capture_children(
         batch = keys[start : start + BATCH]
         rows = [
             encode_row(image(table, r))
-            for r in conn.execute(select_images(table).where(col.in_(batch))).mappings()
+            for r in conn.execute(
+                select_images(table, conn).where(col.in_(batch))
+            ).mappings()
         ]
         out.write(
             {
@@ -450,9 +505,16 @@ def read_records(path: Path) -> Iterator[dict[str, Any]]:
                 yield json.loads(line)
 
 
-def _insert(conn: Connection, table: Table) -> Any:
+def _insert(conn: Connection, table: Table, enc: str | None = None) -> Any:
     factory = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
     stmt = factory(table)
+    if enc == PG_TEXT:
+        stmt = stmt.values(
+            {
+                c.name: cast(bindparam("v_" + c.name, type_=Text), c.type)
+                for c in table.columns
+            }
+        )
     pk = [c.name for c in _pk_columns(table)]
     others = {c.name: stmt.excluded[c.name] for c in table.columns if c.name not in pk}
     if not others:
@@ -460,19 +522,42 @@ def _insert(conn: Connection, table: Table) -> Any:
     return stmt.on_conflict_do_update(index_elements=pk, set_=others)
 
 
-def apply(conn: Connection, records: Iterable[Mapping[str, Any]]) -> int:
-    """Apply one incremental's records inside the caller's transaction; returns rows."""
-    all_tables = tables()
+def _rows_for_insert(
+    table: Table, rows: Iterable[Mapping[str, Any]], enc: str | None
+) -> list[dict[str, Any]]:
+    if enc == PG_TEXT:
+        return [{"v_" + c.name: r.get(c.name) for c in table.columns} for r in rows]
+    if enc is not None:
+        raise ValueError(f"unknown row encoding {enc!r} in the change set")
+    return [decode_row(table, r) for r in rows]
+
+
+def apply(
+    conn: Connection,
+    records: Iterable[Mapping[str, Any]],
+    *,
+    tables: Mapping[str, Table] | None = None,
+) -> int:
+    """Apply one incremental's records inside the caller's transaction; returns rows.
+
+    Args:
+        tables: name -> table (default: the ORM models' tables).
+    """
+    all_tables = dict(tables if tables is not None else Model.metadata.tables)
+    pg_settings(conn)
     count = 0
     for record in records:
         table = all_tables.get(str(record["t"]))
         if table is None:
             raise ValueError(f"unknown table {record['t']!r} in the change set")
         op = record["op"]
+        enc = record.get("enc")
+        if enc == PG_TEXT and conn.dialect.name != "postgresql":
+            raise ValueError("a PostgreSQL change set cannot be applied here")
         if op == "upsert":
-            rows = [decode_row(table, r) for r in record["rows"]]
+            rows = _rows_for_insert(table, record["rows"], enc)
             if rows:
-                conn.execute(_insert(conn, table), rows)
+                conn.execute(_insert(conn, table, enc), rows)
             count += len(rows)
         elif op == "delete":
             pk = _pk_columns(table)
@@ -484,9 +569,9 @@ def apply(conn: Connection, records: Iterable[Mapping[str, Any]]) -> int:
             column = table.columns[str(record["column"])]
             parents = [decode(column, p) for p in record["parents"]]
             conn.execute(delete(table).where(column.in_(parents)))
-            rows = [decode_row(table, r) for r in record["rows"]]
+            rows = _rows_for_insert(table, record["rows"], enc)
             if rows:
-                conn.execute(_insert(conn, table), rows)
+                conn.execute(_insert(conn, table, enc), rows)
             count += len(rows)
         else:
             raise ValueError(f"unknown change-set operation {op!r}")
@@ -505,10 +590,8 @@ def carried_stats(
         if name not in wanted or record["op"] == "delete":
             continue
         table = all_tables[name]
-        pk = _pk_columns(table)
         for row in record.get("rows", ()):
-            decoded = decode_row(table, row)
-            keys[name][tuple(decoded[c.name] for c in pk)] = None
+            keys[name][native_key(table, row)] = None
     out: dict[str, dict[str, Any]] = {}
     for name in wanted:
         columns = compared_columns().get(name) or []

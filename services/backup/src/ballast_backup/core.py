@@ -161,7 +161,7 @@ class Backups:
             with engine.connect() as raw:
                 conn = raw.execution_options(isolation_level="REPEATABLE READ")
                 with conn.begin():
-                    conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+                    changes.pg_settings(conn)
                     snapshot = str(
                         conn.exec_driver_sql("SELECT pg_export_snapshot()").scalar()
                     )
@@ -240,8 +240,7 @@ class Backups:
                     else raw.execution_options(isolation_level="REPEATABLE READ")
                 )
                 with conn.begin():
-                    if not src.is_sqlite:
-                        conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+                    changes.pg_settings(conn)
                     manifest = self._describe(
                         manifest_id, "incremental", parent.id, conn
                     )
@@ -257,7 +256,7 @@ class Backups:
                             "take a full backup first"
                         )
                     with tempfile.TemporaryFile() as buf:
-                        writer = changes.ChangeWriter(buf)
+                        writer = changes.ChangeWriter(buf, changes.encoding(conn))
                         manifest.change_log = changes.capture(
                             conn,
                             parent.change_log,
@@ -380,8 +379,7 @@ class Backups:
         engine = target.engine()
         try:
             with engine.connect() as conn, conn.begin():
-                if not target.is_sqlite:
-                    conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+                changes.pg_settings(conn)
                 if manifest.kind == "full":
                     return table_stats(conn, dict.fromkeys(list_tables(conn)))
                 present = set(list_tables(conn))
@@ -822,5 +820,5 @@ def _stats_in_snapshot(engine: Engine, snapshot: str) -> dict[str, dict[str, Any
         with conn.begin():
             # First statement of the transaction, as PostgreSQL requires.
             conn.exec_driver_sql(f"SET TRANSACTION SNAPSHOT '{snapshot}'")
-            conn.exec_driver_sql("SET LOCAL TIME ZONE 'UTC'")
+            changes.pg_settings(conn)
             return table_stats(conn, dict.fromkeys(list_tables(conn)))
