@@ -301,6 +301,25 @@ def test_cli_restore_latest_with_a_missing_manifest(
     allowed = runner.invoke(app, ["restore", "latest", "--allow-older"])
     assert allowed.exit_code == 0, allowed.output
     assert f"restored {full.id}" in allowed.stdout
+    assert "skipped newer backup" in allowed.stderr
+    listing = runner.invoke(app, ["list"])
+    assert listing.exit_code == 0, listing.output
+    assert f"{incr.id}  ?" in listing.stdout
+    assert "damaged" in listing.stdout
+
+
+def test_prune_leaves_chains_broken_by_a_missing_manifest_to_a_person(
+    sqlite_env: Env,
+) -> None:
+    backups, old, full, incr = _two_chains(sqlite_env)
+    sqlite_env.store.delete(backups.catalog.manifest_key(full.id))
+    doomed = backups.prune(dry_run=True)
+    assert incr.id not in doomed
+    assert backups.catalog.latest_good() == backups.catalog.load(old.id)
+    # The orphaned data objects of the full are not touched either.
+    backups.prune()
+    assert sqlite_env.store.exists(full.objects[0].key)
+    assert backups.catalog.exists(incr.id)
 
 
 # ---------------------------------------------------------------- manifest checksum
@@ -315,6 +334,19 @@ def test_manifest_carries_its_own_checksum(sqlite_env: Env) -> None:
     )
     assert len(raw["checksum"]) == 64
     assert backups.catalog.load(full.id).checksum == raw["checksum"]
+
+
+def test_manifests_without_a_checksum_are_read_as_before(sqlite_env: Env) -> None:
+    seed(sqlite_env.db)
+    backups = sqlite_env.backups()
+    full = backups.snapshot_db("full")
+    path = _file(sqlite_env, backups.catalog.manifest_key(full.id))
+    raw = json.loads(path.read_text())
+    del raw["checksum"]
+    raw["format"] = 1
+    path.write_text(json.dumps(raw))
+    assert backups.catalog.load(full.id).status == "good"
+    assert backups.verify(full.id).checksum  # rewritten with its checksum
 
 
 def test_an_edited_manifest_is_detected(sqlite_env: Env) -> None:
