@@ -7,7 +7,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ballast_common.telemetry import MASK, is_sensitive_key, mask_data, mask_value
+from ballast_common.telemetry import (
+    MASK,
+    bind_request_context,
+    correlation_id_var,
+    is_sensitive_key,
+    mask_data,
+    mask_value,
+    redact_secrets,
+)
 
 
 class TestMaskValue:
@@ -308,3 +316,224 @@ def test_no_email_survives_mask_data(case: tuple[Any, list[str]]) -> None:
 @given(_AROUND, _EMAILS, _AROUND)
 def test_no_email_survives_mask_value(before: str, email: str, after: str) -> None:
     assert email not in mask_value(before + email + after)
+
+
+# --- payment cards, IBANs, URL-encoded text ------------------------------------------
+
+
+class TestPaymentCards:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("4111 1111 1111 1111", "***1111"),
+            ("4111-1111-1111-1111", "***1111"),
+            ("4111111111111111", "***1111"),
+            ("card 4111 1111 1111 1111, exp 12/30", "card ***1111, exp 12/30"),
+            ("pay with 5555-5555-5555-4444.", "pay with ***4444."),
+            ("amex 3782 822463 10005 ok", "amex ***0005 ok"),
+            ("discover 6011111111111117", "discover ***1117"),
+            ("visa13 4222222222222 end", "visa13 ***2222 end"),
+            ('{"card": "4000123412341234"}', '{"card": "***1234"}'),
+            ("card=4111111111111111&x=1", "card=***1111&x=1"),
+        ],
+    )
+    def test_luhn_valid_numbers_are_masked(self, text: str, expected: str) -> None:
+        assert mask_value(text) == expected
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            # Order and invoice numbers fail the Luhn check.
+            "order 4111111111111112 shipped",
+            "order 4111 1111 1111 1112 shipped",
+            "invoice 4000-1234-1234-1235",
+            "ref 1234567890123456",
+            # Too long, or not grouped like a card.
+            "41111111111111111111111",
+            "digits 12 34 56 78 90 12 34 56 78",
+            "job 12345678-1234-1234-1234-123456789012 started",
+            "edit01-by-tab1",
+        ],
+    )
+    def test_other_digit_strings_are_kept(self, text: str) -> None:
+        assert mask_value(text) == text
+
+    def test_idempotent(self) -> None:
+        once = mask_value("card 4111 1111 1111 1111")
+        assert mask_value(once) == once
+
+    def test_integers_under_plain_keys(self) -> None:
+        assert mask_data({"card": 4111111111111111, "count": 4111111111111112}) == {
+            "card": "***1111",
+            "count": 4111111111111112,
+        }
+
+
+class TestIban:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("DE89 3704 0044 0532 0130 00", "DE***3000"),
+            ("DE89370400440532013000", "DE***3000"),
+            ("to GB82 WEST 1234 5698 7654 32 today", "to GB***5432 today"),
+            ("iban=GB82WEST12345698765432&x=1", "iban=GB***5432&x=1"),
+            ("de89 3704 0044 0532 0130 00", "de***3000"),
+            ("FR14 2004 1010 0505 0001 3M02 606", "FR***2606"),
+        ],
+    )
+    def test_valid_ibans_are_masked(self, text: str, expected: str) -> None:
+        assert mask_value(text) == expected
+
+    @pytest.mark.parametrize(
+        "text",
+        [
+            "DE00 3704 0044 0532 0130 00",  # wrong check digits
+            "DE89370400440532013001",
+            "AB12 CDEF GHIJ KLMN",
+            "SKU XY12 ABCD EFGH 1234",
+        ],
+    )
+    def test_failing_checksums_are_kept(self, text: str) -> None:
+        assert mask_value(text) == text
+
+    def test_idempotent(self) -> None:
+        once = mask_value("iban DE89 3704 0044 0532 0130 00")
+        assert mask_value(once) == once
+
+
+class TestUrlEncoded:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("alice%40example.com", "a***%40example.com"),
+            ("/v1/users?email=alice%40example.com&page=2", None),
+            ("q=alice.smith%2Btag%40mail.example.org", None),
+        ],
+    )
+    def test_encoded_emails(self, text: str, expected: str | None) -> None:
+        masked = mask_value(text)
+        if expected is not None:
+            assert masked == expected
+        assert "alice" not in masked.lower().replace("a***", "")
+        assert "%40" in masked  # the rest of the line stays as it was
+
+    @pytest.mark.parametrize(
+        ("text", "raw"),
+        [
+            ("GET /?card=4111%201111%201111%201111 HTTP/1.1", "1111%201111%201111"),
+            ("q=4111+1111+1111+1111&x=1", "1111+1111+1111"),
+            ("q=DE89%203704%200044%200532%200130%2000", "3704%200044"),
+            ("tel=%2B49%2030%201234567", "1234567"),
+        ],
+    )
+    def test_encoded_cards_ibans_and_phones(self, text: str, raw: str) -> None:
+        masked = mask_value(text)
+        assert raw not in masked
+        assert "4111 1111" not in masked
+        assert mask_value(masked) == masked
+
+    @pytest.mark.parametrize(
+        "text", ["100%25 done", "a+b=c", "50% of 4111111111111112", "%zz bad escape"]
+    )
+    def test_plain_text_with_percent_or_plus_is_kept(self, text: str) -> None:
+        assert mask_value(text) == text
+
+
+class TestRedactSecrets:
+    def test_only_secret_keys_are_replaced(self) -> None:
+        data = {
+            "description": "edit01-by-tab1",
+            "email": "alice@example.com",
+            "phone": "+49 30 1234567",
+            "note": "card 4111 1111 1111 1111",
+            "password_hash": "$argon2id$v=19$m=65536,t=3,p=4$abc$def",
+            "nested": [{"token_hash": "a" * 64, "name": "Q3 plan"}],
+            "count": 3,
+        }
+        assert redact_secrets(data) == {
+            "description": "edit01-by-tab1",
+            "email": "alice@example.com",
+            "phone": "+49 30 1234567",
+            "note": "card 4111 1111 1111 1111",
+            "password_hash": MASK,
+            "nested": [{"token_hash": MASK, "name": "Q3 plan"}],
+            "count": 3,
+        }
+        assert data["password_hash"].startswith("$argon2id")  # input untouched
+
+    def test_non_mappings_pass_through(self) -> None:
+        assert redact_secrets(None) is None
+        assert redact_secrets("password=x") == "password=x"
+        assert redact_secrets([1, "a"]) == [1, "a"]
+
+
+class TestCorrelationIds:
+    @pytest.mark.parametrize(
+        "value",
+        [
+            "4111-1111-1111-1111",
+            "4111111111111111",
+            "DE89370400440532013000",
+            "alice@example.com",
+            "sk_live_Tr0ub4dor3CanaryX9yZ",
+            "+49-30-1234567",
+        ],
+    )
+    def test_personal_data_is_not_bound(self, value: str) -> None:
+        with bind_request_context(correlation_id=value) as ids:
+            assert ids["correlation_id"] not in (None, value)
+            assert correlation_id_var.get() == ids["correlation_id"]
+
+    @pytest.mark.parametrize(
+        "value", ["corr-log-1", "123e4567-e89b-12d3-a456-426614174000", "ui:42"]
+    )
+    def test_ordinary_ids_are_kept(self, value: str) -> None:
+        with bind_request_context(correlation_id=value) as ids:
+            assert ids["correlation_id"] == value
+
+
+class TestDatabaseText:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            (
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: users.username\n"
+                "[SQL: INSERT INTO users (username) VALUES (?)]\n"
+                "[parameters: ('alice', 'x]y')]\n"
+                "(Background on this error at: https://sqlalche.me/e/20/gkpj)",
+                "(sqlite3.IntegrityError) UNIQUE constraint failed: users.username\n"
+                "[SQL: INSERT INTO users (username) VALUES (?)]\n"
+                "[parameters: ***]\n"
+                "(Background on this error at: https://sqlalche.me/e/20/gkpj)",
+            ),
+            ("[generated in 0.00012s] ('alice', 3)", "[generated in 0.00012s] ***"),
+            ("[cached since 4.2s ago] {'a': 'bob'}", "[cached since 4.2s ago] ***"),
+            (
+                "DETAIL:  Key (username)=(alice) already exists.",
+                "DETAIL:  Key (username)=(***) already exists.",
+            ),
+            (
+                'DETAIL:  Key (owner_id)=(42) is not present in table "users".',
+                'DETAIL:  Key (owner_id)=(***) is not present in table "users".',
+            ),
+            (
+                "DETAIL:  Failing row contains (1, alice, null).",
+                "DETAIL:  Failing row contains (***).",
+            ),
+            (
+                'invalid input syntax for type integer: "alice"',
+                'invalid input syntax for type integer: "***"',
+            ),
+            (
+                'invalid input value for enum project_status: "x y"',
+                'invalid input value for enum project_status: "***"',
+            ),
+        ],
+    )
+    def test_values_in_database_text_are_masked(self, text: str, expected: str) -> None:
+        assert mask_value(text) == expected
+        assert mask_value(expected) == expected
+
+    def test_statements_are_kept(self) -> None:
+        text = "[SQL: SELECT users.id FROM users WHERE users.username = ?]"
+        assert mask_value(text) == text

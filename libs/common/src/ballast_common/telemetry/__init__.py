@@ -35,7 +35,14 @@ from ballast_common.telemetry.metrics import (
     http_metrics,
     set_db_pool_stats,
 )
-from ballast_common.telemetry.pii import MASK, is_sensitive_key, mask_data, mask_value
+from ballast_common.telemetry.pii import (
+    MASK,
+    contains_pii,
+    is_sensitive_key,
+    mask_data,
+    mask_value,
+    redact_secrets,
+)
 
 __all__ = [
     "DB_POOL_STATES",
@@ -47,6 +54,7 @@ __all__ = [
     "bind_request_context",
     "clear_event_sinks",
     "configure_logging",
+    "contains_pii",
     "correlation_id_var",
     "current_context",
     "db_pool_gauge",
@@ -63,6 +71,7 @@ __all__ = [
     "new_span_id",
     "new_trace_id",
     "parse_traceparent",
+    "redact_secrets",
     "register_event_sink",
     "set_db_pool_stats",
     "set_user_id",

@@ -15,6 +15,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 
+from ballast_common.telemetry.pii import contains_pii
+
 trace_id_var: ContextVar[str | None] = ContextVar("ballast_trace_id", default=None)
 span_id_var: ContextVar[str | None] = ContextVar("ballast_span_id", default=None)
 correlation_id_var: ContextVar[str | None] = ContextVar(
@@ -110,6 +112,10 @@ def bind_request_context(
         span_id: This unit's span id; a new one is generated when omitted (the
             parent span id of an incoming ``traceparent`` is *not* our span).
         correlation_id: Correlation id, e.g. from an ``X-Correlation-ID`` header.
+            One that carries personal data or a secret (an e-mail, a card number,
+            a token: anything :func:`~ballast_common.telemetry.pii.mask_value`
+            would hide) is replaced by a fresh id: the id is logged unmasked on
+            every line, echoed to the caller and stored in audit rows.
         user_id: The authenticated user's id, if known.
         ip: The client IP address.
         user_agent: The client's ``User-Agent``.
@@ -120,7 +126,14 @@ def bind_request_context(
     values: list[tuple[ContextVar[str | None], str | None]] = [
         (trace_id_var, trace_id or new_trace_id()),
         (span_id_var, span_id or new_span_id()),
-        (correlation_id_var, correlation_id or new_correlation_id()),
+        (
+            correlation_id_var,
+            (
+                correlation_id
+                if correlation_id and not contains_pii(correlation_id)
+                else new_correlation_id()
+            ),
+        ),
         (user_id_var, user_id),
         (ip_var, ip),
         (user_agent_var, user_agent),

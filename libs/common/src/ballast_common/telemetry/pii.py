@@ -5,6 +5,13 @@ slightly less useful log line, a false negative leaks personal data into a log
 store that many people can read. Three things are explicitly *not* masked because
 every log line and most ids contain them: ISO-8601 timestamps, dashed UUIDs and
 values under identifier keys (``id``, ``*_id``).
+
+Checksums keep the costly false positives away where a shape alone is not enough:
+a card number must pass the Luhn check and an IBAN its mod-97 check, so an order
+number or a SKU of the same length stays readable.
+
+This is for logs. Data an authorised reader asks for (the audit trail) is shown as
+written; only secrets are withheld there (:func:`redact_secrets`).
 """
 
 from __future__ import annotations
@@ -13,6 +20,7 @@ import re
 from collections.abc import Mapping
 from enum import Enum
 from typing import Any
+from urllib.parse import unquote_plus
 
 MASK = "***"
 
@@ -68,8 +76,9 @@ _KEY_VALUE_RE = re.compile(
 # surrounding text (email='jane@..., ?user=jane@...) onto the address; a local part
 # that contains them is still masked from its last such character on, which is
 # enough to break the address. The domain needs at least one dot.
+# "%40" is an URL-encoded "@" (alice%40example.com in a query string).
 _EMAIL_RE = re.compile(
-    r"(?P<local>[A-Za-z0-9._%+*\-]*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-])@"
+    r"(?P<local>[A-Za-z0-9._%+*\-]*[A-Za-z0-9!#$%&'*+/=?^_`{|}~.\-])(?P<at>@|%40)"
     r"(?P<domain>[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9\-]*[A-Za-z0-9])?)+)"
 )
@@ -93,6 +102,50 @@ _SCAN_RE = re.compile(
 )
 _HEX_RE = re.compile(r"[0-9a-fA-F]+")
 _DIGIT_RE = re.compile(r"\d")
+
+# Payment card numbers: 13 to 19 digits, in one run or in groups (4-4-4-4, 4-6-5,
+# 4-4-4-4-3) split by one kind of separator, starting with 2-6 (Mastercard, Amex,
+# Diners, JCB, Visa, Discover, UnionPay, Maestro). Epoch timestamps start with 1 and
+# so never look like a card. The Luhn check (in the callback) decides.
+_CARD_RE = re.compile(
+    r"""
+    (?<![\w\-+])(?<!\d[.,])
+    (?:[2-6]\d{12,18}
+      | [2-6]\d{3}(?P<sep>[\ \-])\d{3,6}(?:(?P=sep)\d{3,6}){1,3})
+    (?![\w]|[\ \-.,]\d)
+    """,
+    re.VERBOSE,
+)
+# IBAN: country code, check digits, then up to 30 letters and digits, compact or in
+# groups of four split by single spaces. The mod-97 check (in the callback) decides.
+_IBAN_RE = re.compile(
+    r"(?<![A-Za-z0-9])[A-Za-z]{2}\d{2}(?:\ ?[A-Za-z0-9]{4}){2,7}(?:\ ?[A-Za-z0-9]{1,3})?"
+    r"(?![A-Za-z0-9])"
+)
+# PostgreSQL quotes the offending values in some error messages; the message is kept,
+# the values go.
+_DB_KEY_DETAIL_RE = re.compile(
+    r"(?P<head>\bKey \([^)\n]*\)=\().*?(?=\) already exists|\) is not present|"
+    r"\) conflicts with|\) is still referenced|\)\.?\s*$)",
+    re.MULTILINE,
+)
+_DB_ROW_DETAIL_RE = re.compile(r"(?P<head>\bFailing row contains )\(.*\)")
+_DB_QUOTED_VALUE_RE = re.compile(
+    r"(?P<head>\b(?:invalid input (?:syntax|value) for [^:\n]{1,80}"
+    r"|(?:field )?value out of range)): \"(?:[^\"\n\\]|\\.)*\""
+)
+# SQL statement parameters in SQLAlchemy's own text, for engines built without
+# hide_parameters: "[parameters: (...)]" in exception text, and the echo line that
+# follows each statement ("[generated in 0.0001s] ('alice', ...)").
+_SQL_PARAMETERS_RE = re.compile(r"(?P<head>\[parameters: ).*\]")
+_SQL_ECHO_PARAMETERS_RE = re.compile(
+    r"^(?P<head>\[(?:generated in|cached since|raw sql|no key|caching disabled"
+    r"|insertmanyvalues|dialect \S+ does not support caching)[^\]\n]*\]) .+$",
+    re.MULTILINE,
+)
+# Percent escapes (%40, %20) or plus-joined digits (4111+1111): text that may be URL
+# encoded, worth a second look once decoded.
+_URL_ENCODED_RE = re.compile(r"%[0-9A-Fa-f]{2}|\d\+\d")
 
 
 def _normalize_key(key: str) -> str:
@@ -134,7 +187,45 @@ def _mask_email_match(match: re.Match[str]) -> str:
     if not local.strip("*"):
         # Already masked (j***@x.org, user:***@host): masking is idempotent.
         return match.group(0)
-    return f"{local[0]}{MASK}@{match.group('domain')}"
+    return f"{local[0]}{MASK}{match.group('at')}{match.group('domain')}"
+
+
+def _luhn_valid(digits: str) -> bool:
+    total = 0
+    for position, char in enumerate(reversed(digits)):
+        value = int(char)
+        if position % 2:
+            value *= 2
+            if value > 9:
+                value -= 9
+        total += value
+    return total % 10 == 0
+
+
+def _is_card_number(digits: str) -> bool:
+    return 13 <= len(digits) <= 19 and digits[0] in "23456" and _luhn_valid(digits)
+
+
+def _mask_card_match(match: re.Match[str]) -> str:
+    digits = "".join(_DIGIT_RE.findall(match.group(0)))
+    if not _is_card_number(digits):
+        return match.group(0)
+    return MASK + digits[-4:]
+
+
+def _iban_valid(compact: str) -> bool:
+    if not 15 <= len(compact) <= 34:
+        return False
+    rearranged = compact[4:] + compact[:4]
+    # A=10 ... Z=35; int(c, 36) maps digits to themselves and letters exactly so.
+    return int("".join(str(int(c, 36)) for c in rearranged)) % 97 == 1
+
+
+def _mask_iban_match(match: re.Match[str]) -> str:
+    compact = match.group(0).replace(" ", "")
+    if not _iban_valid(compact.upper()):
+        return match.group(0)
+    return compact[:2] + MASK + compact[-4:]
 
 
 def _mask_key_value_match(match: re.Match[str]) -> str:
@@ -198,11 +289,17 @@ def _scan_match(match: re.Match[str]) -> str:
 def mask_value(value: str) -> str:
     """Mask PII and secrets inside free text.
 
-    Masks e-mail addresses (``j***@example.com``), phone numbers with 7 to 15
-    digits (``***67``), bearer tokens and JWTs, long hex or base64url tokens
-    (24+ characters), credentials in URLs and ``password=...``-style pairs whose
-    key is sensitive (see :func:`is_sensitive_key`). ISO timestamps and dashed
-    UUIDs are left alone. Masking is idempotent.
+    Masks e-mail addresses (``j***@example.com``, also URL-encoded as
+    ``j***%40example.com``), payment card numbers that pass the Luhn check
+    (``***1111``), IBANs that pass the mod-97 check (``DE***3000``), phone numbers
+    with 7 to 15 digits (``***67``), bearer tokens and JWTs, long hex or base64url
+    tokens (24+ characters), credentials in URLs, ``password=...``-style pairs
+    whose key is sensitive (see :func:`is_sensitive_key`), SQL statement
+    parameters in SQLAlchemy's text (``[parameters: ***]``) and the values
+    PostgreSQL quotes in its error messages (``Key (email)=(***)``). URL-encoded text (a path
+    or query string) is also checked once decoded; when that finds something, the
+    decoded, masked text is returned. ISO timestamps and dashed UUIDs are left
+    alone. Masking is idempotent.
 
     Args:
         value: Any text: a log message, an exception message, a traceback.
@@ -212,12 +309,42 @@ def mask_value(value: str) -> str:
     """
     if not value:
         return value
-    masked = _URL_CREDENTIALS_RE.sub(r"\1" + MASK, value)
+    masked = _mask_text(value)
+    if _URL_ENCODED_RE.search(masked):
+        decoded = unquote_plus(masked)
+        if decoded != masked:
+            remasked = _mask_text(decoded)
+            if remasked != decoded:
+                return remasked
+    return masked
+
+
+def _mask_text(value: str) -> str:
+    masked = _SQL_PARAMETERS_RE.sub(r"\g<head>" + MASK + "]", value)
+    masked = _SQL_ECHO_PARAMETERS_RE.sub(r"\g<head> " + MASK, masked)
+    masked = _URL_CREDENTIALS_RE.sub(r"\1" + MASK, masked)
     masked = _JWT_RE.sub(MASK, masked)
     masked = _BEARER_RE.sub(r"\1 " + MASK, masked)
     masked = _KEY_VALUE_RE.sub(_mask_key_value_match, masked)
+    masked = _DB_KEY_DETAIL_RE.sub(r"\g<head>" + MASK, masked)
+    masked = _DB_ROW_DETAIL_RE.sub(r"\g<head>(" + MASK + ")", masked)
+    masked = _DB_QUOTED_VALUE_RE.sub(r'\g<head>: "' + MASK + '"', masked)
     masked = _EMAIL_RE.sub(_mask_email_match, masked)
+    masked = _IBAN_RE.sub(_mask_iban_match, masked)
+    masked = _CARD_RE.sub(_mask_card_match, masked)
     return _SCAN_RE.sub(_scan_match, masked)
+
+
+def contains_pii(value: str) -> bool:
+    """Tell whether :func:`mask_value` would change ``value``.
+
+    Args:
+        value: Text that should carry no personal data (a correlation id, a key).
+
+    Returns:
+        ``True`` if it contains something the masker hides.
+    """
+    return mask_value(value) != value
 
 
 def _mask_str(value: str, kind: _Kind) -> str:
@@ -258,8 +385,16 @@ def _mask(obj: Any, kind: _Kind, depth: int) -> Any:
         return frozenset(items) if isinstance(obj, frozenset) else set(items)
     if kind is _Kind.PHONE and isinstance(obj, int) and not isinstance(obj, bool):
         return _mask_phone(str(obj))
+    if (
+        kind is _Kind.PLAIN
+        and isinstance(obj, int)
+        and not isinstance(obj, bool)
+        and _is_card_number(str(obj))
+    ):
+        return MASK + str(obj)[-4:]
     # Numbers, booleans, None, datetimes...: nothing to mask. Plain integers are
-    # never treated as phone numbers outside phone keys (they are counts and ids).
+    # never treated as phone numbers outside phone keys (they are counts and ids),
+    # only as card numbers when they pass the Luhn check.
     return obj
 
 
@@ -282,3 +417,39 @@ def mask_data(obj: Any) -> Any:
         A masked copy; the input is never modified.
     """
     return _mask(obj, _Kind.PLAIN, 0)
+
+
+def _redact(obj: Any, depth: int) -> Any:
+    if depth > _MAX_DEPTH:
+        return MASK
+    if isinstance(obj, Mapping):
+        return {
+            k: (
+                MASK
+                if isinstance(k, str) and is_sensitive_key(k)
+                else _redact(v, depth + 1)
+            )
+            for k, v in obj.items()
+        }
+    if isinstance(obj, list | tuple):
+        items = [_redact(item, depth + 1) for item in obj]
+        return items if isinstance(obj, list) else tuple(items)
+    return obj
+
+
+def redact_secrets(obj: Any) -> Any:
+    """Withhold secrets, keep everything else exactly as written.
+
+    For data shown to an authorised reader (the audit trail): values under
+    sensitive keys (``password_hash``, ``token_hash``, ``api_key``... see
+    :func:`is_sensitive_key`) become ``"***"`` whatever their type; every other
+    value, personal data included, is returned unchanged. Use :func:`mask_data`
+    for logs.
+
+    Args:
+        obj: A JSON-like value.
+
+    Returns:
+        A redacted copy; the input is never modified.
+    """
+    return _redact(obj, 0)
