@@ -2,7 +2,12 @@
 
 Pure ASGI (not BaseHTTPMiddleware): no extra task per request, and the context vars set
 here are visible to the endpoint. An incoming `traceparent` and `X-Correlation-ID` are
-honoured; both go back on the response so callers can correlate.
+honoured; both go back on the response so callers can correlate. A correlation id that
+carries personal data or a secret is replaced by a fresh one (`bind_request_context`):
+it would otherwise be logged, echoed and audited as is.
+
+The access line names the route template and, PII-masked, the raw path and query
+string: a card number or an e-mail in a URL never reaches the log.
 """
 
 from __future__ import annotations
@@ -20,10 +25,14 @@ from ballast_common.telemetry import (
     get_logger,
     http_metrics,
     log_error,
+    mask_value,
     parse_traceparent,
 )
 
 log = get_logger("ballast_api.access")
+
+# Longer paths and query strings are cut in the access line (after masking).
+_MAX_LOGGED_URL_PART = 2048
 
 _CORRELATION_OK = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:"
@@ -50,6 +59,19 @@ def route_template(scope: Scope) -> str:
     segments = path.split("/")
     by_value = {str(v): k for k, v in params.items()}
     return "/".join("{" + by_value[s] + "}" if s in by_value else s for s in segments)
+
+
+def logged_url(scope: Scope) -> dict[str, str]:
+    """The request's path and query string for the access line, PII-masked.
+
+    The query string is masked as sent (URL-encoded); the masker also checks it
+    decoded, so `card=4111+1111+1111+1111` or `email=alice%40example.com` are caught.
+    """
+    out = {"path": mask_value(str(scope.get("path", "")))[:_MAX_LOGGED_URL_PART]}
+    query = bytes(scope.get("query_string") or b"").decode("latin-1")
+    if query:
+        out["query"] = mask_value(query)[:_MAX_LOGGED_URL_PART]
+    return out
 
 
 class RequestContextMiddleware:
@@ -122,6 +144,7 @@ class RequestContextMiddleware:
                         "request",
                         method=method,
                         route=template,
+                        **logged_url(scope),
                         status=status["code"],
                         duration_ms=round(elapsed * 1000, 2),
                     )

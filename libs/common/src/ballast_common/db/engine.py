@@ -140,7 +140,8 @@ class DB:
         return self.backend == "sqlite"
 
     def _engine_kwargs(self, *, use_async: bool) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {"echo": self._echo}
+        # Statement parameters are user data: never in echo lines or exception text.
+        kwargs: dict[str, Any] = {"echo": self._echo, "hide_parameters": True}
         if self.is_sqlite:
             # Waits on the write lock go through busy_timeout; no pre-ping needed for files.
             kwargs["connect_args"] = {"timeout": 10}

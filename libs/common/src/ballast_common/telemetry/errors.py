@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import traceback
 from collections.abc import Mapping
 from typing import Any
 
@@ -15,6 +14,7 @@ from ballast_common.telemetry.context import (
 )
 from ballast_common.telemetry.logging import get_logger
 from ballast_common.telemetry.pii import mask_data, mask_value
+from ballast_common.telemetry.tracebacks import exception_message, format_exception
 
 _log = get_logger("ballast.errors")
 
@@ -24,7 +24,9 @@ def log_error(err: BaseException, ctx: Mapping[str, Any] | None = None) -> str:
 
     The line has event ``"error"``, ``error_type`` (qualified class name),
     ``error_message``, ``stack`` (the full formatted traceback, chained causes
-    included) and ``ctx``; all of it masked. Outside a bound request context a
+    included) and ``ctx``; all of it masked. Message and stack never carry SQL
+    statement parameters, whichever engine raised (see
+    :mod:`ballast_common.telemetry.tracebacks`). Outside a bound request context a
     fresh trace id is generated for this error, so there is always an id to quote.
 
     Args:
@@ -41,11 +43,11 @@ def log_error(err: BaseException, ctx: Mapping[str, Any] | None = None) -> str:
     module = type(err).__module__
     if module not in ("builtins", "__main__"):
         error_type = f"{module}.{error_type}"
-    stack = "".join(traceback.format_exception(type(err), err, err.__traceback__))
+    stack = format_exception(err)
     _log.error(
         "error",
         error_type=error_type,
-        error_message=mask_value(str(err)),
+        error_message=mask_value(exception_message(err)),
         stack=mask_value(stack),
         ctx=mask_data(dict(ctx)) if ctx else {},
         trace_id=trace_id,

@@ -29,6 +29,7 @@ from ballast_common.telemetry.context import (
     user_id_var,
 )
 from ballast_common.telemetry.pii import mask_data
+from ballast_common.telemetry.tracebacks import format_exc_info
 
 # Marks the one handler configure_logging owns, so a second call replaces it
 # instead of stacking a duplicate (and leaves foreign handlers, e.g. pytest's
@@ -179,7 +180,8 @@ def configure_logging(
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             _add_service(service),
             add_context_ids,
-            structlog.processors.format_exc_info,
+            # Tracebacks without SQL statement parameters, then masked like the rest.
+            structlog.processors.ExceptionRenderer(format_exc_info),
             mask_event_dict,
             renderer,
         ],

@@ -14,19 +14,24 @@ from ballast_common.db import PageResult, UnitOfWork, run_tx_async
 from ballast_common.fields import Timestamp
 from ballast_common.models import AuditLog
 from ballast_common.security import Permission
-from ballast_common.telemetry import mask_data
+from ballast_common.telemetry import redact_secrets
 
 router = APIRouter(prefix="/audit", tags=["audit"])
 Auditor = Annotated[Principal, Depends(require(Permission.AUDIT_READ))]
 
 
-def _masked(row: AuditRead) -> AuditRead:
-    """Secrets (password hashes, token hashes) and PII never leave the api unmasked.
+def _redacted(row: AuditRead) -> AuditRead:
+    """Secrets (password and token hashes) never leave the api; user text is shown as written.
 
-    The rows keep the full values: incremental backups replay them.
+    The trail is read by admins to see who changed what: a description, an e-mail
+    address or a phone number an editor typed comes back exactly as typed (masking is
+    for logs). Values under secret-named columns are withheld. The rows themselves keep
+    the full values: incremental backups replay them.
     """
-    row.old_values = mask_data(row.old_values) if row.old_values is not None else None
-    row.new_values = mask_data(row.new_values) if row.new_values is not None else None
+    if row.old_values is not None:
+        row.old_values = redact_secrets(row.old_values)
+    if row.new_values is not None:
+        row.new_values = redact_secrets(row.new_values)
     return row
 
 
@@ -73,7 +78,7 @@ async def query_audit(
         ).scalars()
         return Page[AuditRead].of(
             PageResult(list(rows), total, page, size),
-            lambda r: _masked(AuditRead.model_validate(r)),
+            lambda r: _redacted(AuditRead.model_validate(r)),
         )
 
     return await run_tx_async(work, db=db)
