@@ -55,10 +55,11 @@ class DatabaseConfig(BaseModel):
     # SQLAlchemy URL without a password; the password comes from `password` (env only).
     url: str = "sqlite:///./var/ballast.db"
     password: SecretStr | None = None
-    # Connection pool size per process (PostgreSQL only).
+    # Connections kept open per engine and process (PostgreSQL and SQLite files) ...
     pool_size: int = Field(default=10, ge=1, le=200)
+    # ... plus this many more opened under load and closed again when returned.
     max_overflow: int = Field(default=10, ge=0, le=200)
-    # Seconds to wait for a pooled connection before failing the request.
+    # Seconds a request waits for a free connection before it gets 503 + Retry-After.
     pool_timeout: float = Field(default=10.0, gt=0)
     # Per-statement timeout (in milliseconds) on PostgreSQL; 0 disables.
     statement_timeout_ms: int = Field(default=30_000, ge=0)
@@ -163,6 +164,9 @@ class SecurityConfig(BaseModel):
     session_absolute_timeout_s: int = Field(default=43_200, ge=60)
     # Failed logins allowed per username per minute.
     login_rate_per_minute: int = Field(default=20, ge=1)
+    # Threads per process that hash and verify passwords (argon2 is slow on purpose and
+    # never runs on the api's event loop); more logins than this wait their turn.
+    password_hash_workers: int = Field(default=2, ge=1, le=64)
 
 
 class S3Config(BaseModel):

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import secrets
 import threading
 from collections.abc import Iterable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from enum import StrEnum
 from types import MappingProxyType
 
@@ -66,6 +68,54 @@ def verify_password(password: str, hashed: str | None) -> bool:
         return False
     _password_hash.verify(password, _get_dummy_hash())
     return False
+
+
+# argon2 costs tens of milliseconds of CPU on purpose; async code hashes and verifies in
+# a small pool of its own so the event loop keeps answering (argon2-cffi releases the GIL)
+# and a burst of logins queues here instead of taking every thread of the default pool.
+DEFAULT_HASH_WORKERS = 2
+_hash_pool: ThreadPoolExecutor | None = None
+_hash_workers = DEFAULT_HASH_WORKERS
+_pool_lock = threading.Lock()
+
+
+def configure_password_hashing(workers: int) -> None:
+    """Set how many threads hash and verify passwords for the async helpers.
+
+    Args:
+        workers: Pool size, at least 1 (``security.password_hash_workers``).
+    """
+    global _hash_pool, _hash_workers
+    if workers < 1:
+        raise ValueError("password hashing needs at least one worker")
+    with _pool_lock:
+        if workers == _hash_workers:
+            return
+        old, _hash_pool, _hash_workers = _hash_pool, None, workers
+    if old is not None:
+        old.shutdown(wait=False)
+
+
+def _pool() -> ThreadPoolExecutor:
+    global _hash_pool
+    with _pool_lock:
+        if _hash_pool is None:
+            _hash_pool = ThreadPoolExecutor(
+                max_workers=_hash_workers, thread_name_prefix="ballast-argon2"
+            )
+        return _hash_pool
+
+
+async def ahash_password(password: str) -> str:
+    """:func:`hash_password` in the bounded hashing pool (never on the event loop)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_pool(), hash_password, password)
+
+
+async def averify_password(password: str, hashed: str | None) -> bool:
+    """:func:`verify_password` in the bounded hashing pool (never on the event loop)."""
+    loop = asyncio.get_running_loop()
+    return await loop.run_in_executor(_pool(), verify_password, password, hashed)
 
 
 def needs_rehash(hashed: str) -> bool:

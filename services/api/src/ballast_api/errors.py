@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from ballast_common.errors import AppError
+from ballast_common.db import RETRY_AFTER_S, is_transient
+from ballast_common.errors import AppError, TransientError
 from ballast_common.telemetry import log_error, mask_data, trace_id_var
 
 _HTTP_CODES = {
@@ -46,6 +50,8 @@ def error_response(
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
+    if isinstance(exc, TransientError):
+        headers = _retry_after(exc.retry_after)
     if exc.status >= 500:
         log_error(exc, {"code": exc.code})
     return error_response(exc.status, exc.code, exc.message, exc.details, headers)
@@ -88,7 +94,25 @@ async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
     )
 
 
+def _retry_after(seconds: float | None) -> dict[str, str]:
+    return {"Retry-After": str(max(1, math.ceil(seconds or RETRY_AFTER_S)))}
+
+
+async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
+    """A database error that escaped the retrying runners: 503 if retrying may help."""
+    if not (isinstance(exc, SQLAlchemyTimeoutError) or is_transient(exc)):
+        raise exc
+    log_error(exc, {"code": "unavailable"})
+    return error_response(
+        503,
+        "unavailable",
+        "the database is temporarily unavailable: try again shortly",
+        headers=_retry_after(None),
+    )
+
+
 def install(app: FastAPI) -> None:
     app.add_exception_handler(AppError, _app_error)
+    app.add_exception_handler(SQLAlchemyError, _database_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

@@ -16,6 +16,7 @@ from ballast_api.routes import api_router
 from ballast_common.app import init_app
 from ballast_common.config import AppConfig
 from ballast_common.db import DB
+from ballast_common.security import configure_password_hashing
 from ballast_common.telemetry import get_logger
 
 API_DESCRIPTION = "Ballast state API: sessions, drafts, forms, projects, audit, events."
@@ -29,6 +30,7 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
         if db is None:
             ctx = init_app("api", config=config)
             app.state.config, app.state.db = ctx.config, ctx.db
+        configure_password_hashing(app.state.config.security.password_hash_workers)
         get_logger(__name__).info("api_started", database=repr(app.state.db))
         try:
             yield

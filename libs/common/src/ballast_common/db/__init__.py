@@ -23,18 +23,22 @@ from ballast_common.db.repository import (
 )
 from ballast_common.db.serialize import jsonable
 from ballast_common.db.uow import (
+    RETRY_AFTER_S,
     Replay,
     UnitOfWork,
     WriteContext,
     WriteIdRace,
     fingerprint,
     is_transient,
+    is_unique_violation,
+    retry_db_async,
     run_tx,
     run_tx_async,
 )
 
 __all__ = [
     "DB",
+    "RETRY_AFTER_S",
     "Conflict",
     "PageResult",
     "Replay",
@@ -51,10 +55,12 @@ __all__ = [
     "head_revision",
     "init_db",
     "is_transient",
+    "is_unique_violation",
     "jsonable",
     "migrate",
     "normalize_url",
     "reset_db",
+    "retry_db_async",
     "row_dict",
     "run_tx",
     "run_tx_async",

@@ -79,9 +79,10 @@ class DB:
 
     Args:
         url: `sqlite:///path` or `postgresql://user@host/db` (driver chosen here).
-        pool_size: connections kept per engine (PostgreSQL).
-        max_overflow: extra connections allowed under load (PostgreSQL).
-        pool_timeout: seconds to wait for a free connection.
+        pool_size: connections kept per engine (PostgreSQL, SQLite files).
+        max_overflow: extra connections allowed under load.
+        pool_timeout: seconds to wait for a free connection (then the pool raises
+            TimeoutError, which the api answers with 503 + Retry-After).
         statement_timeout_ms: PostgreSQL statement_timeout; 0 disables.
         application_name: shown in pg_stat_activity.
         echo: log every statement.
@@ -145,6 +146,13 @@ class DB:
         if self.is_sqlite:
             # Waits on the write lock go through busy_timeout; no pre-ping needed for files.
             kwargs["connect_args"] = {"timeout": 10}
+            if self.url.database not in (None, "", ":memory:"):
+                # A file database is pooled (QueuePool) like PostgreSQL: same limits.
+                kwargs.update(
+                    pool_size=self._pool_size,
+                    max_overflow=self._max_overflow,
+                    pool_timeout=self._pool_timeout,
+                )
             return kwargs
         kwargs.update(
             pool_size=self._pool_size,

@@ -7,6 +7,14 @@ caller sees one result. Writes carrying a client write id are idempotent: the ou
 stored in `write_ids` in the same transaction, and a replay returns it unchanged. A retry
 after an ambiguous commit (the connection died during COMMIT) finds the stored outcome and
 so applies exactly once.
+
+Two racing first writes of one unique key (two clients creating the same draft field)
+end in a unique violation for the loser: the runner retries it too, and the retry finds
+the winner's row. In the api (`run_tx_async`) a failure that outlasts the retries
+becomes `TransientError` (503 with `Retry-After`), a unique violation that outlasts them
+`ConflictError` (409), and an exhausted connection pool `TransientError` at once
+(waiting longer only adds load). `retry_db_async` gives the same retries to work outside a unit of work (the
+api's authentication lookup).
 """
 
 from __future__ import annotations
@@ -24,13 +32,14 @@ from typing import Any, TypeVar
 from sqlalchemy import bindparam, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from ballast_common.db.engine import DB, get_db
 from ballast_common.db.repository import Repository
 from ballast_common.db.serialize import jsonable
-from ballast_common.errors import TransientError, ValidationError
+from ballast_common.errors import ConflictError, TransientError, ValidationError
 from ballast_common.models import AuditLog, Model, WriteRecord, utcnow
 from ballast_common.resilience import backoff_delays
 
@@ -40,6 +49,8 @@ M = TypeVar("M", bound=Model)
 # SQLSTATEs worth retrying: serialization failure, deadlock, and the connection classes.
 _TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
 _SQLITE_TRANSIENT = ("database is locked", "database table is locked", "busy")
+# Seconds a client should wait before trying again after a 503 from the database layer.
+RETRY_AFTER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -125,6 +136,66 @@ def is_transient(exc: BaseException) -> bool:
         ):
             return True
     return isinstance(exc, (ConnectionError, TimeoutError))
+
+
+def is_unique_violation(exc: BaseException) -> bool:
+    """Whether `exc` is a unique-key violation (a lost race to create the same row)."""
+    if not isinstance(exc, IntegrityError):
+        return False
+    orig = exc.orig
+    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if isinstance(code, str):
+        return code == "23505"
+    return "unique constraint failed" in str(orig).lower()
+
+
+def _unavailable(exc: BaseException) -> TransientError:
+    """What a caller sees when the database stays unavailable through every retry."""
+    if isinstance(exc, PoolTimeoutError):
+        message = "the database is busy (no free connection): try again shortly"
+    else:
+        message = "the database is temporarily unavailable: try again shortly"
+    return TransientError(message, retry_after=RETRY_AFTER_S)
+
+
+def _lost_race() -> ConflictError:
+    return ConflictError(
+        "a concurrent request wrote the same record: reload and try again",
+        details={"reason": "unique_violation"},
+    )
+
+
+class _Retry:
+    """The retry policy of the transaction runners: what to retry, how long to wait,
+    and what to raise when the attempts run out.
+
+    Args:
+        tries: total attempts.
+        translate: raise `TransientError`/`ConflictError` when the attempts run out
+            (the api); otherwise the last error itself (workers and CLI test it with
+            `is_transient`).
+    """
+
+    def __init__(self, tries: int, *, translate: bool) -> None:
+        self.delays = backoff_delays(attempts=tries)
+        self.translate = translate
+
+    def next_delay(self, exc: Exception) -> float:
+        """The wait before the next attempt, or raise the error the caller should see."""
+        if isinstance(exc, PoolTimeoutError):
+            # The pool already waited pool_timeout seconds: answer now.
+            if not self.translate:
+                raise exc
+            raise _unavailable(exc) from exc
+        race = is_unique_violation(exc)
+        if not race and not is_transient(exc):
+            raise exc
+        delay = next(self.delays, None)
+        if delay is None:
+            if not self.translate or isinstance(exc, TransientError):
+                raise exc
+            raise (_lost_race() if race else _unavailable(exc)) from exc
+        return delay
 
 
 def fingerprint(payload: Any) -> str:
@@ -299,10 +370,13 @@ def run_tx(
 
     Returns:
         What `fn` returned on the attempt that committed.
+
+    Raises:
+        Exception: the last error when a transient one outlasts the attempts (test it
+            with `is_transient`); `run_tx_async` translates it for the api.
     """
     database = db or get_db()
-    tries = attempts or database.tx_retries
-    delays = backoff_delays(attempts=tries)
+    retry = _Retry(attempts or database.tx_retries, translate=False)
     while True:
         session = database.session()
         uow = UnitOfWork(session, ctx or WriteContext())
@@ -312,12 +386,7 @@ def run_tx(
             return result
         except Exception as exc:
             _safe_rollback(uow)
-            if not is_transient(exc):
-                raise
-            delay = next(delays, None)
-            if delay is None:
-                raise
-            sleep(delay)
+            sleep(retry.next_delay(exc))
         finally:
             session.close()
 
@@ -334,10 +403,14 @@ async def run_tx_async(
 
     The same synchronous repository code runs on the async connection through
     `AsyncSession.run_sync` (SQLAlchemy's greenlet bridge), so there is one code path.
+
+    Raises:
+        TransientError: the database stayed unavailable through every attempt, or no
+            pooled connection became free within the pool timeout (503).
+        ConflictError: a unique-key race was lost on every attempt (409).
     """
     database = db or get_db()
-    tries = attempts or database.tx_retries
-    delays = backoff_delays(attempts=tries)
+    retry = _Retry(attempts or database.tx_retries, translate=True)
     do_sleep = sleep or asyncio.sleep
 
     def work(sync_session: Session, holder: list[UnitOfWork]) -> T:
@@ -357,18 +430,45 @@ async def run_tx_async(
                 # The connection may be gone; the pool discards it.
                 with contextlib.suppress(Exception):
                     await session.rollback()
-                if not is_transient(exc):
-                    raise
-                delay = next(delays, None)
-                if delay is None:
-                    raise
-                await do_sleep(delay)
+                await do_sleep(retry.next_delay(exc))
                 continue
             for uow in holder:
                 callbacks, uow._after_commit = uow._after_commit, []
                 for cb in callbacks:
                     cb()
             return result
+
+
+async def retry_db_async(
+    op: Callable[[], Awaitable[T]],
+    *,
+    db: DB | None = None,
+    attempts: int | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> T:
+    """Run `op()` with `run_tx_async`'s retries, for database work outside a unit of work.
+
+    Args:
+        op: opens its own connection(s) on each call (a dropped one is not reused);
+            it may run more than once.
+        db: the database whose `tx_retries` bounds the attempts (default: the process
+            default).
+        attempts: total tries (default: the database's `tx_retries`).
+        sleep: injectable for tests.
+
+    Returns:
+        What `op` returned.
+
+    Raises:
+        TransientError: the database stayed unavailable (503 with `Retry-After`).
+    """
+    retry = _Retry(attempts or (db or get_db()).tx_retries, translate=True)
+    do_sleep = sleep or asyncio.sleep
+    while True:
+        try:
+            return await op()
+        except Exception as exc:
+            await do_sleep(retry.next_delay(exc))
 
 
 def _safe_rollback(uow: UnitOfWork) -> None:
@@ -386,7 +486,9 @@ __all__ = [
     "WriteIdRace",
     "fingerprint",
     "is_transient",
+    "is_unique_violation",
     "jsonable",
+    "retry_db_async",
     "run_tx",
     "run_tx_async",
 ]

@@ -10,21 +10,24 @@ from sqlalchemy.orm import selectinload
 
 from ballast_api.principal import Principal
 from ballast_common.config import AppConfig
-from ballast_common.db import DB, UnitOfWork, WriteContext, run_tx_async
+from ballast_common.db import (
+    DB,
+    UnitOfWork,
+    WriteContext,
+    retry_db_async,
+    run_tx_async,
+)
 from ballast_common.errors import AuthenticationError
 from ballast_common.models import Role, User, UserSession, user_roles, utcnow
 from ballast_common.security import (
-    hash_password,
+    averify_password,
     hash_token,
     new_token,
     permissions_for,
-    verify_password,
 )
 
 # Refresh last_seen_at at most this often: each request must not become a write.
 _TOUCH_EVERY = timedelta(seconds=15)
-# Verified against when the username does not exist, so timing does not reveal it.
-_DUMMY_HASH = hash_password("ballast-timing-equaliser")
 
 
 async def login(
@@ -41,8 +44,9 @@ async def login(
         ).scalar_one_or_none()
 
     user = await run_tx_async(find, db=db)
-    # Verify outside the transaction: argon2 is slow on purpose.
-    ok = verify_password(password, user.password_hash if user else _DUMMY_HASH)
+    # Verify outside the transaction and off the event loop: argon2 is slow on purpose.
+    # An unknown user is verified against a dummy hash, so timing does not reveal it.
+    ok = await averify_password(password, user.password_hash if user else None)
     if user is None or not ok or not user.is_active:
         raise AuthenticationError("wrong username or password")
     token = new_token()
@@ -77,7 +81,8 @@ async def authenticate(db: DB, config: AppConfig, token: str) -> Principal:
     """The principal for a bearer token, or AuthenticationError (expired, revoked, unknown).
 
     Every request passes here, so it is one autocommit query (session, user and role
-    names in one round trip); last_seen_at is refreshed at most every few seconds.
+    names in one round trip); last_seen_at is refreshed at most every few seconds. A
+    dropped connection is retried like a transaction (`retry_db_async`).
     """
     digest = hash_token(token, config.security.secret_key.get_secret_value())
     idle = timedelta(seconds=config.security.session_idle_timeout_s)
@@ -99,38 +104,44 @@ async def authenticate(db: DB, config: AppConfig, token: str) -> Principal:
         .outerjoin(Role, Role.id == user_roles.c.role_id)
         .where(UserSession.token_hash == digest)
     )
-    async with db.async_engine.connect() as conn:
-        conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
-        rows = (await conn.execute(stmt)).all()
-        if not rows:
-            raise AuthenticationError("invalid session token: log in again")
-        first = rows[0]
-        now = utcnow()
-        if first.revoked_at is not None:
-            raise AuthenticationError("session ended: log in again")
-        if first.expires_at <= now:
-            raise AuthenticationError(
-                "session expired (absolute timeout): log in again"
-            )
-        if first.last_seen_at + idle <= now:
-            raise AuthenticationError("session expired (idle timeout): log in again")
-        if not first.is_active or first.deleted_at is not None:
-            raise AuthenticationError("account disabled")
-        if now - first.last_seen_at >= _TOUCH_EVERY:
-            await conn.execute(
-                update(UserSession)
-                .where(UserSession.id == first.id)
-                .values(last_seen_at=now)
-            )
-    roles = tuple(sorted({r.name for r in rows if r.name is not None}))
-    return Principal(
-        user_id=first.user_id,
-        username=first.username,
-        display_name=first.display_name,
-        roles=roles,
-        permissions=frozenset(str(p) for p in permissions_for(roles)),
-        session_id=first.id,
-    )
+
+    async def lookup() -> Principal:
+        async with db.async_engine.connect() as conn:
+            conn = await conn.execution_options(isolation_level="AUTOCOMMIT")
+            rows = (await conn.execute(stmt)).all()
+            if not rows:
+                raise AuthenticationError("invalid session token: log in again")
+            first = rows[0]
+            now = utcnow()
+            if first.revoked_at is not None:
+                raise AuthenticationError("session ended: log in again")
+            if first.expires_at <= now:
+                raise AuthenticationError(
+                    "session expired (absolute timeout): log in again"
+                )
+            if first.last_seen_at + idle <= now:
+                raise AuthenticationError(
+                    "session expired (idle timeout): log in again"
+                )
+            if not first.is_active or first.deleted_at is not None:
+                raise AuthenticationError("account disabled")
+            if now - first.last_seen_at >= _TOUCH_EVERY:
+                await conn.execute(
+                    update(UserSession)
+                    .where(UserSession.id == first.id)
+                    .values(last_seen_at=now)
+                )
+        roles = tuple(sorted({r.name for r in rows if r.name is not None}))
+        return Principal(
+            user_id=first.user_id,
+            username=first.username,
+            display_name=first.display_name,
+            roles=roles,
+            permissions=frozenset(str(p) for p in permissions_for(roles)),
+            session_id=first.id,
+        )
+
+    return await retry_db_async(lookup, db=db)
 
 
 async def logout(db: DB, session_id: uuid.UUID, ctx: WriteContext) -> None:

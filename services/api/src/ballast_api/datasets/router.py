@@ -114,6 +114,7 @@ async def import_dataset(
     if not created:
         # A replay: the first request's dataset holds the file; this copy is not needed.
         await run_in_threadpool(store.delete, key)
+    await send.settle()
     return result
 
 

@@ -2,12 +2,20 @@
 
 The api imports no task code: it knows task names and queues from
 `ballast_common.jobs.TASKS` and talks to the broker configured for the workers.
+
+Publishing never runs on the event loop: a broker that refuses connections or hangs
+would stall every request of the process. Messages go through a small thread pool; a
+request waits for its own messages at most `PUBLISH_WAIT_S` (without blocking the loop)
+and then answers anyway: the job row is committed, and a message that fails (or never
+leaves) is re-sent by the workers' sweeper, like one lost by an api killed after commit.
 """
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any
 
 from celery import Celery  # type: ignore[import-untyped]
@@ -16,11 +24,19 @@ from sqlalchemy import update
 
 from ballast_common.config import AppConfig
 from ballast_common.db import DB
-from ballast_common.jobs import JobMessage, Sender, broker_priority, broker_settings
+from ballast_common.jobs import JobMessage, broker_priority, broker_settings
 from ballast_common.models import Job
 from ballast_common.telemetry import get_logger, log_error
 
 log = get_logger(__name__)
+
+# Seconds a request waits for its messages to reach the broker before answering anyway.
+PUBLISH_WAIT_S = 0.5
+# Threads that publish; messages beyond MAX_IN_FLIGHT are left to the sweeper.
+PUBLISH_THREADS = 4
+MAX_IN_FLIGHT = 256
+# Socket timeouts (in seconds) towards Redis: a hung broker frees the thread again.
+_REDIS_TIMEOUTS = {"socket_connect_timeout": 2.0, "socket_timeout": 3.0}
 
 
 class CelerySender:
@@ -31,6 +47,11 @@ class CelerySender:
         self.db = db
         settings = broker_settings(config)
         self.broker_url: str = settings["broker_url"]
+        if self.broker_url.startswith(("redis://", "rediss://", "unix://")):
+            settings["broker_transport_options"] = {
+                **settings.get("broker_transport_options", {}),
+                **_REDIS_TIMEOUTS,
+            }
         self.app = Celery("ballast-api", set_as_current=False)
         self.app.conf.update(
             settings,
@@ -47,7 +68,31 @@ class CelerySender:
             },
         )
 
+        self._pool = ThreadPoolExecutor(
+            max_workers=PUBLISH_THREADS, thread_name_prefix="ballast-publish"
+        )
+        self._lock = threading.Lock()
+        self._in_flight = 0
+
+    def submit(self, message: JobMessage) -> Future[None] | None:
+        """Publish `message` in the background; None when too many are in flight."""
+        with self._lock:
+            if self._in_flight >= MAX_IN_FLIGHT:
+                log.warning("job_publish_deferred", job_id=message.job_id)
+                return None
+            self._in_flight += 1
+        future = self._pool.submit(self._publish, message)
+        future.add_done_callback(self._done)
+        return future
+
+    def _done(self, _future: Future[None]) -> None:
+        with self._lock:
+            self._in_flight -= 1
+
     def __call__(self, message: JobMessage) -> None:
+        self.submit(message)
+
+    def _publish(self, message: JobMessage) -> None:
         try:
             self.app.send_task(
                 message.name,
@@ -79,14 +124,42 @@ class CelerySender:
             log_error(exc, {"task_id": task_id, "stage": "revoke"})
 
     def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
         self.app.close()
+
+
+class RequestSender:
+    """The sender one request uses: publishes off the event loop, remembers its
+    messages so the request can wait for them briefly (`settle`)."""
+
+    def __init__(self, sender: CelerySender) -> None:
+        self.sender = sender
+        self.futures: list[Future[None]] = []
+
+    def __call__(self, message: JobMessage) -> None:
+        future = self.sender.submit(message)
+        if future is not None:
+            self.futures.append(future)
+
+    async def settle(self) -> None:
+        """Wait up to `PUBLISH_WAIT_S` for this request's messages (never raises).
+
+        With a healthy broker they are sent before the response; during an outage
+        the response does not wait for it.
+        """
+        if self.futures:
+            await asyncio.wait(
+                [asyncio.wrap_future(f) for f in self.futures],
+                timeout=PUBLISH_WAIT_S,
+            )
 
 
 _lock = threading.Lock()
 
 
-def get_sender(request: Request) -> Sender:
-    """The app's sender, created on first use (the lifespan knows nothing of jobs)."""
+def get_sender(request: Request) -> RequestSender:
+    """The app's sender for this request; the shared one is created on first use (the
+    lifespan knows nothing of jobs)."""
     state: Any = request.app.state
     sender: CelerySender | None = getattr(state, "job_sender", None)
     if sender is None:
@@ -95,7 +168,7 @@ def get_sender(request: Request) -> Sender:
             if sender is None:
                 sender = CelerySender(state.config, state.db)
                 state.job_sender = sender
-    return sender
+    return RequestSender(sender)
 
 
-SenderDep = Annotated[Sender, Depends(get_sender)]
+SenderDep = Annotated[RequestSender, Depends(get_sender)]

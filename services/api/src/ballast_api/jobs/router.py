@@ -75,7 +75,9 @@ async def enqueue_job(
             status=201,
         )
 
-    return await run_tx_async(work, db=db, ctx=ctx)
+    job = await run_tx_async(work, db=db, ctx=ctx)
+    await send.settle()
+    return job
 
 
 def _write(
@@ -213,4 +215,6 @@ async def retry_job(
             lambda: jobs.retry(uow, job, send=send),
         )
 
-    return await run_tx_async(work, db=db, ctx=ctx)
+    result = await run_tx_async(work, db=db, ctx=ctx)
+    await send.settle()
+    return result

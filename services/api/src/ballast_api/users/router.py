@@ -12,7 +12,7 @@ from ballast_api.users import service
 from ballast_api.users.schemas import Preferences, UserAdminRead, UserCreate, UserUpdate
 from ballast_api.writes import idempotent_write
 from ballast_common.db import UnitOfWork, run_tx_async
-from ballast_common.security import Permission
+from ballast_common.security import Permission, ahash_password
 
 router = APIRouter(prefix="/users", tags=["users"])
 Reader = Annotated[Principal, Depends(require(Permission.USERS_READ))]
@@ -66,6 +66,7 @@ async def create_user(
     write_id: WriteIdDep,
 ) -> UserAdminRead:
     """Create a user with roles (admin); idempotent per Idempotency-Key."""
+    password_hash = await ahash_password(body.password)
 
     def work(uow: UnitOfWork) -> tuple[int, UserAdminRead]:
         return idempotent_write(
@@ -75,7 +76,7 @@ async def create_user(
             # The password is not part of the fingerprint: it is never stored in the clear.
             body.model_dump(mode="json", exclude={"password"}),
             UserAdminRead,
-            lambda: (201, service.create(uow, body)),
+            lambda: (201, service.create(uow, body, password_hash)),
         )
 
     _, result = await run_tx_async(work, db=db, ctx=ctx)

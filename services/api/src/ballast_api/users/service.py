@@ -11,7 +11,6 @@ from ballast_api.users.schemas import Preferences, UserAdminRead, UserCreate, Us
 from ballast_common.db import PageResult, UnitOfWork
 from ballast_common.errors import ConflictError, ValidationError
 from ballast_common.models import Role, User
-from ballast_common.security import hash_password
 
 
 def read(user: User) -> UserAdminRead:
@@ -69,7 +68,8 @@ def page(uow: UnitOfWork, page_no: int, size: int, q: str | None) -> PageResult[
     return PageResult(items=items, total=int(total), page=page_no, size=size)
 
 
-def create(uow: UnitOfWork, body: UserCreate) -> UserAdminRead:
+def create(uow: UnitOfWork, body: UserCreate, password_hash: str) -> UserAdminRead:
+    """Create a user; the caller hashes the password (off the event loop)."""
     taken = uow.session.execute(
         select(User.id).where(User.username == body.username)
     ).first()
@@ -84,7 +84,7 @@ def create(uow: UnitOfWork, body: UserCreate) -> UserAdminRead:
         username=body.username,
         display_name=body.display_name or body.username,
         email=str(body.email) if body.email else None,
-        password_hash=hash_password(body.password),
+        password_hash=password_hash,
         preferences=Preferences().model_dump(),
     )
     _set_roles(uow, user, list(body.roles))
