@@ -143,6 +143,10 @@ _SQL_ECHO_PARAMETERS_RE = re.compile(
     r"|insertmanyvalues|dialect \S+ does not support caching)[^\]\n]*\]) .+$",
     re.MULTILINE,
 )
+# Short words without digits, spaces, dots or separators ("event", "duration_ms",
+# "GET") cannot hold anything the rules below mask: every rule needs a digit, an "@",
+# a separator or 24+ characters.
+_NOTHING_TO_MASK_RE = re.compile(r"[A-Za-z_\-]{1,23}")
 # Percent escapes (%40, %20) or plus-joined digits (4111+1111): text that may be URL
 # encoded, worth a second look once decoded.
 _URL_ENCODED_RE = re.compile(r"%[0-9A-Fa-f]{2}|\d\+\d")
@@ -320,18 +324,28 @@ def mask_value(value: str) -> str:
 
 
 def _mask_text(value: str) -> str:
-    masked = _SQL_PARAMETERS_RE.sub(r"\g<head>" + MASK + "]", value)
-    masked = _SQL_ECHO_PARAMETERS_RE.sub(r"\g<head> " + MASK, masked)
+    if _NOTHING_TO_MASK_RE.fullmatch(value):
+        return value
+    masked = value
+    # The cheap substring checks skip rules that cannot match: most log fields are
+    # short names, ids and numbers, and this runs on every field of every line.
+    if "[" in masked:
+        masked = _SQL_PARAMETERS_RE.sub(r"\g<head>" + MASK + "]", masked)
+        masked = _SQL_ECHO_PARAMETERS_RE.sub(r"\g<head> " + MASK, masked)
     masked = _URL_CREDENTIALS_RE.sub(r"\1" + MASK, masked)
     masked = _JWT_RE.sub(MASK, masked)
     masked = _BEARER_RE.sub(r"\1 " + MASK, masked)
     masked = _KEY_VALUE_RE.sub(_mask_key_value_match, masked)
-    masked = _DB_KEY_DETAIL_RE.sub(r"\g<head>" + MASK, masked)
-    masked = _DB_ROW_DETAIL_RE.sub(r"\g<head>(" + MASK + ")", masked)
-    masked = _DB_QUOTED_VALUE_RE.sub(r'\g<head>: "' + MASK + '"', masked)
+    if "Key (" in masked:
+        masked = _DB_KEY_DETAIL_RE.sub(r"\g<head>" + MASK, masked)
+    if "Failing row" in masked:
+        masked = _DB_ROW_DETAIL_RE.sub(r"\g<head>(" + MASK + ")", masked)
+    if "invalid input" in masked or "out of range" in masked:
+        masked = _DB_QUOTED_VALUE_RE.sub(r'\g<head>: "' + MASK + '"', masked)
     masked = _EMAIL_RE.sub(_mask_email_match, masked)
-    masked = _IBAN_RE.sub(_mask_iban_match, masked)
-    masked = _CARD_RE.sub(_mask_card_match, masked)
+    if _DIGIT_RE.search(masked):
+        masked = _IBAN_RE.sub(_mask_iban_match, masked)
+        masked = _CARD_RE.sub(_mask_card_match, masked)
     return _SCAN_RE.sub(_scan_match, masked)
 
 
