@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from ballast_backup.cli import app
 from ballast_backup.core import Backups
+from ballast_backup.dbio import Server, Target
 from ballast_backup.manifest import BackupError, Manifest
 from ballast_common.storage import LocalObjectStore
 from tests.backup.conftest import Env
@@ -379,3 +380,16 @@ def test_pg_restore_leaves_no_connection_to_the_replaced_database(
         with pytest.raises(psycopg.OperationalError):
             busy.execute("SELECT 1")
     assert state_of(url) == state(pg_env.db)
+
+
+def test_pg_swap_is_all_or_nothing(
+    pg_env: Env, postgres_server: PostgresServer
+) -> None:
+    name = f"{pg_env.db.url.database}_live"
+    _pg_target(postgres_server, name, rows=True)
+    server = Server(Target.parse(postgres_server.url_for("postgres")))
+    # The second rename fails (no such database): the first is rolled back with it.
+    with pytest.raises(psycopg.errors.InvalidCatalogName):
+        server.swap(name, f"{name}_nonexistent", f"{name}_old")
+    assert not _pg_exists(postgres_server, f"{name}_old")
+    assert _pg_rows(postgres_server, name) == [(1, "precious"), (2, "also")]

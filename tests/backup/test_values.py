@@ -21,6 +21,7 @@ from sqlalchemy import (
     Numeric,
     Table,
     Text,
+    insert,
     text,
 )
 from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
@@ -28,6 +29,7 @@ from sqlalchemy.dialects.postgresql import JSONB, TIMESTAMP
 from ballast_backup import changes
 from ballast_backup.dbio import Target
 from ballast_common.db.engine import DB
+from ballast_common.models import AuditLog, utcnow
 from tests.backup.conftest import Env
 from tests.backup.helpers import create_projects, seed, state, state_of
 from tests.fixtures.servers import PostgresServer
@@ -180,3 +182,46 @@ def test_change_sets_carry_every_postgres_value(
         source.dispose()
         dest.dispose()
         postgres_server.drop_database(name)
+
+
+def test_child_sets_replayed_from_text_images(env: Env) -> None:
+    """Role changes (audited on the user / role) replace the child rows as a set."""
+    seed(env.db)
+    backups = env.backups()
+    backups.snapshot_db("full")
+    with env.db.engine.begin() as conn:
+        admin, role = conn.execute(
+            text(
+                "SELECT u.id, r.id FROM users u, roles r WHERE u.username = 'admin' "
+                "ORDER BY r.id LIMIT 1"
+            )
+        ).one()
+        perms = conn.execute(text("SELECT id FROM permissions")).scalars().all()
+        conn.execute(text("DELETE FROM user_roles WHERE user_id = :u"), {"u": admin})
+        conn.execute(
+            text("INSERT INTO user_roles (user_id, role_id) VALUES (:u, :r)"),
+            {"u": admin, "r": role},
+        )
+        conn.execute(
+            text("DELETE FROM role_permissions WHERE role_id = :r"), {"r": role}
+        )
+        conn.execute(
+            text(
+                "INSERT INTO role_permissions (role_id, permission_id) VALUES (:r, :p)"
+            ),
+            [{"r": role, "p": p} for p in perms[:2]],
+        )
+        for kind, rid in (("users", str(admin)), ("roles", str(role))):
+            conn.execute(
+                insert(AuditLog.__table__).values(
+                    action="roles_changed",
+                    resource_type=kind,
+                    resource_id=rid,
+                    timestamp=utcnow(),
+                )
+            )
+    expected = state(env.db)
+    incr = backups.snapshot_db("incremental")
+    assert incr.status == "good"
+    assert incr.change_log["touched"] == {"roles": 1, "users": 1}
+    assert state_of(backups.restore(incr.id).target) == expected
