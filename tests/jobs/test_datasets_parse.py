@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import openpyxl  # type: ignore[import-untyped]
@@ -11,7 +12,7 @@ import pandas as pd  # type: ignore[import-untyped]
 import pytest
 
 from ballast_common.config import DatasetConfig
-from ballast_jobs.datasets import ImportFailure, parse, write_parquet
+from ballast_jobs.datasets import Imported, ImportFailure, import_file
 
 LIMITS = DatasetConfig()
 ROWS = [{"city": "Oslo", "temp": 4.5, "n": 1}, {"city": "Rome", "temp": 18.0, "n": 2}]
@@ -37,6 +38,15 @@ def xlsx_bytes(rows: list[list[object]]) -> bytes:
     return buf.getvalue()
 
 
+def parse(
+    path: Path, fmt: str, limits: DatasetConfig, progress: Callable[[float], None]
+) -> tuple[Imported, pd.DataFrame]:
+    """Import `path` next to itself; the result and the table as written."""
+    out = path.with_name(path.name + ".out.parquet")
+    imported = import_file(path, fmt, limits, out, progress)
+    return imported, pd.read_parquet(out)
+
+
 def parquet_bytes() -> bytes:
     buf = io.BytesIO()
     frame().to_parquet(buf, index=False)
@@ -56,31 +66,33 @@ GOOD = {
 @pytest.mark.parametrize("fmt", sorted(GOOD))
 def test_every_format_parses_to_the_same_table(tmp_path: Path, fmt: str) -> None:
     seen: list[float] = []
-    parsed = parse(write(tmp_path, f"f.{fmt}", GOOD[fmt]()), fmt, LIMITS, seen.append)
-    assert list(parsed.frame.columns) == ["city", "temp", "n"]
-    assert parsed.frame["temp"].tolist() == [4.5, 18.0]
-    assert parsed.preview(1) == [{"city": "Oslo", "temp": 4.5, "n": 1}]
-    assert [c["name"] for c in parsed.columns] == ["city", "temp", "n"]
+    imported, table = parse(
+        write(tmp_path, f"f.{fmt}", GOOD[fmt]()), fmt, LIMITS, seen.append
+    )
+    assert list(table.columns) == ["city", "temp", "n"]
+    assert table["temp"].tolist() == [4.5, 18.0]
+    assert imported.rows == 2
+    assert imported.preview[0] == {"city": "Oslo", "temp": 4.5, "n": 1}
+    assert [c["name"] for c in imported.columns] == ["city", "temp", "n"]
     assert all(0 <= f <= 1 for f in seen)
-    out = tmp_path / "out.parquet"
-    write_parquet(parsed, out)
-    assert pd.read_parquet(out).shape == (2, 3)
+    assert table.shape == (2, 3)
 
 
 def test_json_lines_parse(tmp_path: Path) -> None:
     data = "\n".join(json.dumps(r) for r in ROWS).encode()
-    assert parse(
-        write(tmp_path, "f.jsonl", data), "json", LIMITS, print
-    ).frame.shape == (2, 3)
+    assert parse(write(tmp_path, "f.jsonl", data), "json", LIMITS, print)[
+        1
+    ].shape == (2, 3)
 
 
 def test_large_csv_reports_progress(tmp_path: Path) -> None:
     body = "a,b\n" + "".join(f"{i},{i * 2}\n" for i in range(120_000))
     seen: list[float] = []
-    parsed = parse(
+    imported, table = parse(
         write(tmp_path, "big.csv", body.encode()), "csv", LIMITS, seen.append
     )
-    assert parsed.frame.shape == (120_000, 2)
+    assert imported.rows == 120_000
+    assert table.shape == (120_000, 2)
     assert len(seen) > 3
     assert seen == sorted(seen)
 

@@ -153,6 +153,12 @@ class DatasetConfig(BaseModel):
     max_columns: int = Field(default=1_000, ge=1)
     # Rows kept on the dataset for the preview table.
     preview_rows: int = Field(default=50, ge=1, le=1000)
+    # An Excel workbook (a zip) may unpack to at most this many megabytes in total ...
+    max_unpacked_mb: float = Field(default=200.0, gt=0)
+    # ... and no large member may be compressed more than this many times (zip bombs).
+    max_compression_ratio: float = Field(default=100.0, gt=1)
+    # Imports parse and write this many megabytes of table (in memory) at a time.
+    chunk_mb: float = Field(default=8.0, gt=0, le=1024)
 
 
 class SecurityConfig(BaseModel):

@@ -2,7 +2,13 @@
 
 Idempotent per dataset: the data object's key is derived from the dataset id (a rerun
 overwrites it), and the dataset becomes READY in the same transaction as the job's
-COMPLETED. A failed import marks the dataset FAILED and removes the data object.
+COMPLETED. A failed or cancelled import marks the dataset FAILED or CANCELLED in the
+same transaction as the job's final status (`ballast_common.jobs` settles it, also when
+the sweeper ends the job) and removes the data object.
+
+Parsing runs chunk by chunk (`ballast_jobs.datasets.import_file`); between chunks the
+run reports progress, which writes its heartbeat and stops it when the job was
+cancelled or taken over by another run (a run that lost the job touches nothing).
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from ballast_common.db import UnitOfWork, run_tx
 from ballast_common.jobs import DatasetImportParams
 from ballast_common.models import Dataset
 from ballast_common.storage import download, open_store
-from ballast_jobs.datasets import parse, write_parquet
-from ballast_jobs.runtime import JobContext, JobFailure, Outcome
+from ballast_jobs.datasets import import_file
+from ballast_jobs.runtime import JobContext, JobFailure, JobLost, Outcome
 from ballast_jobs.tasks import job_task
 
 
@@ -46,32 +52,24 @@ def import_dataset(ctx: JobContext) -> Outcome:
             local = Path(tmp) / "source"
             download(store, source, local)
             ctx.progress(0.05, "parsing")
-            parsed = parse(
+            out = Path(tmp) / "data.parquet"
+            imported = import_file(
                 local,
                 fmt,
                 ctx.config.datasets,
-                lambda f: ctx.progress(0.05 + 0.8 * f, "parsing"),
+                out,
+                lambda f: ctx.progress(0.05 + 0.85 * f, "parsing"),
             )
             ctx.progress(0.9, "storing")
-            out = Path(tmp) / "data.parquet"
-            write_parquet(parsed, out)
             with out.open("rb") as fh:
                 info = store.put(key, fh, content_type="application/vnd.apache.parquet")
-    except JobFailure as exc:
-        store.delete(key)
-        _update(
-            ctx,
-            params.dataset_id,
-            status="FAILED",
-            error_code=exc.code,
-            error_message=exc.message,
-        )
-        raise
+            ctx.check()
+    except JobLost:
+        raise  # another run owns the job and its data object now
     except BaseException:
         store.delete(key)
         raise
-    rows, columns = int(parsed.frame.shape[0]), parsed.columns
-    preview = parsed.preview(ctx.config.datasets.preview_rows)
+    rows, columns, preview = imported.rows, imported.columns, imported.preview
 
     def ready(uow: UnitOfWork) -> None:
         uow.repo(Dataset).update(
