@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import hmac
+import os
 import secrets
 import threading
 from collections.abc import Iterable, Mapping
@@ -96,12 +98,29 @@ def configure_password_hashing(workers: int) -> None:
         old.shutdown(wait=False)
 
 
+# Nice value of the hashing threads (and of argon2's lane threads, which inherit it).
+HASH_THREAD_NICENESS = 10
+
+
+def _lower_priority() -> None:
+    # On a busy CPU the scheduler then lets the event loop thread run first whenever it
+    # has work: a burst of logins slows other logins, not every request. Linux sets
+    # niceness per thread; elsewhere this is a no-op.
+    if hasattr(os, "setpriority"):
+        with contextlib.suppress(OSError):
+            os.setpriority(
+                os.PRIO_PROCESS, threading.get_native_id(), HASH_THREAD_NICENESS
+            )
+
+
 def _pool() -> ThreadPoolExecutor:
     global _hash_pool
     with _pool_lock:
         if _hash_pool is None:
             _hash_pool = ThreadPoolExecutor(
-                max_workers=_hash_workers, thread_name_prefix="ballast-argon2"
+                max_workers=_hash_workers,
+                thread_name_prefix="ballast-argon2",
+                initializer=_lower_priority,
             )
         return _hash_pool
 
