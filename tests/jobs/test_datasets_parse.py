@@ -80,9 +80,10 @@ def test_every_format_parses_to_the_same_table(tmp_path: Path, fmt: str) -> None
 
 def test_json_lines_parse(tmp_path: Path) -> None:
     data = "\n".join(json.dumps(r) for r in ROWS).encode()
-    assert parse(write(tmp_path, "f.jsonl", data), "json", LIMITS, print)[
-        1
-    ].shape == (2, 3)
+    assert parse(write(tmp_path, "f.jsonl", data), "json", LIMITS, print)[1].shape == (
+        2,
+        3,
+    )
 
 
 def test_large_csv_reports_progress(tmp_path: Path) -> None:

@@ -40,7 +40,7 @@ from ballast_common.db.uow import UnitOfWork
 from ballast_common.errors import ConflictError, NotFoundError
 from ballast_common.errors import ValidationError as AppValidationError
 from ballast_common.fields import Timestamp
-from ballast_common.models import Job, JobResult, utcnow
+from ballast_common.models import Dataset, Job, JobResult, utcnow
 
 
 class JobStatus(StrEnum):
@@ -276,15 +276,22 @@ def message_for(job: Job) -> JobMessage:
     return JobMessage(str(job.id), job.name, job.queue, job.priority, job.timeout)
 
 
+def broker_url(config: AppConfig) -> str | None:
+    """The Redis broker: ``jobs.broker_url``, else ``redis_url``; None: embedded."""
+    return config.jobs.broker_url or config.redis_url or None
+
+
 def broker_settings(config: AppConfig) -> dict[str, Any]:
     """Celery broker settings from the configuration, shared by the api and the workers.
 
-    Redis when ``jobs.broker_url`` is set; otherwise the embedded broker-free kombu
-    filesystem transport under ``paths.data_dir/broker`` (no server; ~50 ms latency at
-    a 0.05 s polling interval, measured on this platform).
+    Redis when ``jobs.broker_url`` (``BALLAST_JOBS__BROKER_URL``) or else ``redis_url``
+    (``BALLAST_REDIS_URL``) is set; otherwise the embedded broker-free kombu filesystem
+    transport under ``paths.data_dir/broker`` (no server; ~50 ms latency at a 0.05 s
+    polling interval, measured on this platform).
     """
     jobs = config.jobs
-    if jobs.broker_url:
+    url = broker_url(config)
+    if url:
         options: dict[str, Any] = {
             # Longer than the longest task (soft limit + cancel grace) so Redis never
             # hands a running task's message to a second worker; lost workers are
@@ -295,7 +302,7 @@ def broker_settings(config: AppConfig) -> dict[str, Any]:
             "sep": ":",
             "queue_order_strategy": "priority",
         }
-        return {"broker_url": jobs.broker_url, "broker_transport_options": options}
+        return {"broker_url": url, "broker_transport_options": options}
     brokerfs.install()  # atomic message files (kombu's can be read half-written)
     root = Path(config.paths.data_dir) / "broker"
     queue_dir = root / "queue"
@@ -447,6 +454,48 @@ def transition(uow: UnitOfWork, job: Job, action: str, **values: Any) -> None:
     job.updated_at = utcnow()
     uow.flush()
     uow.audit(action, "jobs", str(job.id), old=old, new=values)
+    settle = _SETTLE.get(job.name)
+    if settle is not None and "status" in values:
+        settle(uow, job, action)
+
+
+def _settle_import(uow: UnitOfWork, job: Job, action: str) -> None:
+    """Keep a dataset's status in step with its import job, in the same transaction:
+    whoever ends the job (the run itself, a cancel of a queued job, the sweeper's forced
+    cancel or time limit, the claim giving up on a dying worker) ends the import too, so
+    a dataset never stays PENDING or IMPORTING behind a finished job."""
+    try:
+        dataset_id = uuid.UUID(str(job.kwargs.get("dataset_id")))
+    except ValueError:
+        return
+    dataset = uow.session.execute(
+        select(Dataset).where(Dataset.id == dataset_id).with_for_update()
+    ).scalar_one_or_none()
+    if dataset is None or dataset.deleted_at is not None:
+        return
+    values: dict[str, Any]
+    if job.status in (JobStatus.FAILED, JobStatus.CANCELLED):
+        if dataset.status not in ("PENDING", "IMPORTING"):
+            return
+        cancelled = job.status == JobStatus.CANCELLED
+        values = {
+            "status": job.status,
+            "error_code": "job_cancelled" if cancelled else job.error_code,
+            "error_message": (
+                "the import was cancelled" if cancelled else job.error_message
+            ),
+        }
+    elif action == "job_retried" and dataset.status in ("FAILED", "CANCELLED"):
+        values = {"status": "PENDING", "error_code": None, "error_message": None}
+    else:
+        return
+    uow.repo(Dataset).update_entity(dataset, values)
+
+
+# Per task name: keeps the task's own rows in step with its job's status changes.
+_SETTLE: Mapping[str, Callable[[UnitOfWork, Job, str], None]] = {
+    "datasets.import": _settle_import
+}
 
 
 def request_cancel(uow: UnitOfWork, job: Job) -> Job:
@@ -554,6 +603,7 @@ __all__ = [
     "TaskSpec",
     "broker_priority",
     "broker_settings",
+    "broker_url",
     "due_at",
     "enqueue",
     "get_result",

@@ -91,11 +91,18 @@ class JobContext:
     _cancel: bool = False
     _lost: bool = False
     _lock: threading.Lock = field(default_factory=threading.Lock)
+    # Writes the heartbeat now if one is due (set by run_job).
+    _beat: Callable[[], None] | None = None
 
     def progress(
         self, fraction: float, message: str = "", *, check: bool = True
     ) -> None:
         """Report progress (0..1); written at most every `progress_interval_s`.
+
+        Also writes the heartbeat when one is due, from the calling thread: a task that
+        keeps the interpreter busy (parsing in C code that holds the GIL) may starve the
+        heartbeat thread, but never itself; so a busy job calling this between chunks
+        is never taken for lost.
 
         Args:
             fraction: done so far, 0..1.
@@ -111,6 +118,8 @@ class JobContext:
             value = min(1.0, max(0.0, float(fraction)))
             if value != self._progress or message != self._message:
                 self._progress, self._message, self._dirty = value, message[:200], True
+        if self._beat is not None:
+            self._beat()
         if check:
             self.check()
 
@@ -140,6 +149,8 @@ class _Heartbeat(threading.Thread):
         self.tick = min(cfg.progress_interval_s, cfg.heartbeat_s)
         self.heartbeat_s = cfg.heartbeat_s
         self.last_beat = time.monotonic()
+        # The thread and the task (beat_if_due) both beat; one at a time.
+        self._beat_lock = threading.Lock()
 
     def run(self) -> None:
         while not self.stop_event.wait(self.tick):
@@ -150,7 +161,20 @@ class _Heartbeat(threading.Thread):
                     "heartbeat_failed", job_id=str(self.ctx.job_id), error=str(exc)
                 )
 
+    def beat_if_due(self) -> None:
+        """Beat now if the last beat is a heartbeat period old (called by the task)."""
+        if time.monotonic() - self.last_beat < self.heartbeat_s:
+            return
+        try:
+            self.beat(force=True)
+        except Exception as exc:  # the thread retries; the task goes on
+            log.warning("heartbeat_failed", job_id=str(self.ctx.job_id), error=str(exc))
+
     def beat(self, force: bool = False) -> None:
+        with self._beat_lock:
+            self._beat(force)
+
+    def _beat(self, force: bool) -> None:
         ctx = self.ctx
         now = time.monotonic()
         with ctx._lock:
@@ -413,6 +437,7 @@ def run_job(
         retry_count=claimed.retry_count,
     )
     beat = _Heartbeat(ctx)
+    ctx._beat = beat.beat_if_due
     beat.start()
     started = time.monotonic()
     bound = {"job_id": job_id, "job": claimed.name, "attempt": claimed.attempt}

@@ -6,7 +6,9 @@ Every `sweep_interval_s` it
   missing (not started `redispatch_after_s` after it was sent);
 - fails PENDING jobs whose dependency failed or was cancelled;
 - re-sends RUNNING jobs whose heartbeat stopped (their worker died: the next claim
-  takes them over);
+  takes them over) once per lost run, at the highest priority so that interrupted work
+  goes ahead of a backlog of new work; only if that message too goes unanswered for
+  `redispatch_after_s` is it sent again (a lost job is not re-sent on every pass);
 - terminates jobs whose cancel grace period or time limit is over.
 
 Several workers may sweep at once: every change is a conditional update on a row
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
@@ -27,7 +29,7 @@ from sqlalchemy import or_, select
 from ballast_common import jobs
 from ballast_common.config import AppConfig
 from ballast_common.db import DB, UnitOfWork, run_tx
-from ballast_common.jobs import JobMessage, JobStatus
+from ballast_common.jobs import MAX_PRIORITY, JobMessage, JobStatus
 from ballast_common.models import Job, utcnow
 from ballast_common.telemetry import get_logger, log_error
 
@@ -96,6 +98,7 @@ def sweep(
 
     def running(uow: UnitOfWork) -> None:
         stale = now - timedelta(seconds=cfg.lease_s)
+        resend_before = now - timedelta(seconds=cfg.redispatch_after_s)
         grace = now - timedelta(seconds=cfg.cancel_grace_s)
         # Read without locks (heartbeats update these rows all the time), then lock
         # and re-check only the few that need something done.
@@ -136,11 +139,19 @@ def sweep(
                 )
                 stats.timed_out += 1
             else:
-                # Lost: no heartbeat for a lease, and not re-sent within one.
+                # Lost: no heartbeat for a lease. Re-sent once for this run (the last
+                # message predates its start), again only if that one went missing.
                 lost = job.heartbeat_at is None or job.heartbeat_at < stale
-                if lost and (job.dispatched_at is None or job.dispatched_at < stale):
+                unsent = (
+                    job.dispatched_at is None
+                    or job.started_at is None
+                    or job.dispatched_at < job.started_at
+                    or job.dispatched_at < resend_before
+                )
+                if lost and unsent:
                     job.dispatched_at = now
-                    message = jobs.message_for(job)
+                    # Interrupted work first: ahead of every queued message.
+                    message = replace(jobs.message_for(job), priority=MAX_PRIORITY)
                     uow.after_commit(partial(send, message))
                     stats.resent_lost += 1
                 continue

@@ -212,7 +212,7 @@ class TaskInfo(BaseModel):
     params_schema: dict[str, Any] = Field(default_factory=dict)
 
 
-DatasetStatus = Literal["PENDING", "IMPORTING", "READY", "FAILED"]
+DatasetStatus = Literal["PENDING", "IMPORTING", "READY", "FAILED", "CANCELLED"]
 DatasetFormat = Literal["csv", "excel", "json", "parquet"]
 
 

@@ -8,7 +8,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 
 from ballast_common.models.base import Model, SoftDelete, Timestamps, UUIDPk, Versioned
 
-DATASET_STATUSES = ("PENDING", "IMPORTING", "READY", "FAILED")
+DATASET_STATUSES = ("PENDING", "IMPORTING", "READY", "FAILED", "CANCELLED")
 
 
 class Dataset(UUIDPk, Timestamps, SoftDelete, Versioned, Model):
