@@ -62,9 +62,8 @@ def _raw(api: Api, method: str, url: str, text: str, user: str = "editor") -> An
         ({"name": "ok", "tags": ["fine", f"t{NUL}"]}, "tags"),
     ],
 )
-def test_nul_in_project_is_422(
-    unchanged: None, api: Api, body: dict[str, Any], field: str
-) -> None:
+@pytest.mark.usefixtures("unchanged")
+def test_nul_in_project_is_422(api: Api, body: dict[str, Any], field: str) -> None:
     response = api.client.post("/v1/projects", json=body, headers=api.h("editor"))
     _assert_422(response, field)
 
@@ -79,9 +78,8 @@ def test_nul_in_project_is_422(
         ({"form_id": f"f{NUL}", "field": "a", "value": 1}, "form_id"),
     ],
 )
-def test_nul_in_draft_is_422(
-    unchanged: None, api: Api, item: dict[str, Any], field: str
-) -> None:
+@pytest.mark.usefixtures("unchanged")
+def test_nul_in_draft_is_422(api: Api, item: dict[str, Any], field: str) -> None:
     ok = {"form_id": "f", "field": "b", "value": "fine"}
     response = api.client.put(
         "/v1/drafts", json={"items": [ok, item]}, headers=api.h("editor")
@@ -89,7 +87,8 @@ def test_nul_in_draft_is_422(
     _assert_422(response, field)
 
 
-def test_nul_in_form_data_is_422(unchanged: None, api: Api) -> None:
+@pytest.mark.usefixtures("unchanged")
+def test_nul_in_form_data_is_422(api: Api) -> None:
     for data in ({"title": f"x{NUL}"}, {f"ti{NUL}tle": "x"}, {"a": {"b": [NUL]}}):
         response = api.client.put(
             "/v1/forms/f1", json={"data": data}, headers=api.h("editor")
@@ -97,9 +96,8 @@ def test_nul_in_form_data_is_422(unchanged: None, api: Api) -> None:
         _assert_422(response, "data")
 
 
-def test_nul_in_event_props_is_422_and_nothing_stored(
-    unchanged: None, api: Api
-) -> None:
+@pytest.mark.usefixtures("unchanged")
+def test_nul_in_event_props_is_422_and_nothing_stored(api: Api) -> None:
     events = [
         {"event": "page.view", "props": {"page": "home"}},
         {"event": "page.view", "props": {"page": f"x{NUL}"}},
@@ -132,7 +130,8 @@ def test_nul_in_path_is_4xx(api: Api) -> None:
 
 
 @pytest.mark.parametrize("field", ["username", "password"])
-def test_nul_in_login_is_422(unchanged: None, api: Api, field: str) -> None:
+@pytest.mark.usefixtures("unchanged")
+def test_nul_in_login_is_422(api: Api, field: str) -> None:
     body = {"username": "editor", "password": "editor-demo-pass"}
     body[field] = body[field] + NUL
     response = api.client.post("/v1/sessions", json=body)
@@ -173,7 +172,8 @@ def test_patch_null_is_active_is_422(api: Api) -> None:
 
 
 @pytest.mark.parametrize("budget", [1e12, 1e300, -1, 999_999_999_999.999])
-def test_budget_out_of_range_is_422(unchanged: None, api: Api, budget: float) -> None:
+@pytest.mark.usefixtures("unchanged")
+def test_budget_out_of_range_is_422(api: Api, budget: float) -> None:
     response = api.client.post(
         "/v1/projects", json={"name": "B", "budget": budget}, headers=api.h("editor")
     )
@@ -194,7 +194,7 @@ def test_budget_precision_is_in_the_schema(api: Api) -> None:
     schema = api.client.get("/openapi.json").json()
     budget = schema["components"]["schemas"]["ProjectCreate"]["properties"]["budget"]
     assert budget["maximum"] == 999_999_999_999.99
-    assert "14" in budget["description"] and "2" in budget["description"]
+    assert "Numeric(14,2)" in budget["description"]
 
 
 @pytest.mark.parametrize(
@@ -241,8 +241,9 @@ def test_huge_integer_query_is_422(api: Api) -> None:
         ),
     ],
 )
+@pytest.mark.usefixtures("unchanged")
 def test_nan_and_infinity_literals_are_422(
-    unchanged: None, api: Api, method: str, url: str, text: str, field: str
+    api: Api, method: str, url: str, text: str, field: str
 ) -> None:
     response = _raw(api, method, url, text)
     _assert_422(response, field)
@@ -253,13 +254,19 @@ def test_malformed_json_is_422_not_500(api: Api) -> None:
     assert response.status_code == 422, response.text
     response = _raw(api, "POST", "/v1/projects", '"\\ud800"')
     assert response.status_code == 422, response.text
+    for blob in (b"\xffV", b'{"name": "\xe9"}', b"\xfe\xff\x00{"):
+        response = api.client.post(
+            "/v1/sessions", content=blob, headers={"Content-Type": "application/json"}
+        )
+        assert response.status_code == 422, (blob, response.text)
 
 
 # --- dates ---------------------------------------------------------------------------
 
 
 @pytest.mark.parametrize("day", ["0001-01-01", "9999-12-31"])
-def test_infinity_dates_are_422(unchanged: None, api: Api, day: str) -> None:
+@pytest.mark.usefixtures("unchanged")
+def test_infinity_dates_are_422(api: Api, day: str) -> None:
     response = api.client.post(
         "/v1/projects", json={"name": "D", "start_date": day}, headers=api.h("editor")
     )
@@ -300,8 +307,9 @@ def test_infinity_datetimes_in_queries_are_422(api: Api, url: str) -> None:
         ({"name": 5}, "name"),
     ],
 )
+@pytest.mark.usefixtures("unchanged")
 def test_wrong_types_in_body_are_422(
-    unchanged: None, api: Api, body: dict[str, Any], field: str
+    api: Api, body: dict[str, Any], field: str
 ) -> None:
     response = api.client.post("/v1/projects", json=body, headers=api.h("editor"))
     _assert_422(response, field)
@@ -336,7 +344,8 @@ def test_booleans_and_iso_dates_in_queries_still_work(api: Api) -> None:
         assert response.status_code == 200, (url, response.text)
 
 
-def test_job_create_with_nul_is_422(unchanged: None, api: Api) -> None:
+@pytest.mark.usefixtures("unchanged")
+def test_job_create_with_nul_is_422(api: Api) -> None:
     response = api.client.post(
         "/v1/jobs",
         json={"name": "demo.sleep", "kwargs": {"x": f"a{NUL}"}},

@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi.routing import iter_route_contexts
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -85,13 +86,26 @@ async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
     return validation_response(problems)
 
 
-async def _http_error(_request: Request, exc: Exception) -> JSONResponse:
+def allowed_methods(app: Any, path: str) -> set[str]:
+    """Every method some route of `app` answers at `path` (empty: no such path)."""
+    methods: set[str] = set()
+    for route in iter_route_contexts(getattr(app, "routes", ())):
+        regex = getattr(route, "path_regex", None)
+        if regex is not None and regex.match(path):
+            methods |= set(getattr(route, "methods", None) or ())
+    return methods
+
+
+async def _http_error(request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, StarletteHTTPException)
     code = _HTTP_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return error_response(
-        exc.status_code, code, message, None, dict(exc.headers) if exc.headers else None
-    )
+    headers = dict(exc.headers) if exc.headers else {}
+    if exc.status_code == 405:
+        # The router names only the first route matching the path; list them all.
+        methods = allowed_methods(request.app, request.url.path) | {"OPTIONS"}
+        headers["Allow"] = ", ".join(sorted(methods))
+    return error_response(exc.status_code, code, message, None, headers or None)
 
 
 def _retry_after(seconds: float | None) -> dict[str, str]:

@@ -4,6 +4,7 @@
   (not encodable as UTF-8) in the path, any query parameter, or anywhere in a JSON
   body, keys included: 422 naming the field.
 - `NaN`, `Infinity`, `-Infinity` literals (not JSON; Python's parser accepts them): 422.
+- JSON bodies that are not UTF-8 (RFC 8259): 422, like any other malformed JSON.
 - JSON bodies over `api.max_json_body_kb`: 413, counted while reading so a lying or
   missing Content-Length does not matter.
 - OPTIONS answers 204 with the `Allow` header of the matched path (404 if none).
@@ -20,10 +21,9 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from starlette.responses import Response
-from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ballast_api.errors import error_response, validation_response
+from ballast_api.errors import allowed_methods, error_response, validation_response
 from ballast_common.config import DEFAULT_MAX_BODY_KB
 
 # A NUL or surrogate escape, or a non-finite literal, anywhere in the raw JSON text.
@@ -127,6 +127,12 @@ class InputGuardMiddleware:
             chunks.append(chunk)
             more = message.get("more_body", False)
         body = b"".join(chunks)
+        try:
+            body.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            problem = ("body", "body", f"not UTF-8 (byte {exc.start})")
+            await validation_response([problem])(scope, receive, send)
+            return
         if _SUSPICIOUS.search(body):
             try:
                 found = find_problem(_parse(body), [])
@@ -150,7 +156,7 @@ class InputGuardMiddleware:
     def _is_json(scope: Scope) -> bool:
         for name, value in scope["headers"]:
             if name == b"content-type":
-                kind = value.split(b";", 1)[0].strip().lower()
+                kind = bytes(value).split(b";", 1)[0].strip().lower()
                 return kind == b"application/json" or kind.endswith(b"+json")
         return False
 
@@ -169,12 +175,7 @@ class InputGuardMiddleware:
         return None
 
     async def _options(self, scope: Scope, receive: Receive, send: Send) -> None:
-        methods: set[str] = set()
-        app = scope.get("app")
-        for route in getattr(app, "routes", ()):
-            match, _ = route.matches({**scope, "method": "GET"})
-            if match != Match.NONE:
-                methods |= set(getattr(route, "methods", None) or ())
+        methods = allowed_methods(scope.get("app"), scope.get("path", ""))
         if not methods:
             await error_response(404, "not_found", "not found")(scope, receive, send)
             return

@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
-from ballast_api import errors
+from ballast_api import errors, openapi
 from ballast_api.health.router import router as health_router
 from ballast_api.input_guard import InputGuardMiddleware
 from ballast_api.middleware import RequestContextMiddleware
@@ -49,6 +49,7 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
         app.state.config = config or AppConfig()
         app.state.db = db
     errors.install(app)
+    openapi.install(app)
     # Added first, so it runs inside the request context (its errors carry trace ids).
     app.add_middleware(InputGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service="api")

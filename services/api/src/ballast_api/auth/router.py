@@ -24,7 +24,12 @@ def user_read(user: User) -> UserRead:
     )
 
 
-@router.post("", response_model=SessionRead, status_code=201)
+@router.post(
+    "",
+    response_model=SessionRead,
+    status_code=201,
+    responses={401: {"description": "Wrong username or password, or account disabled"}},
+)
 async def create_session(
     body: LoginRequest, db: DBDep, config: SettingsDep, ctx: WriteCtxDep
 ) -> SessionRead:

@@ -20,8 +20,8 @@ from ballast_api.principal import Principal
 from ballast_api.schemas import MAX_PAGE, Page
 from ballast_api.writes import idempotent_write
 from ballast_common import jobs
-from ballast_common.fields import Flag, Timestamp
 from ballast_common.db import PageResult, UnitOfWork, run_tx_async
+from ballast_common.fields import Flag, Timestamp
 from ballast_common.models import Job
 from ballast_common.security import Permission
 
