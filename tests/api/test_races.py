@@ -19,6 +19,7 @@ from fastapi.testclient import TestClient
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from ballast_api.main import create_app
+from ballast_common.config import load_config
 from ballast_common.db import DB, run_tx
 from ballast_common.seed import seed_demo
 from tests.api.conftest import PASSWORDS, Api, _reset, make_config, new_id, open_session
@@ -185,6 +186,20 @@ class TestDatabaseFaults:
             assert (
                 api.client.get("/v1/drafts", headers=api.h("editor")).status_code == 200
             )
+
+    def test_pool_limits_come_from_the_environment(
+        self, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        monkeypatch.setenv("BALLAST_DATABASE__URL", f"sqlite:///{tmp_path}/env.db")
+        monkeypatch.setenv("BALLAST_DATABASE__POOL_SIZE", "3")
+        monkeypatch.setenv("BALLAST_DATABASE__MAX_OVERFLOW", "2")
+        monkeypatch.setenv("BALLAST_DATABASE__POOL_TIMEOUT", "0.25")
+        db = DB.from_config(load_config().database)
+        try:
+            pool: Any = db.async_engine.sync_engine.pool
+            assert (pool.size(), pool._max_overflow, pool.timeout()) == (3, 2, 0.25)
+        finally:
+            db.dispose()
 
     def test_unreachable_database_is_503_with_retry_after(
         self, seeded_dbs: dict[str, str], tmp_path: Path
