@@ -8,12 +8,17 @@ Writes bench/results/jobs.json with
 - jobs_per_s: 1,000 trivial jobs posted by 8 clients, first POST -> last COMPLETED;
 - chaos_jobs, chaos_lost, chaos_duplicated: 1,000 jobs while worker processes are
   SIGKILLed at random (whole workers and single pool processes) and restarted; lost =
-  not COMPLETED at the end, duplicated = completed more than once (targets: 0 and 0).
+  not COMPLETED at the end, duplicated = completed more than once (targets: 0 and 0);
+- import_peak_rss_mb_200mb_csv: peak resident memory (ru_maxrss) of a child process
+  importing a 200 MB CSV generated at bench time, the way a worker does
+  (`ballast_jobs.datasets.import_file`, default settings; target < 500).
+  `python -m bench.jobs import` measures only this and updates the result file.
 """
 
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import random
 import signal
@@ -36,7 +41,7 @@ from sqlalchemy import func, select
 from ballast_common.db import DB, migrate, run_tx
 from ballast_common.models import AuditLog, Job
 from ballast_common.seed import seed_demo
-from bench.common import api_process, percentile, write_result
+from bench.common import RESULTS, api_process, percentile, write_result
 from tests.fixtures.servers import LocalPostgres, throwaway_redis
 
 SAMPLES = 200
@@ -219,6 +224,53 @@ def _chaos(workers: Workers, seed: int = 4) -> Iterator[dict[str, int]]:
         thread.join()
 
 
+_IMPORT_CHILD = """
+import resource, sys
+from pathlib import Path
+from ballast_common.config import DatasetConfig
+from ballast_jobs.datasets import import_file
+done = import_file(Path(sys.argv[1]), "csv", DatasetConfig(), Path(sys.argv[2]), lambda f: None)
+print(done.rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def import_peak_rss_mb(size_mb: int = 200) -> float:
+    """Peak RSS (MB) of a fresh process importing a generated `size_mb` MB CSV."""
+    with TemporaryDirectory(prefix="ballast-bench-import-") as tmp:
+        src = Path(tmp) / "big.csv"
+        with src.open("w") as out:
+            out.write("id,amount,ratio,city,code,day,flag,note\n")
+            i = 0
+            while out.tell() < size_mb * 1_000_000:
+                out.write(
+                    "".join(
+                        f"{k},{k % 100_003},{k / 7:.6f},city {k % 431},C{k % 97:03d},"
+                        f"2024-{1 + k % 12:02d}-{1 + k % 28:02d},{k % 3 == 0},"
+                        f"note number {k % 10_007}\n"
+                        for k in range(i, i + 50_000)
+                    )
+                )
+                i += 50_000
+        done = subprocess.run(
+            [sys.executable, "-c", _IMPORT_CHILD, str(src), str(Path(tmp) / "o.pq")],
+            check=True,
+            capture_output=True,
+            text=True,
+        )
+        rows, peak_kb = done.stdout.split()
+        print(f"(imported {int(rows):,} rows, {src.stat().st_size / 1e6:.0f} MB)")
+        return round(int(peak_kb) / 1024, 1)
+
+
+def run_import() -> dict[str, Any]:
+    """Only the import measurement, merged into an existing result file."""
+    path = RESULTS / "jobs.json"
+    result = json.loads(path.read_text()) if path.exists() else {}
+    result["import_peak_rss_mb_200mb_csv"] = import_peak_rss_mb()
+    write_result("jobs", result)
+    return dict(result)
+
+
 def run() -> dict[str, Any]:
     with (
         LocalPostgres.throwaway({"max_connections": "300"}) as pg,
@@ -285,6 +337,7 @@ def run() -> dict[str, Any]:
         "chaos_jobs": CHAOS_JOBS,
         "chaos_lost": lost,
         "chaos_duplicated": duplicated,
+        "import_peak_rss_mb_200mb_csv": import_peak_rss_mb(),
     }
     write_result("jobs", result)
     print(
@@ -318,4 +371,4 @@ def _chaos_outcome(db: DB, ids: list[uuid.UUID]) -> tuple[int, int]:
 
 
 if __name__ == "__main__":
-    print(run())
+    print(run_import() if sys.argv[1:] == ["import"] else run())

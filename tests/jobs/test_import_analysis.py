@@ -21,6 +21,7 @@ from ballast_common.storage import (
 )
 from tests.fixtures.s3 import S3Server
 from tests.jobs.conftest import Stack
+from tests.jobs.test_import_bounds import bomb_xlsx, rss_mb
 
 pytestmark = pytest.mark.integration
 
@@ -163,3 +164,41 @@ def test_import_through_s3(
     assert failed.status == JobStatus.FAILED
     assert dataset(stack, bad).status == "FAILED"
     assert bucket_store.list(f"datasets/{bad}/") == [f"datasets/{bad}/source.csv"]
+
+
+def test_cancel_ends_a_running_import(make_stack: Callable[..., Stack]) -> None:
+    """Cancelled mid-parse: the run stops between chunks, the job and the dataset are
+    CANCELLED together, and no data object is left."""
+    stack = make_stack(BALLAST_DATASETS__CHUNK_MB="0.05")
+    stack.start_worker(concurrency=1)
+    rows = "".join(f"{i},{i % 13},label {i % 101}\n" for i in range(600_000))
+    dataset_id, job_id = import_file(stack, ("x,y,z\n" + rows).encode())
+    stack.wait(job_id, lambda j: j.status == JobStatus.RUNNING and j.progress > 0.3)
+    assert dataset(stack, dataset_id).status == "IMPORTING"
+    stack.cancel(job_id)
+    job = stack.wait(job_id)
+    assert job.status == JobStatus.CANCELLED
+    assert job.progress < 0.9
+    assert job.progress_message != "terminated after the cancel grace period"
+    ds = dataset(stack, dataset_id)
+    assert (ds.status, ds.data_key) == ("CANCELLED", None)
+    assert not store(stack).exists(f"datasets/{dataset_id}/data.parquet")
+
+
+def test_zip_bomb_fails_cleanly_in_little_worker_memory(
+    make_stack: Callable[..., Stack], tmp_path: Path
+) -> None:
+    stack = make_stack()
+    stack.start_worker(concurrency=1)
+    bomb = tmp_path / "bomb.xlsx"
+    bomb_xlsx(bomb)
+    dataset_id, job_id = import_file(stack, bomb.read_bytes(), fmt="excel")
+    job = stack.wait(job_id, timeout=60)
+    assert job.status == JobStatus.FAILED
+    assert job.error_code == "bad_file"
+    assert "zip bomb" in (job.error_message or "")
+    assert job.worker_pid is not None
+    peak = rss_mb(job.worker_pid)  # the pool process that ran it, still alive
+    assert 0 < peak < 300, f"worker peak RSS {peak:.0f} MB"
+    ds = dataset(stack, dataset_id)
+    assert (ds.status, ds.error_code) == ("FAILED", "bad_file")

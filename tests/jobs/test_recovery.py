@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import signal
+import time
 from collections.abc import Callable
 
 import pytest
@@ -46,3 +47,24 @@ def test_whole_worker_sigkilled_then_restarted(
     assert stack.job(job_id).status == JobStatus.RUNNING
     stack.start_worker()
     assert_exactly_once(stack, job_id)
+
+
+def test_killed_work_goes_ahead_of_a_backlog(make_stack: Callable[..., Stack]) -> None:
+    """A job whose worker was SIGKILLed runs again soon after a worker is back, even
+    behind a backlog longer than that (its re-sent message is the most urgent)."""
+    stack = make_stack()
+    worker = stack.start_worker(concurrency=1)
+    job_id = stack.enqueue(kwargs={"seconds": 3, "steps": 30})
+    stack.wait(job_id, lambda j: j.progress >= 0.1)
+    worker.kill()
+    # ~90 s of queued work for one process.
+    backlog = [stack.enqueue(kwargs={"seconds": 1, "steps": 2}) for _ in range(90)]
+    stack.start_worker(concurrency=1)
+    ready = time.monotonic()
+    done = stack.wait(job_id, timeout=45)
+    assert done.status == JobStatus.COMPLETED, done.error_message
+    assert time.monotonic() - ready < 30
+    assert done.lost_runs == 1
+    assert stack.audits(job_id, "job_lost_restarted") == 1
+    waiting = sum(stack.job(b).status == JobStatus.PENDING for b in backlog)
+    assert waiting > 50  # it did not wait for the backlog
