@@ -5,9 +5,15 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import api, backup, jobs, ui
+from bench import api, backup, jobs, load, ui
 
-BENCHMARKS = {"api": api.run, "jobs": jobs.run, "ui": ui.run, "backup": backup.run}
+BENCHMARKS = {
+    "api": api.run,
+    "jobs": jobs.run,
+    "ui": ui.run,
+    "backup": backup.run,
+    "load": load.run,
+}
 
 
 def main(names: list[str]) -> None:
