@@ -13,10 +13,24 @@ from kombu.transport import TRANSPORT_ALIASES
 from ballast_common import brokerfs
 
 
+@pytest.fixture(scope="module")
+def control(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """kombu's control folder (exchange bindings); its default is ./control.
+
+    One per process, like kombu's in-memory broker state, which remembers bindings
+    across connections and so would not write them into a second folder.
+    """
+    return tmp_path_factory.mktemp("control")
+
+
 @pytest.fixture
-def conn(tmp_path: Path) -> Iterator[Connection]:
+def conn(tmp_path: Path, control: Path) -> Iterator[Connection]:
     brokerfs.install()
-    options = {"data_folder_in": str(tmp_path), "data_folder_out": str(tmp_path)}
+    options = {
+        "data_folder_in": str(tmp_path),
+        "data_folder_out": str(tmp_path),
+        "control_folder": str(control),
+    }
     with Connection("filesystem://", transport_options=options) as c:
         yield c
 
