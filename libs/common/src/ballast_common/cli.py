@@ -251,9 +251,12 @@ def app_run(
         sup.stop()
         raise fail(f"did not become healthy: {', '.join(bad)}")
     print(f"Ballast {product_version()} running ({cfg.env.value}, {ctx.db!r}):")
+    from ballast_common.jobs import broker_url  # kombu only when the stack runs
+
+    redis = broker_url(cfg)
     broker = (
-        mask_value(cfg.jobs.broker_url)
-        if cfg.jobs.broker_url
+        mask_value(redis)
+        if redis
         else f"embedded broker in {Path(cfg.paths.data_dir) / 'broker'}"
     )
     for comp in sup.components:
