@@ -368,3 +368,15 @@ def test_idempotent_write_with_nul_key_is_422(api: Api) -> None:
         headers=api.h("editor", **{"Idempotency-Key": new_id() + "\t"}),
     )
     assert response.status_code == 422, response.text
+
+
+@pytest.mark.usefixtures("unchanged")
+@pytest.mark.parametrize("name", ["1", "a.1b", "page._x", "x" * 101])
+def test_event_names_track_refuses_are_422_before_anything_is_stored(
+    api: Api, name: str
+) -> None:
+    events = [{"event": "page.view"}, {"event": name}]
+    response = api.client.post(
+        "/v1/events", json={"events": events}, headers=api.h("editor")
+    )
+    _assert_422(response, "event")

@@ -23,7 +23,8 @@ from ballast_common.telemetry.metrics import get_or_create
 from ballast_common.telemetry.pii import mask_data
 
 # snake_case segments, optionally dotted: "form_saved", "jobs.cancel_requested".
-_EVENT_NAME_RE = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*")
+EVENT_NAME_PATTERN = r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$"
+_EVENT_NAME_RE = re.compile(EVENT_NAME_PATTERN)
 MAX_EVENT_NAME_LENGTH = 100
 
 _log = get_logger("ballast.events")
