@@ -101,6 +101,8 @@ BALLAST_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
 BALLAST_LOG_FORMAT: {{ .Values.config.logFormat | quote }}
 BALLAST_DATABASE__URL: {{ .Values.database.url | quote }}
 BALLAST_DATABASE__POOL_SIZE: {{ .Values.database.poolSize | quote }}
+BALLAST_DATABASE__MAX_OVERFLOW: {{ .Values.database.maxOverflow | quote }}
+BALLAST_DATABASE__POOL_TIMEOUT: {{ .Values.database.poolTimeoutSeconds | quote }}
 BALLAST_PATHS__DATA_DIR: "/var/lib/ballast"
 {{- if and .Values.worker.enabled (not .Values.redis.url) }}
 {{- fail "worker.enabled needs redis.url: the api and the workers share Redis as the Celery broker" }}
