@@ -9,7 +9,7 @@ Writes bench/results/jobs.json with
 - chaos_jobs, chaos_lost, chaos_duplicated: 1,000 jobs while worker processes are
   SIGKILLed at random (whole workers and single pool processes) and restarted; lost =
   not COMPLETED at the end, duplicated = completed more than once (targets: 0 and 0);
-- import_peak_rss_mb_200mb_csv: peak resident memory (ru_maxrss) of a child process
+- import_peak_rss_mb_200mb_csv: peak resident memory (VmHWM) of a child process
   importing a 200 MB CSV generated at bench time, the way a worker does
   (`ballast_jobs.datasets.import_file`, default settings; target < 500).
   `python -m bench.jobs import` measures only this and updates the result file.
@@ -224,13 +224,15 @@ def _chaos(workers: Workers, seed: int = 4) -> Iterator[dict[str, int]]:
         thread.join()
 
 
+# VmHWM of the child's own memory map (ru_maxrss would include the parent's at exec).
 _IMPORT_CHILD = """
-import resource, sys
+import sys
 from pathlib import Path
 from ballast_common.config import DatasetConfig
 from ballast_jobs.datasets import import_file
 done = import_file(Path(sys.argv[1]), "csv", DatasetConfig(), Path(sys.argv[2]), lambda f: None)
-print(done.rows, resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+status = open("/proc/self/status").read().split("VmHWM:")[1]
+print(done.rows, int(status.split()[0]))
 """
 
 
