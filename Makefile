@@ -7,7 +7,7 @@ export UV_PYTHON_DOWNLOADS := never
 export PATH := $(HOME)/.local/bin:$(PATH)
 RUN := $(UV) run --frozen
 SRC := libs/common/src services/api/src services/ui/src services/jobs/src services/backup/src
-PYTEST_COV := --cov --cov-report=term-missing --cov-report=xml:var/coverage.xml
+PYTEST_COV := --cov --cov-report=term-missing --cov-report=xml:var/coverage.xml --durations=25
 # Debian packages for the throwaway test servers, only when neither the binaries nor an env URL exist.
 DEB_PKGS := $(if $(BALLAST_TEST_POSTGRES_URL)$(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
 	$(if $(BALLAST_TEST_REDIS_URL)$(shell command -v redis-server),,redis-server) \

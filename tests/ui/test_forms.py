@@ -152,3 +152,23 @@ def test_stale_echo_after_undo_is_dropped() -> None:
     # A real change later on is taken as usual.
     at.text_input(key="f.name").input("C").run()
     assert at.text_input(key="f.name").value == "C"
+
+
+def test_untouched_fields_are_no_conflict() -> None:
+    """Seen in Chromium: "milestones: theirs None vs mine []" though nobody touched
+    milestones (the stored form lacked the key, the page showed its empty default)."""
+    from ballast_ui.forms import conflicting_fields
+
+    fields = ["name", "budget", "milestones", "tags"]
+    base = {"name": "A", "budget": 1.0, "milestones": None, "tags": ["x"]}
+    theirs = {"name": "Theirs", "budget": 9.0, "tags": ["x"]}
+    mine = {"name": "Mine", "budget": 1.0, "milestones": [], "tags": ["x", "y"]}
+    # name: both changed it differently; budget: only they changed it, and mine still
+    # holds the old value, so both versions are offered; tags: only I changed it.
+    assert conflicting_fields(fields, theirs, mine, base) == ["name", "budget"]
+    # The same change on both sides is no conflict either.
+    assert (
+        conflicting_fields(["name"], {"name": "B"}, {"name": "B"}, {"name": "A"}) == []
+    )
+    # A real change from empty is one.
+    assert conflicting_fields(["m"], {"m": [1]}, {"m": []}, {"m": None}) == ["m"]

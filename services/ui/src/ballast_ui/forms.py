@@ -253,12 +253,7 @@ def save_form(
         nested = theirs.get("data")
         their_data: dict[str, Any] = nested if isinstance(nested, dict) else theirs
         their_version = int(theirs.get("version") or form.version)
-        differing = [
-            f
-            for f in form.fields
-            if their_data.get(f) != payload.get(f)
-            or their_data.get(f) != form.saved.get(f)
-        ]
+        differing = conflicting_fields(form.fields, their_data, payload, form.saved)
         form.conflict = Conflict(
             {f: their_data.get(f) for f in form.fields},
             payload,
@@ -279,6 +274,34 @@ def save_form(
     _apply_snapshot(form, {**payload, **form.saved})
     form.message = "Saved." if mode == "save" else "Applied."
     return True
+
+
+_EMPTY: tuple[Any, ...] = (None, "", [], {})
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal, counting a missing value and an empty one as the same."""
+    return a == b or (a in _EMPTY and b in _EMPTY)
+
+
+def conflicting_fields(
+    fields: Sequence[str],
+    theirs: Mapping[str, Any],
+    mine: Mapping[str, Any],
+    base: Mapping[str, Any],
+) -> list[str]:
+    """The fields both sides changed differently (a three-way comparison).
+
+    A field they did not change (theirs equals the version mine was based on) or that
+    ended up equal on both sides is no conflict: mine simply applies. A field absent
+    on one side and empty on the other (``None`` vs ``[]``) is unchanged.
+    """
+    return [
+        f
+        for f in fields
+        if not _same(theirs.get(f), base.get(f))
+        and not _same(theirs.get(f), mine.get(f))
+    ]
 
 
 def resolve_conflict(
