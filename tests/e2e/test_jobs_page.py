@@ -216,10 +216,12 @@ def test_jobs_survive_navigation_and_refresh_and_can_be_cancelled(
     # The upload is sent and kept before Import can use it.
     expect(page.get_by_text("Kept: measurements.csv")).to_be_visible()
     page.get_by_role("button", name="Import").click()
+    # The toast first: it shows as soon as the job ends and is gone a few seconds later,
+    # possibly before the Data page has redrawn its dataset as ready.
+    expect(toast(page, "Job datasets.import completed")).to_be_visible(timeout=30_000)
     expect(page.get_by_text(re.compile(r"measurements · ready"))).to_be_visible(
         timeout=30_000
     )
-    expect(toast(page, "Job datasets.import completed")).to_be_visible(timeout=15_000)
     no_exception(page)
 
     # Two long jobs of the same user: one to follow, one to cancel.
@@ -252,9 +254,10 @@ def test_jobs_survive_navigation_and_refresh_and_can_be_cancelled(
     expect(page).to_have_url(re.compile("page=jobs"))
     expect(followed).to_contain_text("running", timeout=10_000)
     wait_progress_above(followed, before)
-    # It finishes on its own; the list shows it and a toast says so.
-    expect(followed).to_contain_text("completed", timeout=40_000)
-    expect(toast(page, "Job demo.sleep completed")).to_be_visible(timeout=10_000)
+    # It finishes on its own; a toast says so (watched first: it is gone a few seconds
+    # later, possibly before the list's own refresh) and the list shows it.
+    expect(toast(page, "Job demo.sleep completed")).to_be_visible(timeout=40_000)
+    expect(followed).to_contain_text("completed", timeout=15_000)
     assert progress_of(followed) == 100
     no_exception(page)
 
