@@ -42,8 +42,13 @@ ACKS = "_ballast_acks"
 _FRAGMENTS: dict[str, Callable[[], None]] = {}
 
 # Fixed geometry: the header and the badge never change size; hidden pages take no space.
+# Streamlit wraps a keyed container in a layout wrapper: hiding only the container left
+# the wrapper in the flow, one flex gap (16 px) each, so a page's title sat lower by the
+# number of pages before it. Both are hidden; `_page_css` shows the current page's.
 BASE_CSS = """
-[class*="st-key-bpage-"], [class*="st-key-bjournal-"] { display: none !important; }
+[class*="st-key-bpage-"], [class*="st-key-bjournal-"],
+[data-testid="stLayoutWrapper"]:has(> [class*="st-key-bpage-"]),
+[data-testid="stLayoutWrapper"]:has(> [class*="st-key-bjournal-"]) { display: none !important; }
 .st-key-b-header { min-height: 3rem; max-height: 3rem; overflow: hidden; }
 .st-key-b-status { min-width: 17rem; max-width: 17rem; height: 1.75rem; min-height: 1.75rem;
   max-height: 1.75rem; white-space: nowrap; overflow: hidden; justify-content: center; }
@@ -69,12 +74,20 @@ def router() -> Router:
     return Router(ALL_PAGES, default="home")
 
 
+def _shown(page: str) -> str:
+    """Selector of page ``page``'s container and of its layout wrapper."""
+    box = f".st-key-bpage-{page}"
+    return f'{box}, [data-testid="stLayoutWrapper"]:has(> {box})'
+
+
 def _page_css(names: list[str], current: str, extra: str = "") -> str:
     shown = "".join(
-        f'body[data-bpage="{n}"] .st-key-bpage-{n} {{ display: flex !important; }}'
+        f'body[data-bpage="{n}"] :is({_shown(n)}) {{ display: flex !important; }}'
         for n in names
     )
-    first = f"body:not([data-bpage]) .st-key-bpage-{current} {{ display: flex !important; }}"
+    first = (
+        f"body:not([data-bpage]) :is({_shown(current)}) {{ display: flex !important; }}"
+    )
     return f"<style>{BASE_CSS}{shown}{first}{LOADING_CSS}{extra}</style>"
 
 
