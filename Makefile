@@ -15,7 +15,8 @@ DEB_PKGS := $(if $(BALLAST_TEST_POSTGRES_URL)$(wildcard /usr/lib/postgresql/*/bi
 	$(if $(shell command -v podman),,podman buildah runc uidmap fuse-overlayfs slirp4netns) \
 	$(if $(shell command -v debootstrap),,debootstrap) $(if $(shell command -v promtool),,prometheus) \
 	$(if $(shell command -v npm),,npm) $(if $(shell command -v unzip),,unzip) \
-	$(if $(BALLAST_TEST_S3_URL)$(shell command -v radosgw),,radosgw ceph-mon ceph-osd)
+	$(if $(BALLAST_TEST_S3_URL)$(shell command -v radosgw),,radosgw ceph-mon ceph-osd) \
+	$(if $(shell command -v pgbackrest),,pgbackrest)
 
 .PHONY: install
 install: ## Install uv (and missing server packages as root), then sync every package and group

@@ -184,6 +184,41 @@ class S3Config(BaseModel):
     secret_access_key: SecretStr | None = None
 
 
+class PitrConfig(BaseModel):
+    """Point-in-time recovery of a PostgreSQL server with pgBackRest (`ballast backup pitr`).
+
+    The repository is the S3 bucket of `s3` (under `repo_path`) when `s3.endpoint_url` is
+    set, else a directory under `paths.backup_path`. pgBackRest speaks only HTTPS to S3.
+    """
+
+    stanza: str = Field(default="ballast", pattern=r"^[A-Za-z0-9][A-Za-z0-9_\-]*$")
+    # The server's data directory (pg1-path); required by every `pitr` command.
+    pg_data: Path | None = None
+    pg_port: int = Field(default=5432, ge=1, le=65535)
+    # Directory of the server's Unix socket; None: /var/run/postgresql.
+    pg_socket_dir: Path | None = None
+    pg_user: str = "postgres"
+    # Run pgBackRest and pg_ctl as this OS user when running as root (the data
+    # directory's owner); None: as the current user.
+    os_user: str | None = None
+    # Where `pitr setup` writes pgbackrest.conf (archive_command points at it);
+    # None: <paths.data_dir>/pgbackrest/pgbackrest.conf.
+    config_file: Path | None = None
+    repo_path: str = Field(default="/pgbackrest", pattern=r"^/[A-Za-z0-9._\-/]*$")
+    # HTTPS endpoint (https://host[:port]) of the S3 server for pgBackRest; None: s3.endpoint_url.
+    s3_endpoint: str | None = None
+    verify_tls: bool = True
+    # CA bundle that signed the S3 server's certificate; None: the system's.
+    ca_file: Path | None = None
+    # Full backups kept (older fulls, their diffs and their WAL are expired).
+    retention_full: int = Field(default=2, ge=1, le=9_999_999)
+    process_max: int = Field(default=2, ge=1, le=64)
+    # Encrypt the repository (aes-256-cbc) with this passphrase; None: unencrypted.
+    cipher_pass: SecretStr | None = None
+    # Seconds a restored copy may take to reach its target and accept connections.
+    recovery_timeout_s: int = Field(default=600, ge=1)
+
+
 class BackupConfig(BaseModel):
     """Snapshots in the object store (`ballast backup ...`)."""
 
@@ -203,6 +238,7 @@ class BackupConfig(BaseModel):
     # Audit-log ids missing at capture time (transactions not yet committed) are
     # looked for again by later incrementals for this many seconds.
     gap_horizon_s: int = Field(default=3600, ge=0)
+    pitr: PitrConfig = PitrConfig()
 
 
 class PerformanceConfig(BaseModel):
@@ -237,6 +273,7 @@ SECRET_FIELDS: tuple[tuple[str, ...], ...] = (
     ("database", "password"),
     ("security", "secret_key"),
     ("s3", "secret_access_key"),
+    ("backup", "pitr", "cipher_pass"),
 )
 
 

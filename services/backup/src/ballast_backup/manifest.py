@@ -297,19 +297,20 @@ class Catalog:
 
     # -- drills -------------------------------------------------------------------
 
-    def save_drill(self, record: dict[str, Any]) -> None:
+    def save_drill(self, record: dict[str, Any], name: str = "latest") -> None:
+        """Keep the record of the last drill (`name`: latest = logical, pitr = pgBackRest)."""
         raw = json.dumps(record, indent=2, sort_keys=True).encode()
         put_bytes(
             self.store,
-            f"{self.prefix}/_drills/latest.json",
+            f"{self.prefix}/_drills/{name}.json",
             raw,
             content_type="application/json",
         )
 
-    def last_drill(self) -> dict[str, Any] | None:
+    def last_drill(self, name: str = "latest") -> dict[str, Any] | None:
         try:
             data: dict[str, Any] = json.loads(
-                get_bytes(self.store, f"{self.prefix}/_drills/latest.json")
+                get_bytes(self.store, f"{self.prefix}/_drills/{name}.json")
             )
         except (NotFoundError, ValueError):
             return None
