@@ -105,14 +105,15 @@ CMD ["python", "-m", "ballast_jobs", "worker"]
 
 # Backups: `ballast backup create|list|verify|restore|drill|exporter` (CronJobs and the exporter
 # in the chart). Full snapshots are pg_dump custom-format archives: the image carries the
-# PostgreSQL client tools of the base's Debian release (a pg_dump at least as new as the server).
+# PostgreSQL client tools of the base's Debian release (a pg_dump at least as new as the server)
+# and pgBackRest for `ballast backup pitr` (point-in-time recovery through WAL archiving).
 FROM runtime AS backup
 USER 0
 # The client version follows the base image's Debian release; pinning it would tie the
 # Dockerfile to one base.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-client \
+    && apt-get install -y --no-install-recommends postgresql-client pgbackrest \
     && rm -rf /var/lib/apt/lists/*
 USER 10001:10001
 # Same path as in the build stage: the virtualenv's scripts name their interpreter by path.

@@ -10,11 +10,16 @@ generate_series. Measured in the same run, on the same database:
 - restore_s: restore into a new database, including its verification;
 - raw_restore_s: `pg_restore -d` of the raw dump into an empty database;
 - incr_1k_s / incr_100k_s: an incremental (capture + upload) after 1,000 / 100,000
-  audited row changes (made in SQL, one audit row each, like the unit of work writes).
+  audited row changes (made in SQL, one audit row each, like the unit of work writes);
+- pitr_backup_s: a pgBackRest full backup of the whole cluster (WAL archiving on,
+  repository on local disk, lz4, process-max 2);
+- pitr_restore_s: `ballast backup pitr restore` of it to the end of the archived WAL
+  into a new data directory, including starting that copy and verifying it.
 """
 
 from __future__ import annotations
 
+import os
 import subprocess
 import tempfile
 import time
@@ -23,6 +28,7 @@ from typing import Any
 
 from ballast_backup.core import Backups
 from ballast_backup.dbio import find_pg_tool
+from ballast_backup.pitr import Pitr
 from ballast_common.config import load_config
 from ballast_common.db import DB, migrate, run_tx
 from ballast_common.seed import seed_demo
@@ -82,6 +88,40 @@ def _timed(cmd: list[str]) -> float:
     return time.monotonic() - started
 
 
+def _pitr(pg: LocalPostgres) -> tuple[float, float]:
+    """Turn WAL archiving on, take a pgBackRest full backup, restore it elsewhere."""
+    state = pg.base_dir / "pgbackrest"
+    conf = state / "pgbackrest.conf"
+    pg.stop()
+    pg.settings.update(
+        {
+            "wal_level": "replica",
+            "archive_mode": "on",
+            "archive_command": f"'pgbackrest --config={conf} --stanza=ballast archive-push %p'",
+        }
+    )
+    pg.start()
+    cfg = load_config(
+        paths={"data_dir": str(state), "backup_path": str(pg.base_dir / "repo")},
+        backup={
+            "pitr": {
+                "pg_data": str(pg.data_dir),
+                "pg_port": pg.port,
+                "pg_socket_dir": str(pg.base_dir),
+                "config_file": str(conf),
+                "os_user": "postgres" if os.geteuid() == 0 else None,
+            }
+        },
+    )
+    pitr = Pitr.from_config(cfg)
+    pitr.setup()
+    started = time.monotonic()
+    pitr.create("full")
+    backup_s = time.monotonic() - started
+    result = pitr.restore(target_dir=pg.base_dir / "restored")
+    return backup_s, result.duration_s
+
+
 def run() -> dict[str, Any]:
     with (
         LocalPostgres.throwaway({"max_wal_size": "4GB"}) as pg,
@@ -131,6 +171,9 @@ def run() -> dict[str, Any]:
         incr_100k = backups.snapshot_db("incremental")
         db.dispose()
 
+        print("pgBackRest ...", flush=True)
+        pitr_backup_s, pitr_restore_s = _pitr(pg)
+
     result = {
         "db_bytes": db_bytes,
         "backup_s": round(full.duration_s, 3),
@@ -146,6 +189,8 @@ def run() -> dict[str, Any]:
         "incr_100k_verify_s": round(incr_100k.verify_s, 3),
         "full_bytes": full.size,
         "incr_100k_bytes": incr_100k.size,
+        "pitr_backup_s": round(pitr_backup_s, 3),
+        "pitr_restore_s": round(pitr_restore_s, 3),
     }
     write_result("backup", result)
     return result

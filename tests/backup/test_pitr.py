@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import subprocess
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from ballast_backup.manifest import BackupError
 from ballast_backup.pitr import Pitr
 from ballast_common.config import AppConfig, load_config
 from tests.fixtures.s3 import S3Server
-from tests.fixtures.servers import LocalPostgres
+from tests.fixtures.servers import LOOPBACK, LocalPostgres, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -283,7 +284,7 @@ def test_configuration_errors_are_one_line(
     monkeypatch.delenv("BALLAST_S3__ENDPOINT_URL")
     out = runner.invoke(app, ["pitr", "list"])
     assert out.exit_code == 1
-    assert "pitr setup" in out.output
+    assert out.output.startswith("error: stanza ballast:")
     for command in ("setup", "create", "list", "verify", "restore", "drill"):
         out = runner.invoke(app, ["pitr", command, "--help"])
         assert out.exit_code == 0
@@ -303,3 +304,101 @@ def test_posix_repository_without_s3(tmp_path: Path) -> None:
     path = pitr.write_config()
     assert path.stat().st_mode & 0o777 == 0o600
     assert (tmp_path / "b" / "pgbackrest").is_dir()
+
+
+def _openssl(*args: str) -> None:
+    subprocess.run(["openssl", *args], check=True, capture_output=True)
+
+
+def _certificates(base: Path) -> dict[str, Path]:
+    """A CA, a server certificate for localhost and a client certificate."""
+    d = base / "tls"
+    d.mkdir()
+    _openssl(
+        "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", "/CN=ballast-test-ca",
+        "-keyout", str(d / "ca.key"), "-out", str(d / "ca.crt"),
+    )  # fmt: skip
+    for name, cn, ext in (
+        ("server", "localhost", "subjectAltName=DNS:localhost"),
+        ("client", "ballast-backup", "extendedKeyUsage=clientAuth"),
+    ):
+        _openssl(
+            "req", "-newkey", "rsa:2048", "-nodes", "-subj", f"/CN={cn}",
+            "-keyout", str(d / f"{name}.key"), "-out", str(d / f"{name}.csr"),
+        )  # fmt: skip
+        (d / f"{name}.ext").write_text(ext + "\n")
+        _openssl(
+            "x509", "-req", "-in", str(d / f"{name}.csr"), "-CA", str(d / "ca.crt"),
+            "-CAkey", str(d / "ca.key"), "-CAcreateserial", "-days", "2",
+            "-extfile", str(d / f"{name}.ext"), "-out", str(d / f"{name}.crt"),
+        )  # fmt: skip
+    for item in d.iterdir():
+        item.chmod(0o644 if item.suffix == ".crt" else 0o600)
+        if OS_USER:
+            shutil.chown(item, OS_USER)
+    return {p.name: p for p in d.iterdir()}
+
+
+def test_backups_from_another_host_through_the_tls_server(
+    cluster: Cluster, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Kubernetes layout: the CronJob's pgBackRest reaches the database host's
+    `pgbackrest server` over mutual TLS; a restore from there verifies a local copy."""
+    base = cluster.server.base_dir
+    tls = _certificates(base)
+    port = free_port()
+    server_conf = base / "pgbackrest" / "server.conf"
+    server_conf.write_text(
+        cluster.pitr.config_text().replace(
+            "[global]\n",
+            "[global]\n"
+            f"tls-server-address={LOOPBACK}\ntls-server-port={port}\n"
+            f"tls-server-cert-file={tls['server.crt']}\n"
+            f"tls-server-key-file={tls['server.key']}\n"
+            f"tls-server-ca-file={tls['ca.crt']}\n"
+            "tls-server-auth=ballast-backup=ballast\n",
+            1,
+        )
+    )
+    if OS_USER:
+        shutil.chown(server_conf, OS_USER)
+    as_user = ["runuser", "-u", OS_USER, "--"] if OS_USER else []
+    tls_server = subprocess.Popen(
+        [*as_user, "pgbackrest", f"--config={server_conf}", "server"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        remote_dir = base / "remote"
+        for key, value in {
+            "BALLAST_BACKUP__PITR__PG_HOST": "localhost",
+            "BALLAST_BACKUP__PITR__PG_HOST_PORT": str(port),
+            "BALLAST_BACKUP__PITR__PG_HOST_CERT_FILE": str(tls["client.crt"]),
+            "BALLAST_BACKUP__PITR__PG_HOST_KEY_FILE": str(tls["client.key"]),
+            "BALLAST_BACKUP__PITR__PG_HOST_CA_FILE": str(tls["ca.crt"]),
+            "BALLAST_BACKUP__PITR__CONFIG_FILE": str(remote_dir / "pgbackrest.conf"),
+        }.items():
+            monkeypatch.setenv(key, value)
+        remote = Pitr.from_config(load_config())
+        cluster.sql("create table far (x int)")
+        cluster.sql("insert into far values (42)")
+        # The TLS server may still be starting: the first call is allowed to wait.
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                backup = remote.create("full")
+                break
+            except BackupError:
+                if time.monotonic() > deadline or tls_server.poll() is not None:
+                    raise
+                time.sleep(0.5)
+        assert backup.kind == "full"
+        assert "pg1-host-type=tls" in remote.config_file.read_text()
+        with pytest.raises(BackupError, match="on that host"):
+            remote.restore(swap=True)
+        result = remote.restore(target_dir=remote_dir / "copy")
+        assert result.databases["app"] == 1
+        assert not result.swapped
+    finally:
+        tls_server.terminate()
+        tls_server.wait(timeout=10)

@@ -178,6 +178,86 @@ def test_each_backup_run_is_a_switch(run: str) -> None:
     assert names == {f"rel-ballast-backup-{r}" for r in RUNS if r != run}
 
 
+PITR = {
+    "backup.pitr.enabled": "true",
+    "backup.pitr.tlsSecret": "pgbackrest-client",
+    "backup.pitr.pgHost": "pg-0.pg",
+}
+PITR_RUNS = {
+    "pitr-full": (["backup", "pitr", "create", "--kind", "full"], "30 1 * * 0"),
+    "pitr-diff": (["backup", "pitr", "create", "--kind", "diff"], "30 1 * * 1-6"),
+    "pitr-verify": (["backup", "pitr", "verify"], "10 5 * * *"),
+}
+
+
+def test_pitr_cronjobs_reach_the_database_pods_pgbackrest_server() -> None:
+    objs = render(PROD, PITR)
+    names = {j["metadata"]["name"] for j in find(objs, "CronJob")}
+    assert names == {f"rel-ballast-backup-{r}" for r in [*RUNS, *PITR_RUNS]}
+    for run, (args, schedule) in PITR_RUNS.items():
+        cj = one(objs, "CronJob", f"rel-ballast-backup-{run}")
+        assert cj["spec"]["schedule"] == schedule
+        assert cj["spec"]["concurrencyPolicy"] == "Forbid"
+        pod = cj["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        c = _container(pod)
+        assert [*c["command"], *c["args"]] == ["ballast", *args]
+        env = _env(c)
+        assert env["BALLAST_BACKUP__PITR__PG_HOST"]["value"] == "pg-0.pg"
+        assert env["BALLAST_BACKUP__PITR__PG_HOST_PORT"]["value"] == "8432"
+        assert (
+            env["BALLAST_BACKUP__PITR__PG_HOST_CERT_FILE"]["value"]
+            == "/etc/ballast/pgbackrest-tls/tls.crt"
+        )
+        # the config file is written at run time into the writable scratch volume
+        assert env["BALLAST_BACKUP__PITR__CONFIG_FILE"]["value"].startswith("/tmp/")
+        ref = env["BALLAST_S3__SECRET_ACCESS_KEY"]["valueFrom"]["secretKeyRef"]
+        assert ref["key"] == "s3-secret-access-key"
+        (tls,) = [v for v in pod["volumes"] if v["name"] == "pgbackrest-tls"]
+        assert tls["secret"]["secretName"] == "pgbackrest-client"
+        assert {
+            "name": "pgbackrest-tls",
+            "mountPath": "/etc/ballast/pgbackrest-tls",
+            "readOnly": True,
+        } in c["volumeMounts"]
+    # the logical backups carry none of it
+    plain = _container(
+        one(objs, "CronJob", "rel-ballast-backup-full")["spec"]["jobTemplate"]["spec"][
+            "template"
+        ]["spec"]
+    )
+    assert "BALLAST_BACKUP__PITR__PG_HOST" not in _env(plain)
+    db = one(objs, "ConfigMap", "rel-ballast-pgbackrest-db")["data"]
+    assert "repo1-s3-endpoint=s3.eu-central-1.amazonaws.com" in db["pgbackrest.conf"]
+    assert "tls-server-auth=ballast-backup=ballast" in db["pgbackrest.conf"]
+    assert "secret" not in db["pgbackrest.conf"].lower()
+    assert (
+        "archive_command = 'pgbackrest --config=/etc/pgbackrest/pgbackrest.conf "
+        "--stanza=ballast archive-push %p'" in db["postgresql.conf"]
+    )
+    np = one(objs, "NetworkPolicy", "rel-ballast-backup")
+    ports = {p["port"] for rule in np["spec"]["egress"] for p in rule.get("ports", [])}
+    assert 8432 in ports
+
+
+def test_pitr_is_off_by_default_and_refuses_half_configurations() -> None:
+    objs = render(PROD)
+    assert not find(objs, "ConfigMap", "rel-ballast-pgbackrest-db")
+    args = [f"{k}={v}" for k, v in PITR.items() if k != "backup.pitr.tlsSecret"]
+    sets = [x for a in args for x in ("--set", a)]
+    values = [x for v in PROD for x in ("-f", str(v))]
+    proc = helm("template", "rel", str(CHART), *values, *sets, check=False)
+    assert proc.returncode != 0
+    assert "backup.pitr.enabled needs backup.pitr.tlsSecret" in proc.stderr
+    proc = helm(
+        "template", "rel", str(CHART), *values, *sets,
+        "--set", "backup.pitr.tlsSecret=x",
+        "--set", "backup.pitr.s3Endpoint=http://minio:9000",
+        check=False,
+    )  # fmt: skip
+    assert proc.returncode != 0
+    assert "needs an https object store" in proc.stderr
+
+
 # --- switches ---------------------------------------------------------------------------
 
 

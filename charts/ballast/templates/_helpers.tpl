@@ -282,3 +282,39 @@ env:
   {{- toYaml . | nindent 2 }}
   {{- end }}
 {{- end }}
+
+{{/*
+Environment of the pgBackRest runs (`ballast backup pitr ...`): where the database pod's TLS
+server is and the client certificate mounted from backup.pitr.tlsSecret.
+*/}}
+{{- define "ballast.pitrEnv" -}}
+{{- $p := .Values.backup.pitr -}}
+- name: BALLAST_BACKUP__PITR__STANZA
+  value: {{ $p.stanza | quote }}
+- name: BALLAST_BACKUP__PITR__PG_DATA
+  value: {{ $p.pgDataPath | quote }}
+- name: BALLAST_BACKUP__PITR__PG_PORT
+  value: {{ $p.pgPort | quote }}
+- name: BALLAST_BACKUP__PITR__PG_HOST
+  value: {{ $p.pgHost | quote }}
+- name: BALLAST_BACKUP__PITR__PG_HOST_PORT
+  value: {{ $p.pgHostPort | quote }}
+- name: BALLAST_BACKUP__PITR__PG_HOST_CERT_FILE
+  value: /etc/ballast/pgbackrest-tls/tls.crt
+- name: BALLAST_BACKUP__PITR__PG_HOST_KEY_FILE
+  value: /etc/ballast/pgbackrest-tls/tls.key
+- name: BALLAST_BACKUP__PITR__PG_HOST_CA_FILE
+  value: /etc/ballast/pgbackrest-tls/ca.crt
+- name: BALLAST_BACKUP__PITR__CONFIG_FILE
+  value: /tmp/pgbackrest/pgbackrest.conf
+- name: BALLAST_BACKUP__PITR__REPO_PATH
+  value: {{ $p.repoPath | quote }}
+- name: BALLAST_BACKUP__PITR__RETENTION_FULL
+  value: {{ $p.retentionFull | quote }}
+- name: BALLAST_BACKUP__PITR__VERIFY_TLS
+  value: {{ $p.verifyTls | quote }}
+{{- with $p.s3Endpoint }}
+- name: BALLAST_BACKUP__PITR__S3_ENDPOINT
+  value: {{ . | quote }}
+{{- end }}
+{{- end }}

@@ -198,6 +198,14 @@ class PitrConfig(BaseModel):
     # Directory of the server's Unix socket; None: /var/run/postgresql.
     pg_socket_dir: Path | None = None
     pg_user: str = "postgres"
+    # The database host's pgBackRest TLS server (`pgbackrest server`), when this
+    # process runs elsewhere (a Kubernetes CronJob); None: the data directory is local.
+    pg_host: str | None = None
+    pg_host_port: int = Field(default=8432, ge=1, le=65535)
+    # Client certificate and key this side presents, and the CA of the server's certificate.
+    pg_host_cert_file: Path | None = None
+    pg_host_key_file: Path | None = None
+    pg_host_ca_file: Path | None = None
     # Run pgBackRest and pg_ctl as this OS user when running as root (the data
     # directory's owner); None: as the current user.
     os_user: str | None = None

@@ -123,6 +123,13 @@ def _one_line(text: str) -> str:
     return lines[-1] if lines else "no output"
 
 
+def _c_locale() -> dict[str, str]:
+    """This process's environment with messages in English (pg_controldata is parsed)."""
+    env = dict(os.environ)  # noqa: TID251 - the child process inherits our environment
+    env["LC_ALL"] = "C"
+    return env
+
+
 def _fatal(sockdir: Path) -> str:
     """The first FATAL line of the scratch server's log (else its last line)."""
     try:
@@ -265,8 +272,21 @@ class Pitr:
             f"pg1-port={s.pg_port}",
             f"pg1-socket-path={socket_dir}",
             f"pg1-user={s.pg_user}",
-            "",
         ]
+        if s.pg_host:
+            lines += [
+                f"pg1-host={s.pg_host}",
+                "pg1-host-type=tls",
+                f"pg1-host-port={s.pg_host_port}",
+            ]
+            for option, path in (
+                ("pg1-host-cert-file", s.pg_host_cert_file),
+                ("pg1-host-key-file", s.pg_host_key_file),
+                ("pg1-host-ca-file", s.pg_host_ca_file),
+            ):
+                if path is not None:
+                    lines.append(f"{option}={path}")
+        lines.append("")
         return "\n".join(lines)
 
     def archive_command(self) -> str:
@@ -277,7 +297,12 @@ class Pitr:
         )
 
     def write_config(self) -> Path:
-        """Write pgbackrest.conf (mode 0600, owned by the OS user) and its directories."""
+        """Write pgbackrest.conf (mode 0600, owned by the OS user) and its directories;
+        an unchanged file is left alone (the server's archive_command reads it)."""
+        text = self.config_text()
+        with contextlib.suppress(OSError):
+            if self.config_file.read_text() == text:
+                return self.config_file
         for sub in ("log", "lock", "spool"):
             (self.state_dir / sub).mkdir(parents=True, exist_ok=True)
             self._own(self.state_dir / sub)
@@ -286,7 +311,7 @@ class Pitr:
         tmp = self.config_file.with_name(self.config_file.name + ".tmp")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         with os.fdopen(fd, "w") as out:
-            out.write(self.config_text())
+            out.write(text)
         self._own(tmp)
         tmp.replace(self.config_file)
         if self.repo.get("repo1-type") == "posix":
@@ -312,10 +337,7 @@ class Pitr:
     def _run(
         self, args: Sequence[str], *, doing: str, timeout: float | None = None
     ) -> str:
-        if not self.config_file.is_file():
-            raise BackupError(
-                f"{self.config_file} does not exist: run `ballast backup pitr setup` first"
-            )
+        self.write_config()  # the settings of this run, also for a fresh pod
         binary = shutil.which("pgbackrest")
         if binary is None:
             raise BackupError(
@@ -430,6 +452,11 @@ class Pitr:
         """
         started = time.monotonic()
         now = datetime.now(UTC)
+        if swap and self.settings.pg_host:
+            raise BackupError(
+                f"the data directory is on {self.settings.pg_host}: restore with --swap "
+                "on that host (restore without --swap here verifies a copy)"
+            )
         if until is not None:
             if until.tzinfo is None:
                 raise BackupError("--until needs a time zone (e.g. ...Z)")
@@ -459,6 +486,9 @@ class Pitr:
         created = True
         try:
             args = ["restore", f"--pg1-path={dest}"]
+            if self.settings.pg_host:
+                # The copy is made here, not on the database host.
+                args.append("--reset-pg1-host")
             if until is not None:
                 args += [
                     "--type=time",
@@ -627,10 +657,7 @@ class Pitr:
             capture_output=True,
             text=True,
             check=False,
-            env={
-                **os.environ,
-                "LC_ALL": "C",
-            },  # noqa: TID251 - the child's own environment
+            env=_c_locale(),
         )
         limits: dict[str, str] = {}
         for line in done.stdout.splitlines():
