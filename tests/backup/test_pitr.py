@@ -22,6 +22,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ballast_backup.cli import app
+from ballast_backup.core import Backups
+from ballast_backup.exporter import backup_metrics
 from ballast_backup.manifest import BackupError
 from ballast_backup.pitr import Pitr
 from ballast_common.config import AppConfig, load_config
@@ -257,6 +259,15 @@ def test_cli_drives_setup_create_list_drill(cluster: Cluster) -> None:
     out = runner.invoke(app, ["pitr", "drill"])
     assert out.exit_code == 0, out.output
     assert out.output.startswith("drill ok:")
+    # The exporter reads the drill's record from the object store.
+    catalog = Backups.from_config(load_config()).catalog
+    record = catalog.last_drill("pitr")
+    assert record is not None
+    assert record["success"] is True
+    assert record["databases"]["app"] == 1
+    metrics = {m.name: m.samples for m in backup_metrics(catalog)}
+    assert metrics["ballast_backup_pitr_drill_last_success"][0].value == 1
+    assert catalog.last_drill() is None  # the logical drill's record is its own
     out = runner.invoke(app, ["pitr", "restore", "--until", "not a time"])
     assert out.exit_code == 2
     assert out.output.startswith("error: --until")

@@ -60,33 +60,35 @@ def backup_metrics(catalog: Catalog, now: datetime | None = None) -> list[Metric
     )
     if good:
         rpo.add_metric([], max(0.0, (now - good[-1].created).total_seconds()))
-    drill = catalog.last_drill()
-    drill_ts = GaugeMetricFamily(
-        "ballast_backup_drill_last_timestamp_seconds",
-        "When the last restore drill ran (Unix seconds).",
-    )
-    drill_ok = GaugeMetricFamily(
-        "ballast_backup_drill_last_success",
-        "1 if the last restore drill restored and verified, else 0.",
-    )
-    drill_duration = GaugeMetricFamily(
-        "ballast_backup_drill_last_duration_seconds",
-        "Duration of the last restore drill.",
-    )
-    if drill is not None:
-        drill_ts.add_metric([], float(drill.get("timestamp", 0.0)))
-        drill_ok.add_metric([], 1.0 if drill.get("success") else 0.0)
-        drill_duration.add_metric([], float(drill.get("duration_s", 0.0)))
-    return [
-        last_success,
-        duration,
-        size,
-        total,
-        rpo,
-        drill_ts,
-        drill_ok,
-        drill_duration,
-    ]
+    return [last_success, duration, size, total, rpo, *_drill_metrics(catalog)]
+
+
+def _drill_metrics(catalog: Catalog) -> list[Metric]:
+    """The last drill of each kind: `latest` (logical) unprefixed as before, `pitr`
+    (pgBackRest) as ballast_backup_pitr_drill_*."""
+    metrics: list[Metric] = []
+    for name, prefix, what in (
+        ("latest", "ballast_backup_drill", "restore drill"),
+        ("pitr", "ballast_backup_pitr_drill", "pgBackRest restore drill"),
+    ):
+        drill = catalog.last_drill(name)
+        ts = GaugeMetricFamily(
+            f"{prefix}_last_timestamp_seconds",
+            f"When the last {what} ran (Unix seconds).",
+        )
+        ok = GaugeMetricFamily(
+            f"{prefix}_last_success",
+            f"1 if the last {what} restored and verified, else 0.",
+        )
+        took = GaugeMetricFamily(
+            f"{prefix}_last_duration_seconds", f"Duration of the last {what}."
+        )
+        if drill is not None:
+            ts.add_metric([], float(drill.get("timestamp", 0.0)))
+            ok.add_metric([], 1.0 if drill.get("success") else 0.0)
+            took.add_metric([], float(drill.get("duration_s", 0.0)))
+        metrics += [ts, ok, took]
+    return metrics
 
 
 class BackupCollector(Collector):
