@@ -6,6 +6,8 @@ export UV_PYTHON_DOWNLOADS := never
 # bootstrap.sh may install uv with `pip --user`.
 export PATH := $(HOME)/.local/bin:$(PATH)
 RUN := $(UV) run --frozen
+# `make run` uses the environment install-run made (no dev group synced in).
+RUN_APP := $(UV) run --frozen --no-sync
 SRC := libs/common/src services/api/src services/ui/src services/jobs/src services/backup/src
 PYTEST_COV := --cov --cov-report=term-missing --cov-report=xml:var/coverage.xml --durations=25
 # Debian packages for the throwaway test servers, only when neither the binaries nor an env URL exist.
@@ -59,9 +61,14 @@ migrate: ## Apply database migrations (ballast db migrate)
 seed: ## Load demo data (ballast db seed)
 	$(RUN) ballast db seed
 
+.PHONY: install-run
+install-run: ## Install uv and only what running needs (no test servers, browsers or dev tools)
+	scripts/bootstrap.sh
+	$(UV) sync --frozen --all-packages --no-default-groups --inexact
+
 .PHONY: run
-run: install ## Migrate, seed and run the whole app locally (prints URLs and demo credentials)
-	$(RUN) ballast db migrate && $(RUN) ballast db seed && $(RUN) ballast app run
+run: install-run ## Migrate, seed and run the whole app locally (prints URLs and demo credentials)
+	$(RUN_APP) ballast db migrate && $(RUN_APP) ballast db seed && $(RUN_APP) ballast app run
 
 .PHONY: bench
 bench: ## Run the benchmarks, writing bench/results/*.json

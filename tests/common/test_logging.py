@@ -253,6 +253,38 @@ def test_console_format_is_masked_and_human_readable() -> None:
         configure_logging("test-svc", stream=io.StringIO())
 
 
+class _Terminal(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize(
+    ("stream", "human"), [(_Terminal(), True), (io.StringIO(), False)]
+)
+def test_auto_format_is_console_on_a_terminal_and_json_otherwise(
+    stream: io.StringIO, human: bool
+) -> None:
+    configure_logging("test-svc", fmt="auto", stream=stream)
+    try:
+        get_logger("x").info("started", port=8501)
+        first = stream.getvalue().splitlines()[0]
+        if human:
+            assert "started" in first
+            assert "port=8501" in first
+            with pytest.raises(json.JSONDecodeError):
+                json.loads(first)
+        else:
+            assert json.loads(first)["event"] == "started"
+    finally:
+        configure_logging("test-svc", stream=io.StringIO())
+
+
+def test_auto_is_the_default_format() -> None:
+    from ballast_common.config import AppConfig
+
+    assert AppConfig.model_fields["log_format"].default == "auto"
+
+
 class TestLogError:
     def test_inside_a_request(self, log_lines: LogLines) -> None:
         def inner() -> None:

@@ -359,7 +359,8 @@ class AppConfig(BaseSettings):
     # fast: fewer resamples/approximations; accurate: the full computation.
     compute: Literal["fast", "accurate"] = "fast"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
-    log_format: Literal["json", "console"] = "json"
+    # auto: human-readable on a terminal (make run), one JSON object per line otherwise.
+    log_format: Literal["auto", "json", "console"] = "auto"
     redis_url: str | None = None
     # Public base URL of the state API as the ui reaches it.
     api_url: str = "http://127.0.0.1:8000"

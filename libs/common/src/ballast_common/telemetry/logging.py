@@ -138,7 +138,7 @@ def configure_logging(
     service: str,
     *,
     level: str = "INFO",
-    fmt: Literal["json", "console"] = "json",
+    fmt: Literal["auto", "json", "console"] = "json",
     stream: IO[str] | None = None,
 ) -> None:
     """Configure structlog and the standard library for this process.
@@ -155,8 +155,9 @@ def configure_logging(
     Args:
         service: Service name written on every line (``api``, ``jobs``...).
         level: Minimum level name for all loggers (``DEBUG``, ``INFO``...).
-        fmt: ``json`` (one object per line, for the cluster) or ``console``
-            (human-readable, for local development).
+        fmt: ``json`` (one object per line, for the cluster), ``console``
+            (human-readable, for local development) or ``auto`` (console when
+            ``stream`` is a terminal, else json).
         stream: Where to write; defaults to ``sys.stdout`` (container logs).
 
     Raises:
@@ -166,6 +167,10 @@ def configure_logging(
     if not isinstance(numeric_level, int):
         raise ValueError(f"unknown log level: {level!r}")
 
+    if fmt == "auto":
+        target = stream if stream is not None else sys.stdout
+        isatty = getattr(target, "isatty", None)
+        fmt = "console" if callable(isatty) and isatty() else "json"
     renderer: Processor
     if fmt == "json":
         renderer = structlog.processors.JSONRenderer()
