@@ -18,6 +18,8 @@ from typing import Any
 
 import streamlit as st
 
+from ballast_ui.widgets import touch_fragment
+
 NAV_JS = r"""
 export default function(component) {
   const { data, setTriggerValue, parentElement } = component;
@@ -385,6 +387,9 @@ def journal(
         known: The values the server holds for them (only differences are journaled).
         key: The element's key (one per page).
     """
+    # Drawn at the end of every run of a page's fragment: the run is noted even when
+    # the page drew no controlled widget (see `ballast_ui.widgets.touch_fragment`).
+    touch_fragment()
     return _journal(
         key=key,
         data={"user": user, "meta": dict(meta), "known": dict(known)},

@@ -28,6 +28,7 @@ VALUES = "_ballast_values"
 CTX = "_ballast_ctx"
 # Hooks run on every persisted change (forms record their undo history here).
 CHANGE_HOOKS = "_ballast_change_hooks"
+_UNSET = object()
 
 
 @st.cache_resource
@@ -110,14 +111,16 @@ def persist_input(
             a checkbox, a file; typing is debounced and coalesced).
     """
     store = values()
-    old = store.get(key)
+    old = store.get(key, _UNSET)
+    if old == val:
+        return  # no change: no draft, nothing to undo
     store[key] = val
     ctx = st.session_state.get(CTX)
     if ctx is not None and ctx.user is not None:
         ctx.outbox.put(key, val, urgent=urgent)
-    if record and old != val:
+    if record:
         for hook in list(st.session_state.get(CHANGE_HOOKS, {}).values()):
-            hook(key, old, val)
+            hook(key, None if old is _UNSET else old, val)
 
 
 def _make_outbox(api: ApiClient, config: AppConfig) -> Outbox:

@@ -10,6 +10,7 @@ Values are stored JSON-ready (dates as ISO strings, tables as row lists).
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -18,6 +19,8 @@ from typing import Any
 
 import pandas as pd  # type: ignore[import-untyped]
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit.runtime.scriptrunner_utils.script_run_context import ThreadState
 
 from ballast_ui.i18n import BLANK
 from ballast_ui.metrics import note_trigger
@@ -42,6 +45,61 @@ def _shadow() -> dict[str, Any]:
     return shadow
 
 
+# Where each controlled widget was drawn last: ``{key: fragment id}``; and per
+# fragment, the run it was seen in last and the widgets drawn in that run and the one
+# before (see `_seen`).
+_WHERE = "_ballast_where"
+_RUNS = "_ballast_runs"
+
+
+def _run_site() -> tuple[object | None, str | None]:
+    """The current script run and the fragment being drawn.
+
+    Streamlit has no public API for either (checked against Streamlit 1.67). A run is
+    told apart by the identity of the run context's cursor map, which Streamlit makes
+    anew when a run, or a fragment's rerun, starts; the fragment id is the one
+    Streamlit stamps on the elements drawn (``None`` outside any fragment).
+    """
+    ctx = get_script_run_ctx()
+    if ctx is None:
+        return None, None
+    try:
+        fragment = ThreadState.get().fragment_id
+    except RuntimeError:
+        fragment = None
+    return ctx.cursors, fragment
+
+
+def touch_fragment() -> None:
+    """Note that the current fragment ran (call once per run of every page fragment).
+
+    A page that draws no controlled widget in a run (the project list instead of a
+    project) still counts as a run of its fragment: the widgets it did not draw are
+    gone from the browser, and `_prepare` pushes their value when they come back.
+    """
+    _seen(None)
+
+
+def _seen(key: str | None) -> bool:
+    """Record ``key`` as drawn in this run; whether it was drawn in the run before.
+
+    The run before is the previous run of the same fragment (or of the whole app).
+    """
+    run, fragment = _run_site()
+    runs: dict[str | None, list[Any]] = st.session_state.setdefault(_RUNS, {})
+    book = runs.get(fragment)
+    if book is None or book[0] is not run:
+        # A new run of this fragment: what was drawn so far becomes "the run before".
+        # The run object is held, so its identity cannot be reused meanwhile.
+        book = [run, book[2] if book else set(), set()]
+        runs[fragment] = book
+    if key is None:
+        return False
+    st.session_state.setdefault(_WHERE, {})[key] = fragment
+    book[2].add(key)
+    return key in book[1] or run is None
+
+
 def _prepare(key: str, default: Any, to_widget: Callable[[Any], Any]) -> None:
     """Fill the widget key from the store unless the widget already shows it."""
     store = values()
@@ -49,9 +107,18 @@ def _prepare(key: str, default: Any, to_widget: Callable[[Any], Any]) -> None:
         store[key] = default
     stored = store[key]
     shadow = _shadow()
+    # Drawn anew (not in the previous run of its fragment): the browser makes a new
+    # element, which starts from Streamlit's default ("", the minimum ...) unless the
+    # value is sent along; Streamlit may still hold the old state (a run cut short by
+    # a rerun keeps it; the browser resends it) and then sends nothing.
+    drawn_before = _seen(key)
     # The shadow remembers the stored value the widget was last synced with: a store
     # change made elsewhere (restore, undo, reset) is pushed into the widget.
-    if key not in st.session_state or shadow.get(key, _MISSING) != stored:
+    if (
+        not drawn_before
+        or key not in st.session_state
+        or shadow.get(key, _MISSING) != stored
+    ):
         before = shadow.get(key, _MISSING)
         st.session_state[key] = to_widget(stored)
         shadow[key] = stored
@@ -110,8 +177,36 @@ def _stale_echo(key: str, value: Any) -> bool:
     return bool(stored != value)
 
 
+def _not_shown(key: str) -> bool:
+    """Whether ``key``'s widget is in no fragment this run redraws.
+
+    A user's change reruns the fragment of the widget changed (or the whole app). The
+    browser also resends the state of widgets it has just removed (the project form
+    after going back to the list); Streamlit, having dropped their state, takes that
+    for a change.
+    """
+    ctx = get_script_run_ctx()
+    where: dict[str, str | None] = st.session_state.get(_WHERE, {})
+    running = ctx.fragment_ids_this_run if ctx is not None else None
+    return bool(running) and key in where and where[key] not in (running or ())
+
+
+def _forget(key: str) -> None:
+    """Drop Streamlit's copy of a widget's state: it is given its value when drawn next."""
+    with contextlib.suppress(KeyError):
+        del st.session_state[key]
+
+
 def _changed(key: str, from_widget: Callable[[Any], Any], urgent: bool = True) -> None:
+    if _not_shown(key):
+        _forget(key)  # not an edit
+        return
     value = from_widget(st.session_state.get(key))
+    if value == values().get(key, _MISSING):
+        # Not an edit either: a value reported back as it was given (Streamlit calls
+        # a widget changed when it had dropped the widget's previous state).
+        _shadow()[key] = value
+        return
     if _stale_echo(key, value):
         # The shadow no longer matches: the next draw pushes the stored value again.
         _shadow()[key] = value
@@ -268,6 +363,9 @@ def s_slider(
 
 
 def _file_changed(key: str) -> None:
+    if _not_shown(f"{key}::upload"):
+        _forget(f"{key}::upload")
+        return
     upload = st.session_state.get(f"{key}::upload")
     if upload is None:
         value = None
@@ -295,6 +393,7 @@ def s_file(label: str, key: str, **kwargs: Any) -> dict[str, Any] | None:
     small files). A browser cannot be given a file back, so after a refresh the stored
     file is shown under the uploader instead.
     """
+    _seen(f"{key}::upload")
     st.file_uploader(
         label,
         key=f"{key}::upload",
@@ -349,6 +448,11 @@ def _jsonable_rows(
 
 
 def _table_changed(key: str, columns: Sequence[str]) -> None:
+    if _not_shown(key):
+        # The editor's resent edit state; it is reset when drawn again.
+        _forget(key)
+        _shadow().pop(f"{key}::rows", None)
+        return
     base = _shadow().get(f"{key}::base", [])
     rows = _jsonable_rows(_apply_edits(base, st.session_state.get(key)), columns)
     _shadow()[f"{key}::rows"] = rows
@@ -377,7 +481,7 @@ def s_table(
     store = values()
     rows = store.setdefault(key, [dict(r) for r in default])
     shadow = _shadow()
-    if shadow.get(f"{key}::rows", _MISSING) != rows:
+    if not _seen(key) or shadow.get(f"{key}::rows", _MISSING) != rows:
         shadow[f"{key}::base"] = [dict(r) for r in rows or []]
         shadow[f"{key}::rows"] = rows
         st.session_state.pop(key, None)

@@ -32,6 +32,7 @@ from ballast_ui.widgets import (
     s_slider,
     s_table,
     s_text,
+    touch_fragment,
 )
 
 CORE = (
@@ -151,6 +152,9 @@ class ProjectsPage(Page):
 
     def render(self, ctx: Ctx, router: Router) -> None:
         """The project list, or one project's detail form."""
+        # The list and a form take turns in this fragment: a form drawn again after
+        # the list is given its values anew (see `touch_fragment`).
+        touch_fragment()
         project_id = (
             router.params.get("id") if router.current_page == self.name else None
         )
