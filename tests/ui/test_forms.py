@@ -41,8 +41,12 @@ def form_app() -> None:
 
     validators = {"name": lambda v: None if v else "Required."}
     form = use_form("f", ["name", "budget"], server["data"], server["version"])
-    form_toolbar(form, saver, validators=validators)
-    conflict_view(form, saver)
+
+    def close() -> None:
+        st.session_state["closed"] = st.session_state.get("closed", 0) + 1
+
+    form_toolbar(form, saver, validators=validators, on_saved=close)
+    conflict_view(form, saver, on_saved=close)
     errors = validate(form, validators)
     s_text("Name", "f.name")
     st.caption(field_note(form, "name", errors))
@@ -172,3 +176,35 @@ def test_untouched_fields_are_no_conflict() -> None:
     )
     # A real change from empty is one.
     assert conflicting_fields(["m"], {"m": [1]}, {"m": []}, {"m": None}) == ["m"]
+
+
+def test_resolving_a_save_conflict_finishes_the_save() -> None:
+    """Save closes the form; resolving the conflict a Save met closes it too, and the
+    conflict choices are gone once saved. Resolving one an Apply met keeps it open."""
+    at = make().run()
+    at.session_state["server"] = {
+        "data": {"name": "Theirs", "budget": 9.0},
+        "version": 2,
+    }
+    at.text_input(key="f.name").input("Mine").run()
+    button(at, "save").click().run()
+    assert "Someone else saved" in status(at)
+    assert "closed" not in at.session_state  # the Save did not happen: still open
+    at.button(key="f::mine").click().run()
+    assert not at.exception
+    assert at.session_state["closed"] == 1
+    assert at.session_state["server"]["data"] == {"name": "Mine", "budget": 1.0}
+    assert status(at).startswith("dirty=[] version=3 msg=Saved.")
+    assert "f::mine" not in [b.key for b in at.button]
+    # The same conflict met by an Apply: resolved, the form stays open.
+    at.session_state["server"] = {
+        "data": {"name": "Other", "budget": 9.0},
+        "version": 4,
+    }
+    at.text_input(key="f.name").input("Mine again").run()
+    button(at, "apply").click().run()
+    assert "Someone else saved" in status(at)
+    at.button(key="f::mine").click().run()
+    assert at.session_state["closed"] == 1
+    assert status(at).startswith("dirty=[] version=5 msg=Applied.")
+    assert "f::mine" not in [b.key for b in at.button]

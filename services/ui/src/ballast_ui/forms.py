@@ -47,6 +47,9 @@ class Conflict:
     mine: dict[str, Any]
     their_version: int
     fields: list[str]
+    # What the user asked for when the conflict came up: resolving it finishes that
+    # (a "save" then closes the form, like a Save without a conflict).
+    mode: Mode = "apply"
 
 
 @dataclass
@@ -259,6 +262,7 @@ def save_form(
             payload,
             their_version,
             differing,
+            mode,
         )
         form.message = "Someone else saved this form meanwhile."
         return False
@@ -307,7 +311,11 @@ def conflicting_fields(
 def resolve_conflict(
     form_id: str, saver: Saver, choices: Mapping[str, Literal["mine", "theirs"]]
 ) -> bool:
-    """Save the merge of theirs and mine, per field, over the newer version."""
+    """Save the merge of theirs and mine, per field, over the newer version.
+
+    The save is of the kind that met the conflict (`Conflict.mode`): the caller
+    closes the form after a resolved "save", as after any other Save.
+    """
     form = _forms()[form_id]
     conflict = form.conflict
     if conflict is None:
@@ -323,7 +331,7 @@ def resolve_conflict(
     form.version = conflict.their_version
     form.saved = dict(conflict.theirs)
     _apply_snapshot(form, merged)
-    return save_form(form_id, saver, "apply", data=merged)
+    return save_form(form_id, saver, conflict.mode, data=merged)
 
 
 def form_toolbar(
@@ -395,12 +403,18 @@ def form_toolbar(
 
 
 def conflict_view(
-    form: FormState, saver: Saver, labels: Mapping[str, str] | None = None
+    form: FormState,
+    saver: Saver,
+    labels: Mapping[str, str] | None = None,
+    *,
+    on_saved: Callable[[], None] | None = None,
 ) -> None:
     """Theirs vs mine per field with keep mine / take theirs (only when in conflict).
 
     Always one slot in the page, empty without a conflict: the elements after it keep
     their place in Streamlit's element tree whether a conflict is shown or not.
+    Resolving finishes what met the conflict: after a Save, ``on_saved`` runs (the
+    form closes, as `form_toolbar`'s Save does); after an Apply the form stays.
     """
     conflict = form.conflict
     fid = form.form_id
@@ -426,25 +440,29 @@ def conflict_view(
                 label_visibility="collapsed",
             )
 
-        def apply_choices() -> None:
+        def resolve(picks: Mapping[str, Literal["mine", "theirs"]]) -> None:
             note_trigger(st.session_state, "button")
-            picks: dict[str, Literal["mine", "theirs"]] = {
-                n: (
-                    "theirs"
-                    if st.session_state.get(f"{fid}::pick::{n}") == "theirs"
-                    else "mine"
-                )
-                for n in conflict.fields
-            }
-            resolve_conflict(fid, saver, picks)
+            mode = conflict.mode
+            if resolve_conflict(fid, saver, picks) and mode == "save" and on_saved:
+                on_saved()
+
+        def apply_choices() -> None:
+            resolve(
+                {
+                    n: (
+                        "theirs"
+                        if st.session_state.get(f"{fid}::pick::{n}") == "theirs"
+                        else "mine"
+                    )
+                    for n in conflict.fields
+                }
+            )
 
         def keep_all_mine() -> None:
-            note_trigger(st.session_state, "button")
-            resolve_conflict(fid, saver, dict.fromkeys(conflict.fields, "mine"))
+            resolve(dict.fromkeys(conflict.fields, "mine"))
 
         def take_all_theirs() -> None:
-            note_trigger(st.session_state, "button")
-            resolve_conflict(fid, saver, dict.fromkeys(conflict.fields, "theirs"))
+            resolve(dict.fromkeys(conflict.fields, "theirs"))
 
         b1, b2, b3 = st.columns(3)
         b1.button("Apply my choices", key=f"{fid}::resolve", on_click=apply_choices)

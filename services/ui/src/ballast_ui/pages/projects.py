@@ -328,7 +328,7 @@ class ProjectsPage(Page):
         form_toolbar(
             form, saver, on_saved=back, validators=VALIDATORS, can_write=can_write
         )
-        conflict_view(form, saver)
+        conflict_view(form, saver, on_saved=back)
         errors = validate(form, VALIDATORS)
 
         def note(name: str) -> None:
