@@ -21,8 +21,8 @@ import httpx
 
 from ballast_common.db import DB, migrate, run_tx
 from ballast_common.seed import seed_demo
+from ballast_testing.servers import LocalPostgres
 from bench.common import api_process, percentile, write_result
-from tests.fixtures.servers import LocalPostgres
 
 WARMUP = 200
 SAMPLES_1C = 2000

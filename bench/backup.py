@@ -33,8 +33,8 @@ from ballast_common.config import load_config
 from ballast_common.db import DB, migrate, run_tx
 from ballast_common.seed import seed_demo
 from ballast_common.storage import LocalObjectStore
+from ballast_testing.servers import LocalPostgres
 from bench.common import write_result
-from tests.fixtures.servers import LocalPostgres
 
 TARGET_BYTES = 1_100_000_000
 BATCH_ROWS = 500_000

@@ -41,8 +41,8 @@ from sqlalchemy import func, select
 from ballast_common.db import DB, migrate, run_tx
 from ballast_common.models import AuditLog, Job
 from ballast_common.seed import seed_demo
+from ballast_testing.servers import LocalPostgres, throwaway_redis
 from bench.common import RESULTS, api_process, percentile, write_result
-from tests.fixtures.servers import LocalPostgres, throwaway_redis
 
 SAMPLES = 200
 WARMUP = 20
@@ -297,7 +297,7 @@ def run() -> dict[str, Any]:
         }
         workers = Workers(env, Path(tmp))
         try:
-            with api_process(url, extra_env=env_extra) as base:
+            with api_process(url, env=env_extra) as base:
                 token = httpx.post(
                     f"{base}/v1/sessions",
                     json={"username": "editor", "password": "editor-demo-pass"},

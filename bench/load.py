@@ -29,8 +29,8 @@ import yaml
 
 from ballast_common.db import DB, migrate, run_tx
 from ballast_common.seed import seed_demo
+from ballast_testing.servers import LocalPostgres
 from bench.common import api_process, write_result
-from tests.fixtures.servers import LocalPostgres
 
 USERS = 100
 SPAWN_RATE = 20
@@ -172,7 +172,7 @@ def measure(
             "BALLAST_PATHS__BACKUP_PATH": str(workdir / "data/backups"),
             "BALLAST_PATHS__LOG_PATH": str(workdir / "data/log"),
         }
-        with api_process(database_url, workers=workers, extra_env=env) as base:
+        with api_process(database_url, workers=workers, env=env) as base:
             stats = run_locust(
                 base,
                 users=users,

@@ -33,8 +33,8 @@ from playwright.sync_api import Page, sync_playwright
 
 from ballast_common.db import DB, migrate, run_tx
 from ballast_common.seed import seed_demo
+from ballast_testing.servers import LocalPostgres
 from bench.common import api_process, free_port, percentile, wait_http, write_result
-from tests.fixtures.servers import LocalPostgres
 
 NAVS = 120
 INTERACTIONS = 120

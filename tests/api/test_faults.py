@@ -4,12 +4,7 @@ wrong-password logins."""
 
 from __future__ import annotations
 
-import contextlib
-import math
-import os
 import secrets
-import subprocess
-import sys
 import threading
 import time
 import uuid
@@ -24,8 +19,10 @@ import pytest
 from sqlalchemy import text
 
 from ballast_common.db import DB
+from ballast_testing.api import api_process
+from ballast_testing.servers import PostgresServer
+from ballast_testing.stats import percentile
 from tests.api.conftest import _seeded
-from tests.fixtures.servers import PostgresServer, free_port
 
 pytestmark = pytest.mark.integration
 
@@ -34,51 +31,8 @@ WRITERS = 8
 KILL_EVERY_S = 2.0
 
 
-@contextlib.contextmanager
-def api_process(tmp_path: Path, database_url: str, **env: str) -> Iterator[str]:
-    """`python -m ballast_api` on a free loopback port; yields its base URL."""
-    port = free_port()
-    child_env = dict(os.environ)  # noqa: TID251 - the child inherits the test env
-    child_env.update(
-        BALLAST_DATABASE__URL=database_url,
-        BALLAST_API__HOST="127.0.0.1",
-        BALLAST_API__PORT=str(port),
-        BALLAST_PATHS__DATA_DIR=str(tmp_path / "data"),
-        **env,
-    )
-    log_path = tmp_path / "api.log"
-    with log_path.open("ab") as log:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "ballast_api"],
-            env=child_env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            if proc.poll() is not None:
-                raise RuntimeError(f"api exited: {log_path.read_text()[-2000:]}")
-            with contextlib.suppress(httpx.HTTPError):
-                if httpx.get(f"{base}/healthz", timeout=1).status_code == 200:
-                    break
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"api not healthy: {log_path.read_text()[-2000:]}")
-            time.sleep(0.2)
-        yield base
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(timeout=5)
-
-
-def p99(samples: list[float]) -> float:
-    ordered = sorted(samples)
-    return ordered[math.ceil(0.99 * len(ordered)) - 1]
+def _env(tmp_path: Path, **env: str) -> dict[str, str]:
+    return {"BALLAST_PATHS__DATA_DIR": str(tmp_path / "data"), **env}
 
 
 def test_healthz_p99_under_50ms_during_20_concurrent_wrong_password_logins(
@@ -88,7 +42,7 @@ def test_healthz_p99_under_50ms_during_20_concurrent_wrong_password_logins(
     _seeded(DB(url)).dispose()
     # Real users and unknown ones: both verify an argon2 hash.
     names = ["admin", "editor", "viewer"] + [f"nobody{i}" for i in range(17)]
-    with api_process(tmp_path, url) as base:
+    with api_process(url, env=_env(tmp_path), log_path=tmp_path / "api.log") as base:
         done = threading.Event()
 
         def logins(name: str) -> list[int]:
@@ -118,7 +72,7 @@ def test_healthz_p99_under_50ms_during_20_concurrent_wrong_password_logins(
                     time.sleep(0.005)
                 statuses = Counter(s for f in futures for s in f.result())
     assert statuses == {401: 3 * len(names)}
-    worst = p99(samples) * 1000
+    worst = percentile(samples, 99) * 1000
     print(f"healthz p99 {worst:.1f} ms over {len(samples)} samples")  # noqa: T201
     assert worst < 50, f"healthz p99 {worst:.1f} ms during logins"
     assert len(samples) >= 100, f"only {len(samples)} samples: logins were too quick"
@@ -174,7 +128,9 @@ def test_200_writes_while_connections_are_killed_every_2s(
     final: dict[str, int] = {}
     lock = threading.Lock()
 
-    with api_process(tmp_path, url, **env) as base:
+    with api_process(
+        url, env=_env(tmp_path, **env), log_path=tmp_path / "api.log"
+    ) as base:
         login = httpx.post(
             f"{base}/v1/sessions",
             json={"username": "editor", "password": "editor-demo-pass"},

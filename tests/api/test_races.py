@@ -22,8 +22,8 @@ from ballast_api.main import create_app
 from ballast_common.config import load_config
 from ballast_common.db import DB, run_tx
 from ballast_common.seed import seed_demo
+from ballast_testing.servers import free_port
 from tests.api.conftest import PASSWORDS, Api, _reset, make_config, new_id, open_session
-from tests.fixtures.servers import free_port
 
 T = TypeVar("T")
 CLIENTS = 20

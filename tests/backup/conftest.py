@@ -14,7 +14,7 @@ from ballast_common.config import AppConfig, load_config
 from ballast_common.db.engine import DB
 from ballast_common.db.migrate import migrate
 from ballast_common.storage import LocalObjectStore, ObjectStore
-from tests.fixtures.servers import PostgresServer
+from ballast_testing.servers import PostgresServer
 
 
 @dataclass

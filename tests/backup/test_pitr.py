@@ -27,8 +27,8 @@ from ballast_backup.exporter import backup_metrics
 from ballast_backup.manifest import BackupError
 from ballast_backup.pitr import Pitr
 from ballast_common.config import AppConfig, load_config
-from tests.fixtures.s3 import S3Server
-from tests.fixtures.servers import LOOPBACK, LocalPostgres, free_port
+from ballast_testing.s3 import S3Server
+from ballast_testing.servers import LOOPBACK, LocalPostgres, free_port
 
 pytestmark = pytest.mark.integration
 

@@ -9,9 +9,9 @@ from ballast_backup.manifest import BackupError
 from ballast_common.db.engine import DB
 from ballast_common.errors import AppError
 from ballast_common.storage import S3ObjectStore
+from ballast_testing.s3 import S3Proxy, S3Server
 from tests.backup.conftest import Env
 from tests.backup.helpers import create_projects, seed, state, state_of, update_project
-from tests.fixtures.s3 import S3Proxy, S3Server
 
 pytestmark = pytest.mark.integration
 

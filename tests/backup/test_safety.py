@@ -17,9 +17,9 @@ from ballast_backup.core import Backups
 from ballast_backup.dbio import Server, Target
 from ballast_backup.manifest import BackupError, Manifest
 from ballast_common.storage import LocalObjectStore
+from ballast_testing.servers import PostgresServer
 from tests.backup.conftest import Env
 from tests.backup.helpers import create_projects, seed, state, state_of
-from tests.fixtures.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
 

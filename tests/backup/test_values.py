@@ -30,9 +30,9 @@ from ballast_backup import changes
 from ballast_backup.dbio import Target
 from ballast_common.db.engine import DB
 from ballast_common.models import AuditLog, utcnow
+from ballast_testing.servers import PostgresServer
 from tests.backup.conftest import Env
 from tests.backup.helpers import create_projects, seed, state, state_of
-from tests.fixtures.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
 

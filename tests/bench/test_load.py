@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
+from ballast_testing.servers import PostgresServer
 from bench import load
-from tests.fixtures.servers import PostgresServer
 
 pytestmark = [pytest.mark.bench, pytest.mark.integration]
 

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from ballast_testing.servers import free_port
 from tests.cli.conftest import (
     BALLAST,
     alive,
@@ -25,7 +26,6 @@ from tests.cli.conftest import (
     pids_with_environ,
     wait_for,
 )
-from tests.fixtures.servers import free_port
 
 START_TIMEOUT_S = 120
 

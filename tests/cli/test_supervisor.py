@@ -15,9 +15,9 @@ import pytest
 
 from ballast_common import supervisor as supervisor_mod
 from ballast_common.supervisor import REPEAT_WINDOW_S, Component, Supervisor, _answers
+from ballast_testing.servers import free_port
 from tests.cli.conftest import alive, kill_leftovers, wait_for
 from tests.cli.fake_modules import write_modules
-from tests.fixtures.servers import free_port
 
 
 @pytest.fixture(scope="session")

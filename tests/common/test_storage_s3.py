@@ -1,4 +1,4 @@
-"""Object storage against a real S3-compatible server (Ceph radosgw, see tests/fixtures/s3.py).
+"""Object storage against a real S3-compatible server (Ceph radosgw, see ballast_testing/s3.py).
 
 The interface tests run against both implementations (`LocalObjectStore` and
 `S3ObjectStore`), so the embedded default and production behave the same. The rest
@@ -32,7 +32,7 @@ from ballast_common.storage import (
     open_store,
     put_bytes,
 )
-from tests.fixtures.s3 import S3Proxy, S3Server
+from ballast_testing.s3 import S3Proxy, S3Server
 
 MIB = 1024 * 1024
 PART = 5 * MIB  # the smallest part S3 allows

@@ -17,8 +17,8 @@ from sqlalchemy import create_engine, text
 
 from ballast_common.db import DB
 from ballast_common.db.migrate import head_revision, migrate
+from ballast_testing.servers import PostgresServer
 from tests.compat.compat import extract, git, previous_release, run_old_code
-from tests.fixtures.servers import PostgresServer
 
 pytestmark = pytest.mark.integration
 

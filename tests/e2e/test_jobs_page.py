@@ -19,6 +19,7 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
+from ballast_testing.servers import free_port, throwaway_redis
 from ballast_ui.client import ApiClient, make_http
 from tests.e2e.conftest import (
     PASSWORDS,
@@ -28,7 +29,6 @@ from tests.e2e.conftest import (
     no_exception,
     screenshot,
 )
-from tests.fixtures.servers import free_port, throwaway_redis
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 

@@ -8,8 +8,8 @@ import psycopg
 import pytest
 import redis
 
-from tests.fixtures import servers
-from tests.fixtures.servers import LocalPostgres, PostgresServer, RedisServer
+from ballast_testing import servers
+from ballast_testing.servers import LocalPostgres, PostgresServer, RedisServer
 
 pytestmark = pytest.mark.integration
 

@@ -25,9 +25,9 @@ import pytest
 
 from ballast_common.db import DB
 from ballast_common.db.migrate import migrate
+from ballast_testing.s3 import S3Server
+from ballast_testing.servers import PostgresServer, RedisServer, free_port
 from tests.charts.conftest import ROOT, find, one, render, require_tool
-from tests.fixtures.s3 import S3Server
-from tests.fixtures.servers import PostgresServer, RedisServer, free_port
 
 DOCKERFILE = (ROOT / "Dockerfile").read_text(encoding="utf-8")
 TARGETS = ["api", "ui", "jobs", "backup"]

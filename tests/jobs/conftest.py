@@ -34,7 +34,7 @@ from ballast_common.jobs import (
 )
 from ballast_common.models import AuditLog, Job, JobResult
 from ballast_jobs.dispatch import WorkerSender
-from tests.fixtures.servers import PostgresServer, RedisServer, free_port
+from ballast_testing.servers import PostgresServer, RedisServer, free_port
 
 # Short leases and sweeps so failure recovery takes seconds in tests.
 FAST = {

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from ballast_common.jobs import JobStatus
 from ballast_jobs import cli
-from tests.fixtures.servers import PostgresServer, RedisServer
+from ballast_testing.servers import PostgresServer, RedisServer
 from tests.jobs.conftest import Stack, stacks
 
 pytestmark = pytest.mark.integration

@@ -19,7 +19,7 @@ from ballast_common.storage import (
     open_store,
     put_bytes,
 )
-from tests.fixtures.s3 import S3Server
+from ballast_testing.s3 import S3Server
 from tests.jobs.conftest import Stack
 from tests.jobs.test_import_bounds import bomb_xlsx, rss_mb
 

@@ -15,7 +15,7 @@ from sqlalchemy import text
 
 from ballast_common.db import DB, migrate, reset_db
 from ballast_common.models import Model
-from tests.fixtures.servers import PostgresServer
+from ballast_testing.servers import PostgresServer
 
 BACKENDS = [
     pytest.param("sqlite", id="sqlite"),

@@ -12,7 +12,7 @@ from sqlalchemy import text
 from ballast_common.config import DatabaseConfig
 from ballast_common.db import DB, get_conn, get_db, init_db, normalize_url, reset_db
 from ballast_common.errors import ConfigError
-from tests.fixtures.servers import LocalPostgres
+from ballast_testing.servers import LocalPostgres
 
 
 class TestNormalizeUrl:

@@ -18,7 +18,7 @@ from sqlalchemy.exc import OperationalError
 
 from ballast_common.db import DB, Replay, UnitOfWork, is_transient, migrate, run_tx
 from ballast_common.models import AuditLog, Project, WriteRecord
-from tests.fixtures.servers import LocalPostgres
+from ballast_testing.servers import LocalPostgres
 
 from .helpers import audit_rows, count, write_records
 

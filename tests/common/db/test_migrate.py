@@ -23,7 +23,7 @@ from ballast_common.db import (
 )
 from ballast_common.db.migrate import alembic_config, pending
 from ballast_common.models import Model
-from tests.fixtures.servers import PostgresServer
+from ballast_testing.servers import PostgresServer
 
 from .conftest import BACKENDS
 

@@ -1,0 +1,1 @@
+"""Throwaway servers on loopback for the tests and the benchmarks (`servers`, `s3`, `api`)."""
