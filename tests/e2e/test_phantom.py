@@ -23,8 +23,8 @@ import pytest
 from playwright.sync_api import BrowserContext, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
+from ballast_testing.servers import free_port
 from tests.e2e.conftest import Proc, api_url_of, login, status_badge
-from tests.fixtures.servers import free_port
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
