@@ -8,6 +8,7 @@ from ballast_common.db.engine import (
     normalize_url,
     reset_db,
 )
+from ballast_common.db.idempotency import Replay, WriteIdRace, fingerprint
 from ballast_common.db.migrate import (
     current_revision,
     downgrade,
@@ -22,15 +23,14 @@ from ballast_common.db.repository import (
     row_dict,
 )
 from ballast_common.db.serialize import jsonable
-from ballast_common.db.uow import (
+from ballast_common.db.transient import (
     RETRY_AFTER_S,
-    Replay,
-    UnitOfWork,
-    WriteContext,
-    WriteIdRace,
-    fingerprint,
     is_transient,
     is_unique_violation,
+)
+from ballast_common.db.uow import (
+    UnitOfWork,
+    WriteContext,
     retry_db_async,
     run_tx,
     run_tx_async,

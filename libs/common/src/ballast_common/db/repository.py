@@ -12,17 +12,33 @@ import math
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Generic, Literal, TypeVar
+from typing import Any, Generic, Literal, Protocol, TypeVar
 
 from sqlalchemy import ColumnElement, Select, func, inspect, or_, select
-from sqlalchemy.orm import Mapper
+from sqlalchemy.orm import Mapper, Session
 
 from ballast_common.db.serialize import jsonable
 from ballast_common.errors import ConflictError, NotFoundError, ValidationError
 from ballast_common.models.base import Model, utcnow
 
-if TYPE_CHECKING:
-    from ballast_common.db.uow import UnitOfWork
+
+class Transaction(Protocol):
+    """What a repository needs from its unit of work: the session to flush in and the
+    audit trail to write to. `UnitOfWork` is one; the import points from uow to here."""
+
+    session: Session
+
+    def audit(
+        self,
+        action: str,
+        resource_type: str,
+        resource_id: str,
+        *,
+        old: Mapping[str, Any] | None = None,
+        new: Mapping[str, Any] | None = None,
+        write_id: str | None = None,
+    ) -> object: ...
+
 
 T = TypeVar("T", bound=Model)
 
@@ -77,7 +93,7 @@ class Repository(Generic[T]):
     """
 
     def __init__(
-        self, model: type[T], uow: UnitOfWork, *, resource_type: str | None = None
+        self, model: type[T], uow: Transaction, *, resource_type: str | None = None
     ):
         self.model = model
         self.uow = uow

@@ -15,42 +15,34 @@ becomes `TransientError` (503 with `Retry-After`), a unique violation that outla
 `ConflictError` (409), and an exhausted connection pool `TransientError` at once
 (waiting longer only adds load). `retry_db_async` gives the same retries to work outside a unit of work (the
 api's authentication lookup).
+
+What counts as transient and the retry policy live in `db/transient.py`; the write-id
+store in `db/idempotency.py`.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
-import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from sqlalchemy import bindparam, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import DBAPIError, IntegrityError
-from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 from sqlalchemy.orm import Session
 
 from ballast_common.db.engine import DB, get_db
+from ballast_common.db.idempotency import Replay, run_once
 from ballast_common.db.repository import Repository
 from ballast_common.db.serialize import jsonable
-from ballast_common.errors import ConflictError, TransientError, ValidationError
-from ballast_common.models import AuditLog, Model, WriteRecord, utcnow
-from ballast_common.resilience import backoff_delays
+from ballast_common.db.transient import (
+    Retry,
+)
+from ballast_common.models import AuditLog, Model
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Model)
-
-# SQLSTATEs worth retrying: serialization failure, deadlock, and the connection classes.
-_TRANSIENT_SQLSTATES = frozenset({"40001", "40P01", "55P03", "57P01", "57P02", "57P03"})
-_SQLITE_TRANSIENT = ("database is locked", "database table is locked", "busy")
-# Seconds a client should wait before trying again after a 503 from the database layer.
-RETRY_AFTER_S = 1.0
 
 
 @dataclass(frozen=True)
@@ -65,143 +57,6 @@ class WriteContext:
 
     def with_user(self, user_id: uuid.UUID | None) -> WriteContext:
         return replace(self, user_id=user_id)
-
-
-class WriteIdRace(TransientError):
-    """Another transaction holds the same write id; retrying replays its outcome."""
-
-
-@dataclass
-class Replay:
-    """The stored outcome of an idempotent write."""
-
-    status_code: int
-    response: dict[str, Any]
-    replayed: bool
-
-
-_RECORD_OUTCOME = (
-    update(WriteRecord)
-    .where(WriteRecord.write_id == bindparam("wid"))
-    .values(status_code=bindparam("status_code"), response=bindparam("response"))
-)
-
-# The claim statement per dialect, built once so SQLAlchemy's compiled cache serves it.
-_CLAIM = {
-    name: factory(WriteRecord)
-    .on_conflict_do_nothing(index_elements=[WriteRecord.write_id])
-    .returning(WriteRecord.write_id)
-    for name, factory in (("postgresql", pg_insert), ("sqlite", sqlite_insert))
-}
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether retrying the whole transaction may succeed."""
-    if isinstance(exc, TransientError):
-        return True
-    if isinstance(exc, DBAPIError):
-        if exc.connection_invalidated:
-            return True
-        orig = exc.orig
-        code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-        if isinstance(code, str) and (
-            code in _TRANSIENT_SQLSTATES or code.startswith("08")
-        ):
-            return True
-        message = str(orig).lower()
-        if any(s in message for s in _SQLITE_TRANSIENT):
-            return True
-        # psycopg/asyncpg report a server that went away as OperationalError/InterfaceError
-        # without a SQLSTATE.
-        if code is None and any(
-            s in message
-            for s in (
-                "server closed the connection",
-                "connection is closed",
-                "connection was closed",
-                "terminating connection",
-                "consuming input failed",
-                "connection refused",
-                "connection reset",
-                "underlying connection is closed",
-                # A (re)starting or stopping server refuses new connections with these
-                # (SQLSTATE 57P03 on the wire, but libpq reports connection failures
-                # without one).
-                "the database system is starting up",
-                "the database system is shutting down",
-                "the database system is in recovery mode",
-                "the database system is not yet accepting connections",
-                "the database system is not accepting connections",
-            )
-        ):
-            return True
-    return isinstance(exc, (ConnectionError, TimeoutError))
-
-
-def is_unique_violation(exc: BaseException) -> bool:
-    """Whether `exc` is a unique-key violation (a lost race to create the same row)."""
-    if not isinstance(exc, IntegrityError):
-        return False
-    orig = exc.orig
-    code = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
-    if isinstance(code, str):
-        return code == "23505"
-    return "unique constraint failed" in str(orig).lower()
-
-
-def _unavailable(exc: BaseException) -> TransientError:
-    """What a caller sees when the database stays unavailable through every retry."""
-    if isinstance(exc, PoolTimeoutError):
-        message = "the database is busy (no free connection): try again shortly"
-    else:
-        message = "the database is temporarily unavailable: try again shortly"
-    return TransientError(message, retry_after=RETRY_AFTER_S)
-
-
-def _lost_race() -> ConflictError:
-    return ConflictError(
-        "a concurrent request wrote the same record: reload and try again",
-        details={"reason": "unique_violation"},
-    )
-
-
-class _Retry:
-    """The retry policy of the transaction runners: what to retry, how long to wait,
-    and what to raise when the attempts run out.
-
-    Args:
-        tries: total attempts.
-        translate: raise `TransientError`/`ConflictError` when the attempts run out
-            (the api); otherwise the last error itself (workers and CLI test it with
-            `is_transient`).
-    """
-
-    def __init__(self, tries: int, *, translate: bool) -> None:
-        self.delays = backoff_delays(attempts=tries)
-        self.translate = translate
-
-    def next_delay(self, exc: Exception) -> float:
-        """The wait before the next attempt, or raise the error the caller should see."""
-        if isinstance(exc, PoolTimeoutError):
-            # The pool already waited pool_timeout seconds: answer now.
-            if not self.translate:
-                raise exc
-            raise _unavailable(exc) from exc
-        race = is_unique_violation(exc)
-        if not race and not is_transient(exc):
-            raise exc
-        delay = next(self.delays, None)
-        if delay is None:
-            if not self.translate or isinstance(exc, TransientError):
-                raise exc
-            raise (_lost_race() if race else _unavailable(exc)) from exc
-        return delay
-
-
-def fingerprint(payload: Any) -> str:
-    """A stable hash of a request payload (to catch a write id reused for other data)."""
-    blob = json.dumps(payload, sort_keys=True, default=str, separators=(",", ":"))
-    return hashlib.sha256(blob.encode()).hexdigest()
 
 
 @dataclass
@@ -268,59 +123,13 @@ class UnitOfWork:
             ValidationError: the write id was used before for another operation or payload.
             WriteIdRace: a concurrent transaction holds the write id (retried by run_tx).
         """
-        if write_id is None:
-            status, response = fn()
-            return Replay(status, response, replayed=False)
-        if not 1 <= len(write_id) <= 100:
-            raise ValidationError(
-                "write id must be 1 to 100 characters", details={"fields": ["write_id"]}
-            )
-        digest = fingerprint(payload)
-        # Claim the id first, in one statement: a concurrent claimant of the same id waits
-        # on the unique index until we commit, then finds our row and replays it.
-        # Core, not ORM, execution: the ORM bulk-insert path costs more than the query.
-        conn = self.session.connection()
-        claimed = conn.execute(
-            _CLAIM[conn.dialect.name],
-            {
-                "write_id": write_id,
-                "user_id": self.ctx.user_id,
-                "operation": operation,
-                "fingerprint": digest,
-                "status_code": 0,
-                "response": {},
-                "created_at": utcnow(),
-            },
-        ).scalar_one_or_none()
-        if claimed is None:
-            existing = self.session.execute(
-                select(WriteRecord).where(WriteRecord.write_id == write_id)
-            ).scalar_one_or_none()
-            if existing is None or existing.status_code == 0:
-                # Claimed by a transaction that has not finished yet (SQLite) or vanished.
-                raise WriteIdRace("write id claimed by a concurrent request")
-            if (
-                existing.operation != operation
-                or existing.fingerprint != digest
-                or existing.user_id != self.ctx.user_id
-            ):
-                raise ValidationError(
-                    "write id was already used for a different request",
-                    details={"fields": ["write_id"], "write_id": write_id},
-                )
-            return Replay(existing.status_code, dict(existing.response), replayed=True)
         previous, self.write_id = self.write_id, write_id
         try:
-            status, response = fn()
+            return run_once(
+                self.session, self.ctx.user_id, write_id, operation, payload, fn
+            )
         finally:
             self.write_id = previous
-        # Return what a replay will return (JSON-safe), so every caller sees one result.
-        stored: dict[str, Any] = jsonable(response)
-        conn.execute(
-            _RECORD_OUTCOME,
-            {"wid": write_id, "status_code": status, "response": stored},
-        )
-        return Replay(status, dict(stored), replayed=False)
 
     def after_commit(self, fn: Callable[[], None]) -> None:
         """Run `fn` after a successful commit (send tasks, bust caches); dropped on rollback."""
@@ -376,7 +185,7 @@ def run_tx(
             with `is_transient`); `run_tx_async` translates it for the api.
     """
     database = db or get_db()
-    retry = _Retry(attempts or database.tx_retries, translate=False)
+    retry = Retry(attempts or database.tx_retries, translate=False)
     while True:
         session = database.session()
         uow = UnitOfWork(session, ctx or WriteContext())
@@ -410,7 +219,7 @@ async def run_tx_async(
         ConflictError: a unique-key race was lost on every attempt (409).
     """
     database = db or get_db()
-    retry = _Retry(attempts or database.tx_retries, translate=True)
+    retry = Retry(attempts or database.tx_retries, translate=True)
     do_sleep = sleep or asyncio.sleep
 
     def work(sync_session: Session, holder: list[UnitOfWork]) -> T:
@@ -462,7 +271,7 @@ async def retry_db_async(
     Raises:
         TransientError: the database stayed unavailable (503 with `Retry-After`).
     """
-    retry = _Retry(attempts or (db or get_db()).tx_retries, translate=True)
+    retry = Retry(attempts or (db or get_db()).tx_retries, translate=True)
     do_sleep = sleep or asyncio.sleep
     while True:
         try:
@@ -479,15 +288,8 @@ def _safe_rollback(uow: UnitOfWork) -> None:
 
 
 __all__ = [
-    "Replay",
-    "Repository",
     "UnitOfWork",
     "WriteContext",
-    "WriteIdRace",
-    "fingerprint",
-    "is_transient",
-    "is_unique_violation",
-    "jsonable",
     "retry_db_async",
     "run_tx",
     "run_tx_async",
