@@ -35,7 +35,7 @@ class Channel(filesystem.Channel):
         part = final + ".part"
         try:
             with open(part, "wb") as f:
-                f.write(str_to_bytes(dumps(payload)))  # type: ignore[no-untyped-call]
+                f.write(str_to_bytes(dumps(payload)))
             os.replace(part, final)
         except OSError as exc:
             raise ChannelError(f"Cannot add file {final!r} to directory") from exc

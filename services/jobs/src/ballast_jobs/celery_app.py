@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from celery import Celery  # type: ignore[import-untyped]
+from celery import Celery
 
 app = Celery("ballast_jobs")
 # Lazy: the settings module (and so the configuration) is read on first use.

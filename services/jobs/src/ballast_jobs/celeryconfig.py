@@ -60,7 +60,7 @@ task_time_limit = _config.jobs.soft_time_limit + int(_config.jobs.cancel_grace_s
 # cannot starve the other; workers choose queues with `ballast jobs worker -Q`.
 task_default_queue = "default"
 task_queues = tuple(
-    Queue(name, routing_key=name) for name in QUEUES  # type: ignore[no-untyped-call]
+    Queue(name, routing_key=name) for name in QUEUES
 )
 task_routes = {
     "datasets.*": {"queue": "imports"},

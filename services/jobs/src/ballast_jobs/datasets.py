@@ -26,13 +26,13 @@ import zipfile
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, cast
 
-import pandas as pd  # type: ignore[import-untyped]
-import pyarrow as pa  # type: ignore[import-untyped]
-import pyarrow.compute as pc  # type: ignore[import-untyped]
-import pyarrow.parquet as pq  # type: ignore[import-untyped]
-from openpyxl.reader.excel import ExcelReader  # type: ignore[import-untyped]
+import pandas as pd
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from openpyxl.reader.excel import ExcelReader
 
 from ballast_common.config import DatasetConfig
 from ballast_jobs.runtime import JobFailure
@@ -586,11 +586,12 @@ def _unify(current: pa.Schema, new: pa.Schema) -> pa.Schema:
     return pa.schema(fields)
 
 
-def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+def _cast(column: pa.ChunkedArray[Any], target: pa.DataType) -> pa.ChunkedArray[Any]:
     if column.type.equals(target):
         return column
     if pa.types.is_null(column.type):
-        return pa.chunked_array([pa.nulls(len(column), target)], target)
+        nulls: Any = pa.nulls  # the stubs list one overload per concrete type
+        return pa.chunked_array([nulls(len(column), target)], cast(Any, target))
     try:
         return pc.cast(column, target)
     except (pa.ArrowNotImplementedError, pa.ArrowInvalid):

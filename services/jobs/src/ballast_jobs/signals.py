@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from celery.signals import (  # type: ignore[import-untyped]
+from celery.signals import (
     worker_process_init,
     worker_ready,
     worker_shutdown,

@@ -18,7 +18,7 @@ import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Annotated, Any
 
-from celery import Celery  # type: ignore[import-untyped]
+from celery import Celery
 from fastapi import Depends, Request
 from sqlalchemy import update
 

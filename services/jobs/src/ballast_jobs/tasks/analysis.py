@@ -6,7 +6,7 @@ import tempfile
 from functools import partial
 from pathlib import Path
 
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 
 from ballast_common.jobs import BootstrapParams
 from ballast_common.models import Dataset

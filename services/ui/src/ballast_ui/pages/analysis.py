@@ -11,7 +11,7 @@ from itertools import pairwise
 from typing import Any
 
 import altair as alt
-import pandas as pd  # type: ignore[import-untyped]
+import pandas as pd
 import streamlit as st
 
 from ballast_common.errors import AppError
