@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import numpy.typing as npt
 
-from ballast_common.jobs import ComputeMode, Statistic
+from ballast_common.jobs.registry import ComputeMode, Statistic
 
 RESAMPLES: dict[str, int] = {"fast": 1_000, "accurate": 10_000}
 # Index matrix budget per batch (rows x resamples), bounding memory at ~160 MB.

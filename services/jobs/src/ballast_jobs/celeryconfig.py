@@ -59,9 +59,7 @@ task_time_limit = _config.jobs.soft_time_limit + int(_config.jobs.cancel_grace_s
 # Queues and routes: imports and analyses get their own queues so a burst of one kind
 # cannot starve the other; workers choose queues with `ballast jobs worker -Q`.
 task_default_queue = "default"
-task_queues = tuple(
-    Queue(name, routing_key=name) for name in QUEUES
-)
+task_queues = tuple(Queue(name, routing_key=name) for name in QUEUES)
 task_routes = {
     "datasets.*": {"queue": "imports"},
     "analysis.*": {"queue": "analysis"},

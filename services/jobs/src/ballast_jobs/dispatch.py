@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 from ballast_common.config import AppConfig
-from ballast_common.jobs import JobMessage, broker_priority
+from ballast_common.jobs import JobMessage, send_job
 
 
 class WorkerSender:
@@ -18,15 +17,11 @@ class WorkerSender:
         self.broker_url = str(app.conf.broker_url or "")
 
     def __call__(self, message: JobMessage) -> None:
-        self.app.send_task(
-            message.name,
-            args=[message.job_id],
-            task_id=f"{message.job_id}.{uuid.uuid4().hex[:8]}",
-            queue=message.queue,
-            routing_key=message.queue,
-            priority=broker_priority(message.priority, self.broker_url),
-            soft_time_limit=message.timeout,
-            time_limit=message.timeout + int(self.config.jobs.cancel_grace_s) + 30,
+        send_job(
+            self.app,
+            message,
+            broker_url=self.broker_url,
+            cancel_grace_s=self.config.jobs.cancel_grace_s,
         )
 
     def terminate(self, task_id: str) -> None:

@@ -21,12 +21,13 @@ from datetime import timedelta
 from typing import Any
 
 from celery.exceptions import SoftTimeLimitExceeded
-from sqlalchemy import select, update
+from sqlalchemy import update
 
 from ballast_common import jobs
 from ballast_common.config import AppConfig
 from ballast_common.db import DB, UnitOfWork, run_tx
 from ballast_common.errors import AppError, TransientError
+from ballast_common.jobs.repository import JobRepository
 from ballast_common.models import Job, JobResult, utcnow
 from ballast_common.telemetry import get_logger, log_error
 
@@ -231,9 +232,7 @@ def claim(
     not due): the message is then simply acknowledged."""
 
     def work(uow: UnitOfWork) -> Claimed | None:
-        job = uow.session.execute(
-            select(Job).where(Job.id == job_id).with_for_update()
-        ).scalar_one_or_none()
+        job = JobRepository(uow.session).lock(job_id)
         if job is None:
             log.warning("job_missing", job_id=str(job_id))
             return None
@@ -254,14 +253,11 @@ def claim(
             return None
         lost_runs = job.lost_runs + int(lost)
         if lost_runs >= MAX_LOST_RUNS:
-            _finish(
+            jobs.fail(
                 uow,
                 job,
-                jobs.JobStatus.FAILED,
-                "job_failed",
-                error_code="worker_lost",
-                error_message=f"the worker running this job stopped {lost_runs} times",
-                error_action=jobs.suggested_action("worker_lost"),
+                "worker_lost",
+                f"the worker running this job stopped {lost_runs} times",
             )
             return None
         values: dict[str, Any] = {
@@ -291,9 +287,7 @@ def _finish(uow: UnitOfWork, job: Job, status: str, action: str, **values: Any) 
 
 
 def _owned(uow: UnitOfWork, claimed: Claimed) -> Job | None:
-    job = uow.session.execute(
-        select(Job).where(Job.id == claimed.job_id).with_for_update()
-    ).scalar_one_or_none()
+    job = JobRepository(uow.session).lock(claimed.job_id)
     if (
         job is None
         or job.status != jobs.JobStatus.RUNNING
@@ -341,16 +335,7 @@ def fail(
         job = _owned(uow, claimed)
         if job is None:
             return False
-        _finish(
-            uow,
-            job,
-            jobs.JobStatus.FAILED,
-            "job_failed",
-            error_code=code,
-            error_message=message[:2000],
-            error_action=action or jobs.suggested_action(code),
-            trace_id=trace_id,
-        )
+        jobs.fail(uow, job, code, message, action=action, trace_id=trace_id)
         return True
 
     return run_tx(work, db=db)
@@ -379,14 +364,11 @@ def retry_later(db: DB, claimed: Claimed, exc: TransientError, trace_id: str) ->
         if job is None:
             return "lost"
         if job.retry_count >= job.max_retries:
-            _finish(
+            jobs.fail(
                 uow,
                 job,
-                jobs.JobStatus.FAILED,
-                "job_failed",
-                error_code="transient_exhausted",
-                error_message=f"{exc.message} (after {job.retry_count} retries)",
-                error_action=jobs.suggested_action("transient_exhausted"),
+                "transient_exhausted",
+                f"{exc.message} (after {job.retry_count} retries)",
                 trace_id=trace_id,
             )
             return "failed"

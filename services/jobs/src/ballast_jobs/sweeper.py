@@ -24,13 +24,12 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from functools import partial
 
-from sqlalchemy import or_, select
-
 from ballast_common import jobs
 from ballast_common.config import AppConfig
 from ballast_common.db import DB, UnitOfWork, run_tx
 from ballast_common.jobs import MAX_PRIORITY, JobMessage, JobStatus
-from ballast_common.models import Job, utcnow
+from ballast_common.jobs.repository import JobRepository
+from ballast_common.models import utcnow
 from ballast_common.telemetry import get_logger, log_error
 
 log = get_logger(__name__)
@@ -61,31 +60,17 @@ def sweep(
 
     def pending(uow: UnitOfWork) -> None:
         resend_before = now - timedelta(seconds=cfg.redispatch_after_s)
-        rows = uow.session.execute(
-            select(Job)
-            .where(
-                Job.status == JobStatus.PENDING,
-                or_(Job.scheduled_at.is_(None), Job.scheduled_at <= now),
-                or_(Job.dispatched_at.is_(None), Job.dispatched_at < resend_before),
-            )
-            .order_by(Job.priority.desc(), Job.created_at)
-            .limit(BATCH)
-            .with_for_update(skip_locked=True)
-        ).scalars()
-        for job in rows:
+        for job in JobRepository(uow.session).due_unsent(now, resend_before, BATCH):
             blocking = jobs.unmet_dependencies(uow, job)
             dead = [d for d in blocking if d.status in jobs.RETRYABLE]
             if dead:
-                jobs.transition(
+                jobs.fail(
                     uow,
                     job,
-                    "job_failed",
-                    status=JobStatus.FAILED,
-                    completed_at=now,
-                    error_code="dependency_failed",
-                    error_message=f"dependency {dead[0].id} ({dead[0].name}) is "
+                    "dependency_failed",
+                    f"dependency {dead[0].id} ({dead[0].name}) is "
                     f"{dead[0].status.lower()}",
-                    error_action=jobs.suggested_action("dependency_failed"),
+                    at=now,
                 )
                 stats.dependency_failed += 1
                 continue
@@ -102,15 +87,9 @@ def sweep(
         grace = now - timedelta(seconds=cfg.cancel_grace_s)
         # Read without locks (heartbeats update these rows all the time), then lock
         # and re-check only the few that need something done.
-        candidates = uow.session.execute(
-            select(Job.id).where(Job.status == JobStatus.RUNNING).limit(BATCH)
-        ).scalars()
-        for job_id in list(candidates):
-            job = uow.session.execute(
-                select(Job)
-                .where(Job.id == job_id, Job.status == JobStatus.RUNNING)
-                .with_for_update(skip_locked=True)
-            ).scalar_one_or_none()
+        repo = JobRepository(uow.session)
+        for job_id in repo.running_ids(BATCH):
+            job = repo.lock_running(job_id)
             if job is None:
                 continue
             overdue = job.started_at is not None and job.started_at < now - timedelta(
@@ -127,15 +106,12 @@ def sweep(
                 )
                 stats.terminated += 1
             elif overdue:
-                jobs.transition(
+                jobs.fail(
                     uow,
                     job,
-                    "job_failed",
-                    status=JobStatus.FAILED,
-                    completed_at=now,
-                    error_code="timeout",
-                    error_message=f"the job ran past its time limit ({job.timeout} s)",
-                    error_action=jobs.suggested_action("timeout"),
+                    "timeout",
+                    f"the job ran past its time limit ({job.timeout} s)",
+                    at=now,
                 )
                 stats.timed_out += 1
             else:

@@ -24,7 +24,7 @@ from sqlalchemy import update
 
 from ballast_common.config import AppConfig
 from ballast_common.db import DB
-from ballast_common.jobs import JobMessage, broker_priority, broker_settings
+from ballast_common.jobs import JobMessage, broker_settings, send_job
 from ballast_common.models import Job
 from ballast_common.telemetry import get_logger, log_error
 
@@ -94,15 +94,11 @@ class CelerySender:
 
     def _publish(self, message: JobMessage) -> None:
         try:
-            self.app.send_task(
-                message.name,
-                args=[message.job_id],
-                task_id=f"{message.job_id}.{uuid.uuid4().hex[:8]}",
-                queue=message.queue,
-                routing_key=message.queue,
-                priority=broker_priority(message.priority, self.broker_url),
-                soft_time_limit=message.timeout,
-                time_limit=message.timeout + int(self.config.jobs.cancel_grace_s) + 30,
+            send_job(
+                self.app,
+                message,
+                broker_url=self.broker_url,
+                cancel_grace_s=self.config.jobs.cancel_grace_s,
             )
         except Exception as exc:
             # Committed but not sent: clear dispatched_at so the sweeper sends it soon.

@@ -11,6 +11,7 @@ from ballast_api.principal import Principal
 from ballast_common import jobs
 from ballast_common.db import UnitOfWork
 from ballast_common.errors import NotFoundError
+from ballast_common.jobs.repository import JobRepository
 from ballast_common.models import Job
 from ballast_common.security import Permission
 
@@ -21,9 +22,7 @@ def is_admin(principal: Principal) -> bool:
 
 def visible(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID) -> Job:
     """The job if the caller owns it or is an admin; 404 otherwise (no existence leak)."""
-    job = uow.session.execute(
-        select(Job).where(Job.id == job_id).with_for_update()
-    ).scalar_one_or_none()
+    job = JobRepository(uow.session).lock(job_id)
     if job is None or (job.created_by != principal.user_id and not is_admin(principal)):
         raise NotFoundError(f"job {job_id} not found", details={"id": str(job_id)})
     return job
