@@ -9,11 +9,12 @@ stage/prod refuse to start with a missing or default secret.
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import tomllib
 from enum import StrEnum
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from pydantic import (
     BaseModel,
@@ -29,10 +30,22 @@ from pydantic_settings import (
     SettingsConfigDict,
     SettingsError,
 )
-from sqlalchemy.engine import URL, make_url
-from sqlalchemy.exc import ArgumentError
 
 from ballast_common.errors import ConfigError
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
+
+# SQLAlchemy is a server extra (`ballast-common[server]`): the UI's image has no database
+# layer, so there the database settings are carried, not parsed.
+def _installed(name: str) -> bool:
+    try:
+        return importlib.util.find_spec(name) is not None
+    except ImportError:
+        return False
+
+
+_HAS_SQLALCHEMY = _installed("sqlalchemy")
 
 # Values that are fine on a laptop and never in a shared environment.
 DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
@@ -70,6 +83,8 @@ class DatabaseConfig(BaseModel):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        if not _HAS_SQLALCHEMY:
+            return value  # the UI's image: no database layer uses it there
         url = _parse_url(value)
         if url is None:
             raise ValueError(
@@ -85,6 +100,10 @@ class DatabaseConfig(BaseModel):
     def _password_out_of_url(self) -> DatabaseConfig:
         # A password given inside the URL (environment only: the file refuses it) becomes
         # the secret, so the URL itself is safe to show and to log.
+        if not _HAS_SQLALCHEMY:
+            return self
+        from sqlalchemy.engine import make_url
+
         url = make_url(self.url)
         if url.password is not None:
             if self.password is not None:
@@ -97,6 +116,8 @@ class DatabaseConfig(BaseModel):
 
     def url_with_password(self) -> str:
         """The URL with the secret password filled in (never log this)."""
+        from sqlalchemy.engine import make_url
+
         url = make_url(self.url)
         if self.password is not None and self.password.get_secret_value():
             url = url.set(password=self.password.get_secret_value())
@@ -108,6 +129,11 @@ class DatabaseConfig(BaseModel):
 
 
 def _parse_url(value: str) -> URL | None:
+    if not _HAS_SQLALCHEMY:
+        return None
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError
+
     try:
         return make_url(value)
     except ArgumentError:
