@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from streamlit.testing.v1 import AppTest
 
+from ballast_ui.pages.projects import ProjectsPage
+from ballast_ui.router import Page, Router
+
 
 def router_app() -> None:
     import streamlit as st
@@ -131,3 +134,24 @@ def test_a_hidden_pages_widget_change_keeps_params_but_does_not_switch() -> None
     at.button[0].click().run()  # on projects, the same change navigates
     at.button[2].click().run()
     assert at.text[0].value == "view=projects params=[('p', '2')]"
+
+
+def test_view_of_a_page() -> None:
+    class Plain(Page):
+        name = "plain"
+        title = "Plain"
+
+    state: dict[str, object] = {}
+    r = Router([Plain(), ProjectsPage()], default="plain", state=state)
+    projects = ProjectsPage()
+    # One view unless the page says otherwise; the projects list, or one project.
+    assert Plain().view(r) == ""
+    assert projects.view(r) == ""
+    r.state.page, r.state.params = "projects", {"id": "7"}
+    assert projects.view(r) == "7"
+    # Shown or not, the page draws the project it had last.
+    r.state.page, r.state.params = "plain", {}
+    r.state.params_by_page["projects"] = {"id": "8", "p": "2"}
+    assert projects.view(r) == "8"
+    r.state.params_by_page["projects"] = {"p": "2"}
+    assert projects.view(r) == ""

@@ -15,6 +15,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import pandas as pd
 import streamlit as st
 
 from ballast_common.errors import AppError, AuthenticationError
@@ -38,6 +39,8 @@ from ballast_ui.state import (
 from ballast_ui.widgets import journal_meta
 
 IN_FULL_RUN = "_ballast_in_full_run"
+VIEW = "_ballast_view::"
+PRELOADED = "_ballast_preloaded"
 ACKS = "_ballast_acks"
 _FRAGMENTS: dict[str, Callable[[], None]] = {}
 
@@ -53,6 +56,9 @@ BASE_CSS = """
 .st-key-b-status { min-width: 17rem; max-width: 17rem; height: 1.75rem; min-height: 1.75rem;
   max-height: 1.75rem; white-space: nowrap; overflow: hidden; justify-content: center; }
 .st-key-b-status p { margin: 0; line-height: 1.75rem; }
+[data-testid="stFileUploaderDropzone"] { flex-direction: row !important;
+  align-items: flex-start !important; height: auto !important; gap: 1rem !important; }
+[data-testid="stFileUploaderDropzoneInstructions"] { align-self: center !important; }
 button:focus-visible, input:focus-visible, textarea:focus-visible, a:focus-visible,
 [role="button"]:focus-visible, [role="combobox"]:focus-visible {
   outline: 2px solid #1c64f2 !important; outline-offset: 2px; }
@@ -66,6 +72,13 @@ button:focus-visible, input:focus-visible, textarea:focus-visible, a:focus-visib
 LOADING_CSS = """
 html body:not([data-bloaded]) [class*="st-key-bpage-"]:has([data-testid="stSkeleton"]) {
   display: none !important; }
+"""
+
+# Signed in, the app has a sidebar: the main area stays invisible until the sidebar is
+# there (so it never moves sideways when the sidebar arrives after it).
+SIDEBAR_FIRST_CSS = """
+[data-testid="stAppViewContainer"]:not(:has([data-testid="stSidebar"]))
+  [data-testid="stMain"] { visibility: hidden; }
 """
 
 
@@ -107,7 +120,20 @@ def _fragment_for(name: str, draw: Callable[[], None]) -> Callable[[], None]:
 
 def _drawer(page: Page, ctx: Ctx, r: Router) -> Callable[[], None]:
     def draw() -> None:
-        page.render(ctx, r)
+        # The page draws into one of two slots, the other one an empty element. A new
+        # view (see `Page.view`) takes the other slot: the old view is replaced by an
+        # empty element at once, and the new one is drawn into a new container (a
+        # container drawn where one was keeps its elements until each is replaced).
+        # Both slots are sent before anything in them: Streamlit merges an empty
+        # element and a container at the same place into the container alone.
+        view, key = page.view(r), f"{VIEW}{page.name}"
+        last, slot = st.session_state.get(key, (view, 0))
+        if view != last:
+            slot = 1 - slot
+        slots = [st.container() if i == slot else st.empty() for i in (0, 1)]
+        with slots[slot]:
+            page.render(ctx, r)
+        st.session_state[key] = (view, slot)
 
     def run() -> None:
         _run_page(page.name, draw)
@@ -144,6 +170,32 @@ def _run_page(name: str, draw: Callable[[], None]) -> None:
         except ApiUnavailable:
             st.warning("The server is unreachable; your edits are kept.")
         _page_journal(name)
+
+
+def _preload() -> None:
+    """Draw, hidden, one element of every kind a page may show only later.
+
+    Streamlit fetches an element kind's code the first time one is drawn and shows a
+    40 px skeleton meanwhile; the real element then pushes everything below it down
+    (e.g. the text area of the first project opened). Drawn by the status fragment's
+    first poll of a signed-in session, the code is fetched right after the app loaded,
+    before a page needs it; the next poll draws them no more (their code stays).
+    """
+    rows = pd.DataFrame({"a": [1]})
+    with st.container(key="bpage-_preload"):
+        st.text_area("preload", key="b-preload-area", disabled=True)
+        st.number_input("preload", key="b-preload-number", disabled=True)
+        st.selectbox("preload", ["a"], key="b-preload-select", disabled=True)
+        st.multiselect("preload", ["a"], key="b-preload-multi", disabled=True)
+        st.slider("preload", 0, 1, key="b-preload-slider", disabled=True)
+        st.date_input("preload", None, key="b-preload-date", disabled=True)
+        st.checkbox("preload", key="b-preload-check", disabled=True)
+        st.segmented_control("preload", ["a"], key="b-preload-seg", disabled=True)
+        st.data_editor(rows, key="b-preload-editor", disabled=True)
+        st.progress(0.0)
+        st.code("", language="json")
+        st.metric("preload", 0)
+        st.bar_chart(rows)
 
 
 def _status(ctx: Ctx) -> None:
@@ -186,6 +238,9 @@ def _status_fragment() -> None:
         return
     with timed_run("status", "poll"):
         _status(ctx)
+        if ctx.user is not None and not st.session_state.get(PRELOADED):
+            st.session_state[PRELOADED] = True
+            _preload()
 
 
 def _header(ctx: Ctx) -> None:
@@ -275,13 +330,17 @@ def main() -> None:
         view = r.resolve(ctx) if ctx.authenticated else "login"
         pages = r.visible(ctx) if ctx.authenticated else []
         names = [p.name for p in pages] + [DENIED, NOT_FOUND, "login"]
-        st.html(_page_css(names, view, theme_css(ctx)))
+        if ctx.authenticated:
+            # The sidebar first: Streamlit draws each element as it arrives, and the
+            # main area drawn before the sidebar exists moves 300 px when it appears.
+            _nav(ctx, r, view)
+        extra = SIDEBAR_FIRST_CSS if ctx.authenticated else ""
+        st.html(_page_css(names, view, extra + theme_css(ctx)))
         _header(ctx)
         if not ctx.authenticated:
             with st.container(key="bpage-login"):
                 _login(ctx)
         else:
-            _nav(ctx, r, view)
             for page in pages:
                 with st.container(key=f"bpage-{page.name}"):
                     _fragment_for(page.name, _drawer(page, ctx, r))()

@@ -53,6 +53,15 @@ class Page:
         """Draw the page into the current container."""
         raise NotImplementedError
 
+    def view(self, router: Router) -> str:
+        """Which of the page's views (e.g. a list, one item) the router's state selects.
+
+        A change of view draws the page into a new, empty container: Streamlit would
+        otherwise reuse the old view's elements in place, one by one, so what is left
+        of them moves while the new view is drawn (default: the page has one view).
+        """
+        return ""
+
 
 @dataclass
 class RouterState:

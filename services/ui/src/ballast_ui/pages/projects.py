@@ -150,16 +150,24 @@ class ProjectsPage(Page):
     permission = "projects:read"
     params = ("id", "p", "q")
 
-    def render(self, ctx: Ctx, router: Router) -> None:
-        """The project list, or one project's detail form."""
-        # The list and a form take turns in this fragment: a form drawn again after
-        # the list is given its values anew (see `touch_fragment`).
-        touch_fragment()
+    def _project_id(self, router: Router) -> str | None:
         project_id = (
             router.params.get("id") if router.current_page == self.name else None
         )
         if project_id is None:
             project_id = router.state.params_by_page.get(self.name, {}).get("id")
+        return project_id or None
+
+    def view(self, router: Router) -> str:
+        """The list, or the detail of one project."""
+        return self._project_id(router) or ""
+
+    def render(self, ctx: Ctx, router: Router) -> None:
+        """The project list, or one project's detail form."""
+        # The list and a form take turns in this fragment: a form drawn again after
+        # the list is given its values anew (see `touch_fragment`).
+        touch_fragment()
+        project_id = self._project_id(router)
         if project_id:
             self._detail(ctx, router, project_id)
         else:
