@@ -13,6 +13,9 @@ Streamlit app with the same pages and widgets using ``st.navigation``:
   that started after the first contentful paint, inputs included. For Ballast, the
   sign-in comes first on a page load of its own (the bare app has none); the measured
   page load is the Workbench's, signed in by the session cookie.
+- title_top_spread_px (Ballast only): max - min over every page in the navigation of
+  where the page's title starts (its heading's top, px from the top of the document),
+  taken after the measurements above; 0 when no page change moves the title.
 """
 
 from __future__ import annotations
@@ -209,7 +212,24 @@ def _ballast(page: Page, base: str, project_id: str) -> dict[str, Any]:
         " if (n !== w.__lastMod) { w.__lastMod = n; return true; } return false; }",
     )
     result["rerun_p95_ms"] = round(_hist_p95_ms(before, _histogram(base)), 1)
+    result["title_top_spread_px"] = _title_top_spread(page)
     return result
+
+
+def _title_top_spread(page: Page) -> float:
+    """Max - min of the title's top over every page of the Workbench's navigation."""
+    tops = []
+    names = page.eval_on_selector_all(
+        "nav.ballast-nav a[data-page]", "(as) => as.map((a) => a.dataset.page)"
+    )
+    for name in names:
+        page.locator(f"nav.ballast-nav a[data-page='{name}']").click()
+        title = page.locator(f".st-key-bpage-{name}").locator("h1, h2, h3").first
+        title.wait_for(state="visible")
+        tops.append(
+            float(title.evaluate("(e) => e.getBoundingClientRect().top + scrollY"))
+        )
+    return round(max(tops) - min(tops), 1)
 
 
 def _bare(page: Page, base: str, log: Path) -> dict[str, Any]:
