@@ -37,6 +37,7 @@ SPAWN_RATE = 20
 DURATION_S = 120
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 CHART_VALUES = Path(__file__).resolve().parent.parent / "charts/ballast/values.yaml"
+STOP_TIMEOUT_S = 30
 RESULT_KEYS = ("users", "requests", "failures", "p50_ms", "p95_ms", "p99_ms", "rps")
 
 
@@ -111,6 +112,10 @@ def run_locust(
         str(spawn_rate),
         "--run-time",
         f"{duration_s}s",
+        # At the end of the run, requests in flight (a login on a busy machine) finish
+        # and are counted instead of being cut off.
+        "--stop-timeout",
+        str(STOP_TIMEOUT_S),
         "--host",
         base,
         "--csv",
@@ -126,7 +131,7 @@ def run_locust(
             cmd, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
         )
         try:
-            rc = proc.wait(timeout=duration_s + 120)
+            rc = proc.wait(timeout=duration_s + STOP_TIMEOUT_S + 120)
         finally:
             if proc.poll() is None:
                 os.killpg(proc.pid, signal.SIGKILL)
