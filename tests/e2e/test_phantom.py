@@ -20,7 +20,7 @@ from typing import Any
 
 import httpx
 import pytest
-from playwright.sync_api import BrowserContext, Page, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
 from ballast_testing.servers import free_port
@@ -287,3 +287,103 @@ def test_no_phantom_edits_over_a_random_walk(
             f" {len(walk.log)} steps in {time.monotonic() - started:.0f} s,"
             f" last steps:\n{tail}\n{exc}"
         ) from exc
+
+
+def test_ui_server_gone_the_page_says_so(
+    context: BrowserContext,
+    ui_proc: Proc,
+    new_project: Callable[..., str],
+    sql: Sql,
+) -> None:
+    """No "Saved" while the UI server is gone and typed text lives only in the browser."""
+    pid = new_project("Offline banner")
+    page = context.new_page()
+    base = base_of(ui_proc)
+    # The sign-in page claims no save status.
+    page.goto(base + "/")
+    expect(page.get_by_role("button", name="Sign in")).to_be_visible()
+    expect(status_badge(page)).to_have_text(re.compile(r"^\s*$"))
+    login(page, base, "editor", f"/?page=projects&id={pid}")
+    box = page.locator(".st-key-bpage-projects")
+    desc = box.get_by_role("textbox", name="Description")
+    expect(desc).to_have_value("e2e")
+    until(
+        page,
+        lambda: any(c["name"] == "ballast_session" for c in context.cookies()),
+        "the session cookie",
+    )
+    wait_saved_badge(page)
+    banner = page.locator(".ballast-offline")
+    expect(box.get_by_text("no unsaved changes")).to_be_visible()
+    # Typed, not committed (no Enter, no blur): the browser journal alone holds it
+    # when the server goes away (Streamlit disables every widget once it notices).
+    text = "typed just before the UI server went away"
+    desc.fill(text)
+    until(page, lambda: text in str(journal(page)), "the text in the browser journal")
+    kill(ui_proc)
+    expect(banner).to_be_visible()
+    expect(banner).to_contain_text("1 change is kept in this browser")
+    expect(status_badge(page)).to_be_hidden()
+    expect(box.get_by_text("no unsaved changes")).to_be_hidden()
+    ui_proc.start()
+    expect(banner).to_be_hidden(timeout=PATIENCE_MS)
+    # Nothing lost: the new session takes the journal's entry and saves it.
+    until(
+        page,
+        lambda: phantom_drafts(sql, [pid]) == [(f"project.{pid}", "description", text)],
+        "the typed text as a draft",
+    )
+    expect(desc).to_have_value(text, timeout=PATIENCE_MS)
+    wait_saved_badge(page)
+    expect(box.get_by_text("● modified")).to_have_count(1)
+
+
+def test_save_that_met_a_conflict_closes_once_resolved(
+    browser: Browser,
+    ui_proc: Proc,
+    new_project: Callable[..., str],
+    sql: Sql,
+) -> None:
+    """Save leaves the project; so does "Keep all mine" after a Save met a conflict."""
+    pid = new_project("E2E save conflict")
+    base = base_of(ui_proc)
+    contexts = [
+        browser.new_context(viewport={"width": 1400, "height": 900}) for _ in "ab"
+    ]
+    try:
+        mine, theirs = (c.new_page() for c in contexts)
+        for page, user in ((mine, "editor"), (theirs, "admin")):
+            page.set_default_timeout(PATIENCE_MS)
+            login(page, base, user, f"/?page=projects&id={pid}")
+        mine_box = mine.locator(".st-key-bpage-projects")
+        their_box = theirs.locator(".st-key-bpage-projects")
+        expect(mine_box.get_by_role("textbox", name="Name")).to_have_value(
+            "E2E save conflict"
+        )
+        name = their_box.get_by_role("textbox", name="Name")
+        expect(name).to_have_value("E2E save conflict")
+        name.fill("E2E save conflict, theirs")
+        name.press("Tab")
+        expect(their_box.get_by_text("● 1 unsaved")).to_be_visible()
+        their_box.get_by_role("button", name="Apply").click()
+        expect(their_box.get_by_text("Applied.")).to_be_visible()
+        desc = mine_box.get_by_role("textbox", name="Description")
+        desc.fill("mine")
+        desc.press("Tab")
+        expect(mine_box.get_by_text("● 1 unsaved")).to_be_visible()
+        mine_box.get_by_role("button", name="Save").click()
+        conflict = mine.locator(f".st-key-project-{pid}--conflict")
+        expect(conflict).to_contain_text("version 2")
+        expect(mine).to_have_url(re.compile(rf"[?&]id={pid}(&|$)"))  # not saved yet
+        conflict.get_by_role("button", name="Keep all mine").click()
+        # Saved: back on the list, as after any Save; the conflict choices are gone.
+        expect(mine).to_have_url(LIST_URL)
+        expect(mine_box.get_by_text("Page 1 of")).to_be_visible()
+        expect(conflict).to_have_count(0)
+    finally:
+        for c in contexts:
+            c.close()
+    ((row_name, row_desc, version),) = sql(
+        "SELECT name, description, version FROM projects WHERE id = %s", (pid,)
+    )
+    assert (row_name, row_desc, version) == ("E2E save conflict", "mine", 3)

@@ -13,6 +13,7 @@ def widgets_app() -> None:
 
     from ballast_ui.state import values
     from ballast_ui.widgets import (
+        fragment_done,
         s_area,
         s_checkbox,
         s_date,
@@ -21,10 +22,18 @@ def widgets_app() -> None:
         s_select,
         s_slider,
         s_text,
+        touch_fragment,
     )
     from tests.ui.fakes import install_ctx, pending
 
     ctx = install_ctx()
+    # As every page's run does (the app frame draws the page's journal).
+    touch_fragment()
+    if st.session_state.get("echo"):
+        from ballast_ui.state import persist_input
+
+        # A value reported back exactly as the store holds it.
+        persist_input("f.name", values().get("f.name"))
     if st.session_state.get("show", True):
         s_text("Name", "f.name")
         s_area("Notes", "f.notes")
@@ -36,6 +45,7 @@ def widgets_app() -> None:
         s_slider("Priority", "f.priority", 1, 5, default=3)
     st.text(repr(sorted(values().items())))
     st.text(repr(sorted(pending(ctx).items())))
+    fragment_done()
 
 
 def make() -> AppTest:
@@ -80,6 +90,39 @@ def test_values_survive_widgets_not_rendered() -> None:
     at.run()
     assert at.text_input(key="f.name").value == "kept"  # ...our store brought it back
     assert at.checkbox(key="f.public").value is True
+
+
+def test_a_widget_drawn_again_is_given_its_value() -> None:
+    """Seen in Chromium: after the project list, a project's form came back with an
+    empty Name and Priority 1 (the browser's defaults), which then became drafts.
+
+    Streamlit may still hold a widget's state when the widget comes back (a run cut
+    short by a rerun keeps it, the browser resends it), but the browser draws a new
+    element from the widget's default: the stored value must be sent along.
+    """
+    at = make().run()
+    at.text_input(key="f.name").input("kept").run()
+    at.slider(key="f.priority").set_value(4).run()
+    at.session_state["show"] = False
+    at.run()
+    # Streamlit holding on to states the browser no longer shows.
+    at.session_state["f.name"] = ""
+    at.session_state["f.priority"] = 1
+    at.session_state["show"] = True
+    at.run()
+    assert at.text_input(key="f.name").value == "kept"
+    assert at.slider(key="f.priority").value == 4
+    pending = ast.literal_eval(at.text[1].value)
+    assert ("f.name", "kept") in pending
+    assert ("f.priority", 4) in pending
+
+
+def test_an_unchanged_value_writes_no_draft() -> None:
+    at = make().run()
+    assert at.text[1].value == "[]"  # defaults shown, nothing to send
+    at.session_state["echo"] = True
+    at.run()
+    assert at.text[1].value == "[]"
 
 
 def test_keys_are_form_and_field() -> None:

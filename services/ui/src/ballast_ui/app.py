@@ -22,7 +22,7 @@ from ballast_common.errors import AppError, AuthenticationError
 from ballast_common.telemetry import configure_logging, log_error
 from ballast_ui import components
 from ballast_ui.client import ApiUnavailable
-from ballast_ui.i18n import t, theme_css
+from ballast_ui.i18n import BLANK, t, theme_css
 from ballast_ui.metrics import RERUN_SECONDS, take_trigger, timed_run
 from ballast_ui.pages import ALL_PAGES
 from ballast_ui.pages.jobs import job_toasts
@@ -209,7 +209,8 @@ def _status(ctx: Ctx) -> None:
         status.state, "red"
     )
     with st.container(key="b-status"):
-        st.markdown(f":{color}[● {status.label}]")
+        # Signed out, nothing is saved: the sign-in page claims no save status.
+        st.markdown(f":{color}[● {status.label}]" if ctx.user else BLANK)
     acks: dict[str, Any] = st.session_state.setdefault(ACKS, {})
     journaled = {m["key"] for m in journal_meta().values()}
     acks.update({k: v for k, v in ctx.outbox.take_acked().items() if k in journaled})

@@ -13,12 +13,13 @@
 
 from __future__ import annotations
 
+import secrets
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import streamlit as st
 
-from ballast_ui.widgets import touch_fragment
+from ballast_ui.widgets import fragment_done
 
 NAV_JS = r"""
 export default function(component) {
@@ -310,6 +311,55 @@ export default function(component) {
   const load = () => { try { return JSON.parse(localStorage.getItem(storeKey) || '{}'); } catch (e) { return {}; } };
   const save = (j) => { try { localStorage.setItem(storeKey, JSON.stringify(j)); } catch (e) {} };
   w.__ballastUser = user;
+  if (!w.__ballastHealth) {
+    // The UI server may be gone (restart, rollout, network): the page says so, instead
+    // of the last "Saved" it was sent, while what is typed waits in the journal. The
+    // banner is fixed over the page (nothing moves) and outside Streamlit's tree.
+    w.__ballastHealth = true;
+    const style = document.createElement('style');
+    style.textContent = data.offline_css;
+    document.head.appendChild(style);
+    const banner = document.createElement('div');
+    banner.className = 'ballast-offline';
+    banner.setAttribute('role', 'status');
+    banner.setAttribute('aria-live', 'polite');
+    banner.hidden = true;
+    document.body.appendChild(banner);
+    const kept = () => {
+      try {
+        return Object.keys(JSON.parse(localStorage.getItem('ballast.journal.' + w.__ballastUser) || '{}')).length;
+      } catch (e) { return 0; }
+    };
+    const show = (offline) => {
+      if (!offline) {
+        delete document.body.dataset.boffline;
+        banner.hidden = true;
+        return;
+      }
+      const n = w.__ballastUser ? kept() : 0;
+      const what = n === 1 ? '1 change is kept' : n > 1 ? n + ' changes are kept' : 'What you type is kept';
+      banner.textContent = 'Offline — the server cannot be reached. ' + what
+        + ' in this browser and saved when it is back.';
+      document.body.dataset.boffline = '1';
+      banner.hidden = false;
+    };
+    const check = async () => {
+      let ok = false;
+      const stop = new AbortController();
+      const timer = setTimeout(() => stop.abort(), 4000);
+      try {
+        const r = await fetch('_stcore/health', { cache: 'no-store', signal: stop.signal });
+        ok = r.ok;
+      } catch (e) {
+        ok = false;
+      } finally {
+        clearTimeout(timer);
+      }
+      show(!ok);
+      setTimeout(check, ok ? 2000 : 1000);
+    };
+    setTimeout(check, 2000);
+  }
   if (!w.__ballastHotkeys) {
     w.__ballastHotkeys = true;
     document.addEventListener('keydown', (e) => {
@@ -341,14 +391,33 @@ export default function(component) {
     if (entry && JSON.stringify(entry.v) === JSON.stringify(val)) { delete j[key]; changed = true; }
   }
   if (changed) save(j);
-  if (data.ready && w.__ballastRestored !== user) {
-    w.__ballastRestored = user;
+  // Once per server session: after the UI server restarted, the page reconnects to a
+  // new session (no reload) that has never seen the journal either.
+  const restoreFor = user + ' ' + data.session;
+  if (data.ready && w.__ballastRestored !== restoreFor) {
+    w.__ballastRestored = restoreFor;
     const pending = {};
     for (const [key, entry] of Object.entries(j)) pending[key] = entry.v;
     if (Object.keys(pending).length) setTriggerValue('restore', pending);
   }
 }
 """
+
+# While the UI server is unreachable (see BRIDGE_JS): the banner, and no claim that
+# everything is saved (the badge, the forms' "no unsaved changes"; Streamlit's markdown
+# sets its own visibility, hence the descendants).
+OFFLINE_CSS = """
+.ballast-offline { position: fixed; top: 0; left: 50%; transform: translateX(-50%);
+  z-index: 1000200; max-width: 40rem; padding: 6px 14px; border-radius: 0 0 8px 8px;
+  background: #fff4e5; color: #5f370e; border: 1px solid #f5a623; border-top: 0;
+  font: 500 0.9rem/1.4 sans-serif; box-shadow: 0 2px 6px rgba(0,0,0,.15); }
+.ballast-offline[hidden] { display: none; }
+body[data-boffline] .st-key-b-status, body[data-boffline] .st-key-b-status *,
+body[data-boffline] [class*="--marker"], body[data-boffline] [class*="--marker"] * {
+  visibility: hidden !important; }
+"""
+
+_SESSION = "_ballast_bridge_session"
 
 _nav = st.components.v2.component(
     "ballast_nav", js=NAV_JS, css=NAV_CSS, isolate_styles=False
@@ -387,9 +456,9 @@ def journal(
         known: The values the server holds for them (only differences are journaled).
         key: The element's key (one per page).
     """
-    # Drawn at the end of every run of a page's fragment: the run is noted even when
-    # the page drew no controlled widget (see `ballast_ui.widgets.touch_fragment`).
-    touch_fragment()
+    # Drawn at the end of every run of a page's fragment: the run completed (see
+    # `ballast_ui.widgets.fragment_done`), whether it drew controlled widgets or not.
+    fragment_done()
     return _journal(
         key=key,
         data={"user": user, "meta": dict(meta), "known": dict(known)},
@@ -416,6 +485,9 @@ def bridge(
             "handoff": handoff,
             "clear_cookie": clear_cookie,
             "ready": ready,
+            "offline_css": OFFLINE_CSS,
+            # This Streamlit session (the journal is handed to each session once).
+            "session": st.session_state.setdefault(_SESSION, secrets.token_hex(8)),
         },
         on_restore_change=on_restore,
         height=0,

@@ -398,7 +398,8 @@ def form_toolbar(
     marker = (
         f":orange[● {len(dirty)} unsaved]" if dirty else ":green[✓ no unsaved changes]"
     )
-    cols[5].markdown(marker)
+    # Keyed: hidden while the UI server is unreachable (see ballast_ui.components).
+    cols[5].container(key=f"{fid}::marker").markdown(marker)
     cols[6].markdown(form.message or BLANK)
 
 

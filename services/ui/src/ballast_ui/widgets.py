@@ -10,7 +10,6 @@ Values are stored JSON-ready (dates as ISO strings, tables as row lists).
 from __future__ import annotations
 
 import base64
-import contextlib
 import hashlib
 import time
 from collections.abc import Callable, Sequence
@@ -45,11 +44,11 @@ def _shadow() -> dict[str, Any]:
     return shadow
 
 
-# Where each controlled widget was drawn last: ``{key: fragment id}``; and per
-# fragment, the run it was seen in last and the widgets drawn in that run and the one
-# before (see `_seen`).
-_WHERE = "_ballast_where"
+# Per fragment: the run it was seen in last, the widgets drawn in that run and in the
+# completed run before (see `_book`).
 _RUNS = "_ballast_runs"
+# Set by the app frame (`ballast_ui.app.main`) during a whole-app run.
+IN_FULL_RUN = "_ballast_in_full_run"
 
 
 def _run_site() -> tuple[object | None, str | None]:
@@ -70,34 +69,43 @@ def _run_site() -> tuple[object | None, str | None]:
     return ctx.cursors, fragment
 
 
-def touch_fragment() -> None:
-    """Note that the current fragment ran (call once per run of every page fragment).
+def _book() -> list[Any]:
+    """This fragment's record: ``[run, drawn in the run before, drawn now, complete]``.
 
-    A page that draws no controlled widget in a run (the project list instead of a
-    project) still counts as a run of its fragment: the widgets it did not draw are
-    gone from the browser, and `_prepare` pushes their value when they come back.
-    """
-    _seen(None)
-
-
-def _seen(key: str | None) -> bool:
-    """Record ``key`` as drawn in this run; whether it was drawn in the run before.
-
-    The run before is the previous run of the same fragment (or of the whole app).
+    "The run before" counts only if it completed (`fragment_done`): a run cut short
+    by a rerun may never have reached the browser, so nothing it drew counts.
     """
     run, fragment = _run_site()
     runs: dict[str | None, list[Any]] = st.session_state.setdefault(_RUNS, {})
     book = runs.get(fragment)
     if book is None or book[0] is not run:
-        # A new run of this fragment: what was drawn so far becomes "the run before".
-        # The run object is held, so its identity cannot be reused meanwhile.
-        book = [run, book[2] if book else set(), set()]
+        # A new run of this fragment. The run object is held, so its identity cannot
+        # be reused meanwhile.
+        book = [run, book[2] if book and book[3] else set(), set(), False]
         runs[fragment] = book
-    if key is None:
-        return False
-    st.session_state.setdefault(_WHERE, {})[key] = fragment
+    return book
+
+
+def touch_fragment() -> None:
+    """Note that the current fragment runs (call early in every run of a page).
+
+    A page that draws no controlled widget in a run (the project list instead of a
+    project) still counts as a run of its fragment: the widgets it did not draw are
+    gone from the browser, and `_prepare` gives them their value when they come back.
+    """
+    _book()
+
+
+def fragment_done() -> None:
+    """Note that the current run of this fragment drew everything (call at its end)."""
+    _book()[3] = True
+
+
+def _seen(key: str) -> bool:
+    """Record ``key`` as drawn in this run; whether the completed run before drew it."""
+    book = _book()
     book[2].add(key)
-    return key in book[1] or run is None
+    return key in book[1] or book[0] is None
 
 
 def _prepare(key: str, default: Any, to_widget: Callable[[Any], Any]) -> None:
@@ -112,10 +120,15 @@ def _prepare(key: str, default: Any, to_widget: Callable[[Any], Any]) -> None:
     # value is sent along; Streamlit may still hold the old state (a run cut short by
     # a rerun keeps it; the browser resends it) and then sends nothing.
     drawn_before = _seen(key)
+    # A full run (load, reload, new tab, navigation, restore) redraws every element,
+    # and Streamlit drops what an earlier run queued but had not sent yet when the next
+    # run starts: what the browser shows is unknown, so the value is sent along.
+    full_run = bool(st.session_state.get(IN_FULL_RUN))
     # The shadow remembers the stored value the widget was last synced with: a store
     # change made elsewhere (restore, undo, reset) is pushed into the widget.
     if (
-        not drawn_before
+        full_run
+        or not drawn_before
         or key not in st.session_state
         or shadow.get(key, _MISSING) != stored
     ):
@@ -177,34 +190,12 @@ def _stale_echo(key: str, value: Any) -> bool:
     return bool(stored != value)
 
 
-def _not_shown(key: str) -> bool:
-    """Whether ``key``'s widget is in no fragment this run redraws.
-
-    A user's change reruns the fragment of the widget changed (or the whole app). The
-    browser also resends the state of widgets it has just removed (the project form
-    after going back to the list); Streamlit, having dropped their state, takes that
-    for a change.
-    """
-    ctx = get_script_run_ctx()
-    where: dict[str, str | None] = st.session_state.get(_WHERE, {})
-    running = ctx.fragment_ids_this_run if ctx is not None else None
-    return bool(running) and key in where and where[key] not in (running or ())
-
-
-def _forget(key: str) -> None:
-    """Drop Streamlit's copy of a widget's state: it is given its value when drawn next."""
-    with contextlib.suppress(KeyError):
-        del st.session_state[key]
-
-
 def _changed(key: str, from_widget: Callable[[Any], Any], urgent: bool = True) -> None:
-    if _not_shown(key):
-        _forget(key)  # not an edit
-        return
     value = from_widget(st.session_state.get(key))
     if value == values().get(key, _MISSING):
-        # Not an edit either: a value reported back as it was given (Streamlit calls
-        # a widget changed when it had dropped the widget's previous state).
+        # Not an edit: a value reported back as it was given. The browser resends the
+        # state of widgets it has just removed (the project form after going back to
+        # the list), and Streamlit, having dropped their state, calls them changed.
         _shadow()[key] = value
         return
     if _stale_echo(key, value):
@@ -363,9 +354,6 @@ def s_slider(
 
 
 def _file_changed(key: str) -> None:
-    if _not_shown(f"{key}::upload"):
-        _forget(f"{key}::upload")
-        return
     upload = st.session_state.get(f"{key}::upload")
     if upload is None:
         value = None
@@ -448,11 +436,6 @@ def _jsonable_rows(
 
 
 def _table_changed(key: str, columns: Sequence[str]) -> None:
-    if _not_shown(key):
-        # The editor's resent edit state; it is reset when drawn again.
-        _forget(key)
-        _shadow().pop(f"{key}::rows", None)
-        return
     base = _shadow().get(f"{key}::base", [])
     rows = _jsonable_rows(_apply_edits(base, st.session_state.get(key)), columns)
     _shadow()[f"{key}::rows"] = rows
