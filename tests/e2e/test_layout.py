@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -195,11 +196,13 @@ class SlowLink:
         """Open ``url``, delivering one message per frame until ``done()`` holds."""
         self.paced = True
         self.page.goto(url)
-        for _ in range(20_000):
+        deadline = time.monotonic() + PATIENCE_MS / 1000
+        while self.queue or not done():
+            if time.monotonic() > deadline:
+                self.paced = False
+                pytest.fail(f"{url} was not drawn: {self.page.inner_text('body')!r}")
             if self.queue:
                 self._deliver()
-            elif done():
-                break
             self.page.evaluate(NEXT_FRAME_JS)
         self.paced = False
         while self.queue:
