@@ -37,8 +37,12 @@ app = typer.Typer(
 )
 app_cmd = typer.Typer(help="Run the application.", no_args_is_help=True)
 db_cmd = typer.Typer(help="Database: migrations and seed data.", no_args_is_help=True)
+cache_cmd = typer.Typer(
+    help="The cache: clear values, show what it holds.", no_args_is_help=True
+)
 app.add_typer(app_cmd, name="app")
 app.add_typer(db_cmd, name="db")
+app.add_typer(cache_cmd, name="cache")
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -115,6 +119,58 @@ def _init(cfg: AppConfig, *, migrate_db: bool = False) -> AppContext:
     if "log_level" not in cfg.model_fields_set:
         cfg = cfg.model_copy(update={"log_level": "WARNING"})
     return init_app("cli", config=cfg, migrate_db=migrate_db, log_stream=sys.stderr)
+
+
+@cache_cmd.command("clear")
+def cache_clear(
+    namespace: Annotated[
+        str | None,
+        typer.Option(help="Only this namespace (e.g. projects); default: all of them."),
+    ] = None,
+    tag: Annotated[
+        str | None,
+        typer.Option(
+            help="Every value tagged with this (e.g. project:42), everywhere."
+        ),
+    ] = None,
+) -> None:
+    """Drop cached values in Redis and in every replica's memory (by namespace or tag)."""
+    from ballast_common.cache import build_cache
+
+    if namespace and tag:
+        raise fail("give --namespace or --tag, not both", EXIT_USAGE)
+    cfg = _config()
+    with _errors("cache clear"):
+        cache = build_cache(cfg, listen=False)
+        try:
+            if cache.ping() == "down":
+                raise fail("Redis does not answer: nothing was cleared")
+            if tag:
+                told = cache.clear(tag=tag)
+                print(f"busted tag {tag}: {told} replica(s) acknowledged")
+            else:
+                deleted = cache.clear(namespace=namespace)
+                where = f"namespace {namespace}" if namespace else "every namespace"
+                print(
+                    f"cleared {deleted} key(s) of {where} (version {cache.keys.version})"
+                )
+        finally:
+            cache.close()
+
+
+@cache_cmd.command("stats")
+def cache_stats() -> None:
+    """What the cache holds: L1 of this process, keys in Redis, Redis reachable."""
+    from ballast_common.cache import build_cache
+
+    cfg = _config()
+    with _errors("cache stats"):
+        cache = build_cache(cfg, listen=False)
+        try:
+            for name, value in cache.stats().items():
+                print(f"{name}: {value}")
+        finally:
+            cache.close()
 
 
 @db_cmd.command("migrate")

@@ -36,6 +36,7 @@ from ballast_common.errors import ConfigError
 if TYPE_CHECKING:
     from sqlalchemy.engine import URL
 
+
 # SQLAlchemy is a server extra (`ballast-common[server]`): the UI's image has no database
 # layer, so there the database settings are carried, not parsed.
 def _installed(name: str) -> bool:
@@ -143,8 +144,17 @@ def _parse_url(value: str) -> URL | None:
 class CacheConfig(BaseModel):
     # Default time to live (in seconds) for get_or_compute entries.
     ttl: int = Field(default=3600, ge=1)
-    # L1 (in-process) capacity in entries; LRU beyond that.
+    # L1 (in-process) capacity in entries and in (pickled) bytes; LRU beyond either.
     max_entries: int = Field(default=10_000, ge=1)
+    max_bytes: int = Field(default=64 * 1024 * 1024, ge=1024)
+    # L2: the Redis of `redis_url` unless this names another; none: L1 only.
+    redis_url: str | None = None
+    # Seconds one process may hold a key's compute lock before another takes over.
+    lock_timeout_s: float = Field(default=30.0, gt=0)
+    # After a write, how long (ms) to wait for every replica to drop what it busted.
+    bust_wait_ms: int = Field(default=50, ge=0, le=10_000)
+    # After a Redis error, L1-only for this long before trying Redis again.
+    retry_redis_after_s: float = Field(default=5.0, ge=0)
 
 
 class JobConfig(BaseModel):

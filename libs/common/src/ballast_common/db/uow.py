@@ -32,6 +32,7 @@ from typing import Any, TypeVar
 
 from sqlalchemy.orm import Session
 
+from ballast_common.cache import current_cache
 from ballast_common.db.engine import DB, get_db
 from ballast_common.db.idempotency import Replay, run_once
 from ballast_common.db.repository import Repository
@@ -69,6 +70,9 @@ class UnitOfWork:
     audit_count: int = 0
     # The write id of the idempotent write in progress; copied into its audit rows.
     write_id: str | None = None
+    # Cache tags of what the audited writes touched (`<type>` and `<type>:<id>`),
+    # busted in every replica once the transaction has committed.
+    touched: set[str] = field(default_factory=set)
 
     def repo(
         self, model: type[M], *, resource_type: str | None = None
@@ -102,6 +106,7 @@ class UnitOfWork:
         )
         self.session.add(row)
         self.audit_count += 1
+        self.touched.update((resource_type, f"{resource_type}:{resource_id}"))
         return row
 
     def idempotent(
@@ -143,9 +148,11 @@ class UnitOfWork:
         callbacks, self._after_commit = self._after_commit, []
         for fn in callbacks:
             fn()
+        _bust(self)
 
     def rollback(self) -> None:
         self._after_commit.clear()
+        self.touched.clear()
         self.session.rollback()
 
     def __enter__(self) -> UnitOfWork:
@@ -245,6 +252,9 @@ async def run_tx_async(
                 callbacks, uow._after_commit = uow._after_commit, []
                 for cb in callbacks:
                     cb()
+                if uow.touched and current_cache() is not None:
+                    # Off the event loop: the bust waits for every replica's answer.
+                    await asyncio.to_thread(_bust, uow)
             return result
 
 
@@ -278,6 +288,14 @@ async def retry_db_async(
             return await op()
         except Exception as exc:
             await do_sleep(retry.next_delay(exc))
+
+
+def _bust(uow: UnitOfWork) -> None:
+    """Bust the cache tags of what `uow` wrote (once; nothing without a cache)."""
+    tags, uow.touched = uow.touched, set()
+    cache = current_cache()
+    if tags and cache is not None:
+        cache.bust(*sorted(tags))
 
 
 def _safe_rollback(uow: UnitOfWork) -> None:
