@@ -64,25 +64,35 @@ def backup_metrics(catalog: Catalog, now: datetime | None = None) -> list[Metric
 
 
 def _drill_metrics(catalog: Catalog) -> list[Metric]:
-    """The last drill of each kind: `latest` (logical) unprefixed as before, `pitr`
-    (pgBackRest) as ballast_backup_pitr_drill_*."""
+    """The last drill of each kind: `latest` (logical) as ballast_backup_drill_*,
+    `pitr` (pgBackRest) as ballast_backup_pitr_drill_*."""
     metrics: list[Metric] = []
-    for name, prefix, what in (
-        ("latest", "ballast_backup_drill", "restore drill"),
-        ("pitr", "ballast_backup_pitr_drill", "pgBackRest restore drill"),
+    for record, names, what in (
+        (
+            "latest",
+            (
+                "ballast_backup_drill_last_timestamp_seconds",
+                "ballast_backup_drill_last_success",
+                "ballast_backup_drill_last_duration_seconds",
+            ),
+            "restore drill",
+        ),
+        (
+            "pitr",
+            (
+                "ballast_backup_pitr_drill_last_timestamp_seconds",
+                "ballast_backup_pitr_drill_last_success",
+                "ballast_backup_pitr_drill_last_duration_seconds",
+            ),
+            "pgBackRest restore drill",
+        ),
     ):
-        drill = catalog.last_drill(name)
-        ts = GaugeMetricFamily(
-            f"{prefix}_last_timestamp_seconds",
-            f"When the last {what} ran (Unix seconds).",
-        )
+        drill = catalog.last_drill(record)
+        ts = GaugeMetricFamily(names[0], f"When the last {what} ran (Unix seconds).")
         ok = GaugeMetricFamily(
-            f"{prefix}_last_success",
-            f"1 if the last {what} restored and verified, else 0.",
+            names[1], f"1 if the last {what} restored and verified, else 0."
         )
-        took = GaugeMetricFamily(
-            f"{prefix}_last_duration_seconds", f"Duration of the last {what}."
-        )
+        took = GaugeMetricFamily(names[2], f"Duration of the last {what}.")
         if drill is not None:
             ts.add_metric([], float(drill.get("timestamp", 0.0)))
             ok.add_metric([], 1.0 if drill.get("success") else 0.0)
