@@ -464,7 +464,11 @@ def s_table(
     store = values()
     rows = store.setdefault(key, [dict(r) for r in default])
     shadow = _shadow()
-    if not _seen(key) or shadow.get(f"{key}::rows", _MISSING) != rows:
+    _seen(key)
+    # Reset the editor only when its state is gone (not drawn in the last run) or the
+    # rows changed elsewhere. Not on "the run before was cut short": that reset the
+    # edit state under a cell being typed into, and the typed value was lost.
+    if key not in st.session_state or shadow.get(f"{key}::rows", _MISSING) != rows:
         shadow[f"{key}::base"] = [dict(r) for r in rows or []]
         shadow[f"{key}::rows"] = rows
         st.session_state.pop(key, None)
