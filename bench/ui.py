@@ -36,6 +36,7 @@ from playwright.sync_api import Page, sync_playwright
 
 from ballast_common.db import DB, migrate, run_tx
 from ballast_common.seed import seed_demo
+from ballast_testing.api import stop_process
 from ballast_testing.servers import LocalPostgres
 from bench.common import api_process, free_port, percentile, wait_http, write_result
 
@@ -109,12 +110,7 @@ def _streamlit(args: list[str], env: Mapping[str, str], port: int) -> Iterator[s
         wait_http(f"{base}/_stcore/health", 90)
         yield base
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc)
 
 
 def _histogram(base: str) -> dict[float, float]:
