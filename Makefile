@@ -43,7 +43,7 @@ typecheck: ## Type-check the packages with mypy
 .PHONY: test
 test: install lint ## Lint, then run every test with coverage (fails under 90 %, fails when no tests ran)
 	@mkdir -p var
-	$(RUN) pytest $(PYTEST_COV) || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
+	PYTHONUNBUFFERED=1 $(RUN) pytest $(PYTEST_COV) || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
 
 .PHONY: test-integration
 test-integration: ## Run only the tests against real PostgreSQL / Redis / S3 servers

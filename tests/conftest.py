@@ -1,3 +1,7 @@
 """Shared pytest configuration: server fixtures live in tests/fixtures/."""
 
-pytest_plugins = ["tests.fixtures.servers", "tests.fixtures.s3"]
+pytest_plugins = [
+    "tests.fixtures.servers",
+    "tests.fixtures.s3",
+    "tests.fixtures.watchdog",
+]
