@@ -103,6 +103,30 @@ def test_every_page_and_deep_links_back_forward(
     expect(other.get_by_role("heading", name="Audit")).to_be_visible()
 
 
+@pytest.mark.parametrize(
+    ("address", "shown"),
+    [
+        ("/?page=projects&id=x", "This project does not exist"),
+        ("/?page=projects&id=%00", "This project does not exist"),
+        ("/?page=projects&p=abc", "Page 1 of"),
+        ("/?page=projects&q=%00", "cannot be searched for"),
+        ("/?page=projects&p=-7", "Page 1 of"),
+        ("/?page=projects&p=" + "9" * 300, "projects"),
+        ("/?page=audit&p=1e9", "Audit"),
+        ("/?page=jobs&id=not-a-job", "Jobs"),
+        ("/?page=data&id=..%2F..%2Fetc", "Data"),
+        ("/?page=no-such-page", "Home"),
+    ],
+)
+def test_a_garbled_address_shows_a_page_not_an_exception(
+    context: BrowserContext, ui_url: str, address: str, shown: str
+) -> None:
+    page = context.new_page()
+    login(page, ui_url, "admin", address)
+    expect(page.get_by_text(shown).first).to_be_visible()
+    no_exception(page)
+
+
 def test_settings_theme_language_timezone_applied(
     context: BrowserContext, ui_url: str, api_server: Proc
 ) -> None:

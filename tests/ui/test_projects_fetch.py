@@ -13,6 +13,7 @@ import pytest
 from ballast_common.errors import NotFoundError
 from ballast_ui.client import ApiUnavailable, Project
 from ballast_ui.pages import projects
+from ballast_ui.router import MAX_PAGE, page_number
 
 PID = str(uuid.uuid4())
 
@@ -97,3 +98,37 @@ def test_a_failed_refresh_keeps_the_copy_and_a_deleted_project_shows(
     with pytest.raises(NotFoundError):
         projects._fetch_project(ctx, PID)
     assert f"{projects._PROJECT}{PID}" not in state
+
+
+@pytest.mark.parametrize(
+    "bad_id", ["x", "0", " ", "\x00", "../../v1/users", "1" * 5000, PID + "0"]
+)
+def test_an_id_that_is_no_project_id_is_not_found_without_asking_the_api(
+    state: dict[str, Any], bad_id: str
+) -> None:
+    api = Api([])
+    with pytest.raises(NotFoundError):
+        projects._fetch_project(Ctx(api), bad_id)  # type: ignore[arg-type]
+    assert api.calls == 0
+    assert state == {}
+
+
+@pytest.mark.parametrize(
+    ("raw", "page"),
+    [
+        (None, 1),
+        ("", 1),
+        ("3", 3),
+        ("-4", 1),
+        ("0", 1),
+        ("abc", 1),
+        ("2.5", 1),
+        ("1e9", 1),
+        ("\x00", 1),
+        ("9" * 400, MAX_PAGE),
+    ],
+)
+def test_the_list_page_number_from_the_address_is_always_a_page(
+    raw: str | None, page: int
+) -> None:
+    assert page_number(raw) == page

@@ -38,6 +38,20 @@ def _history_navigation() -> bool:
     return bool(ctx is not None and ctx.is_history_navigation)
 
 
+# The api's highest page number (it refuses a higher `page`).
+MAX_PAGE = 1_000_000
+
+
+def page_number(raw: str | None) -> int:
+    """The list page named in the address: 1 for anything that is not a page number."""
+    text = (raw or "").strip()
+    if not (text.isascii() and text.isdigit()):
+        return 1
+    if len(text) > len(str(MAX_PAGE)):
+        return MAX_PAGE
+    return min(max(1, int(text)), MAX_PAGE)
+
+
 class Page:
     """A page of the app: subclasses set the class attributes and implement `render`."""
 

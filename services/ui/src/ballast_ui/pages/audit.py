@@ -4,7 +4,7 @@ import streamlit as st
 
 from ballast_ui.client import ApiUnavailable
 from ballast_ui.i18n import fmt_time, t, user_zone
-from ballast_ui.router import Page, Router
+from ballast_ui.router import Page, Router, page_number
 from ballast_ui.state import Ctx
 
 PAGE_SIZE = 20
@@ -21,7 +21,7 @@ class AuditPage(Page):
     def render(self, ctx: Ctx, router: Router) -> None:
         """The audit log, newest first, filterable by resource type."""
         params = router.state.params_by_page.get(self.name, {})
-        page = max(1, int(params.get("p", "1") or 1))
+        page = page_number(params.get("p"))
         rtype = params.get("type") or ""
         st.header(t(ctx, "Audit"))
 

@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 import time
+import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import date
 from typing import Any
 
 import streamlit as st
 
-from ballast_common.errors import AppError, NotFoundError
+from ballast_common.errors import AppError, NotFoundError, ValidationError
 from ballast_ui.client import ApiUnavailable, Project
 from ballast_ui.forms import (
     SaveResult,
@@ -19,7 +20,7 @@ from ballast_ui.forms import (
 )
 from ballast_ui.i18n import BLANK, fmt_time, t, user_zone
 from ballast_ui.metrics import note_trigger
-from ballast_ui.router import Page, Router
+from ballast_ui.router import Page, Router, page_number
 from ballast_ui.state import Ctx, values
 from ballast_ui.widgets import (
     s_area,
@@ -94,6 +95,13 @@ def _saved_data(ctx: Ctx, project: Project | None) -> dict[str, Any]:
     return data
 
 
+def _is_project_id(project_id: str) -> bool:
+    try:
+        return str(uuid.UUID(project_id)) == project_id.lower()
+    except ValueError:
+        return False
+
+
 def _fetch_project(ctx: Ctx, project_id: str) -> Project:
     """The project: fetched once, then refreshed off the script thread.
 
@@ -103,9 +111,12 @@ def _fetch_project(ctx: Ctx, project_id: str) -> Project:
     becomes the conflict view).
 
     Raises:
-        NotFoundError: The project is gone (also when a refresh found that out).
+        NotFoundError: The project is gone (also when a refresh found that out), or
+            the address names no project id at all (``?id=x``: the api is not asked).
         ApiUnavailable: The first fetch failed (a failed refresh keeps the copy).
     """
+    if not _is_project_id(project_id):
+        raise NotFoundError("This project does not exist.")
     key = f"{_PROJECT}{project_id}"
     hit: tuple[Project, float, Future[Project] | None] | None = st.session_state.get(
         key
@@ -177,7 +188,7 @@ class ProjectsPage(Page):
 
     def _list(self, ctx: Ctx, router: Router) -> None:
         params = router.state.params_by_page.get(self.name, {})
-        page = max(1, int(params.get("p", "1") or 1))
+        page = page_number(params.get("p"))
         q = params.get("q") or None
         head, new = st.columns([4, 1], vertical_alignment="bottom")
         head.header(t(ctx, "Projects"))
@@ -212,6 +223,10 @@ class ProjectsPage(Page):
             )
         except ApiUnavailable:
             st.warning("The server is unreachable; the list will be back when it is.")
+            return
+        except ValidationError:
+            # A search term the api refuses (a NUL in the address, say).
+            st.warning("This search term cannot be searched for; change it above.")
             return
         # Fixed geometry: always PAGE_SIZE rows, blank ones at the end.
         with st.container(key="projects::rows"):
