@@ -118,7 +118,13 @@ def _init(cfg: AppConfig, *, migrate_db: bool = False) -> AppContext:
 
     if "log_level" not in cfg.model_fields_set:
         cfg = cfg.model_copy(update={"log_level": "WARNING"})
-    return init_app("cli", config=cfg, migrate_db=migrate_db, log_stream=sys.stderr)
+    return init_app(
+        "cli",
+        config=cfg,
+        migrate_db=migrate_db,
+        log_stream=sys.stderr,
+        listen_for_busts=False,
+    )
 
 
 @cache_cmd.command("clear")

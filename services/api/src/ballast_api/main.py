@@ -14,6 +14,7 @@ from ballast_api.input_guard import InputGuardMiddleware
 from ballast_api.middleware import RequestContextMiddleware
 from ballast_api.routes import api_router
 from ballast_common.app import init_app
+from ballast_common.cache import reset_cache
 from ballast_common.config import AppConfig
 from ballast_common.db import DB
 from ballast_common.security import configure_password_hashing
@@ -36,6 +37,7 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
             yield
         finally:
             if db is None:
+                reset_cache()
                 await app.state.db.adispose()
 
     version = importlib.metadata.version("ballast-api")

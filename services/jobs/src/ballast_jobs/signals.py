@@ -2,8 +2,10 @@
 
 - `worker_process_init` (each pool process, after fork): logging, config and a database
   engine of its own; the parent's pooled connections are forgotten, never shared.
-- `worker_ready` (the main process): the sweeper thread and the /metrics endpoint.
-- `worker_shutdown`: stop the sweeper.
+- `worker_ready` (the main process): the sweeper thread and the /metrics endpoint, and
+  the process's cache when `ballast jobs worker` (`init_app`) did not make it (a bare
+  `celery worker`): the sweeper's writes bust the other replicas' caches through it.
+- `worker_shutdown`: stop the sweeper and the cache's bust listener.
 
 Ref: https://docs.celeryq.dev/en/stable/userguide/signals.html
 """
@@ -18,6 +20,7 @@ from celery.signals import (
     worker_shutdown,
 )
 
+from ballast_common.cache import current_cache, init_cache, reset_cache
 from ballast_common.config import load_config
 from ballast_common.db import DB
 from ballast_common.telemetry import get_logger
@@ -37,6 +40,8 @@ def _init_pool_process(**_: Any) -> None:
 
 def _start_main(sender: Any = None, **_: Any) -> None:
     config = load_config()
+    if current_cache() is None:
+        init_cache(config)
     db = DB.from_config(config.database, application_name=f"{config.env.value}.sweeper")
     app = sender.app
     sender_ = WorkerSender(app, config)
@@ -60,6 +65,7 @@ def _stop_main(**_: Any) -> None:
     db: DB | None = _main.pop("db", None)
     if db is not None:
         db.dispose()
+    reset_cache()
 
 
 # Connected by call, not as decorators: Celery's signal API is untyped.

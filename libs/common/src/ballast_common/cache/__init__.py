@@ -1,9 +1,11 @@
 """The cache: `get_or_compute(key, fn, ttl, tags=...)` over an in-process L1 and a shared
 Redis L2, with keys from `CacheKeys` and busting by tag across replicas (see `core`).
 
-One `Cache` per process: `init_cache(config)` at start-up (or the first `get_cache()`
-builds it from `load_config()`). L2 is `cache.redis_url`, else `redis_url`; with neither
-(the embedded default) the cache is L1 only.
+One `Cache` per process: `init_app()` calls `init_cache(config)` at start-up (the api's
+lifespan, every worker process, the UI through `ballast_ui.cache`; the first
+`get_cache()` builds it from `load_config()` otherwise). L2 is `cache.redis_url`, else
+`redis_url`; with neither (the embedded default) the cache is L1 only, and a write busts
+only the cache of the process that made it.
 """
 
 from __future__ import annotations
@@ -42,14 +44,29 @@ def build_cache(config: AppConfig, *, listen: bool = True) -> Cache:
     return cache
 
 
-def init_cache(config: AppConfig) -> Cache:
-    """Make the process's cache from `config` (replacing an earlier one)."""
+def init_cache(config: AppConfig, *, listen: bool = True) -> Cache:
+    """Make the process's cache from `config` (replacing an earlier one).
+
+    Args:
+        config: `cache.*` and `redis_url` are read.
+        listen: take busts from other replicas (a serving process must; a one-off CLI
+            command that only writes need not).
+    """
     global _cache
     with _lock:
         if _cache is not None:
             _cache.close()
-        _cache = build_cache(config)
+        _cache = build_cache(config, listen=listen)
         return _cache
+
+
+def reset_cache() -> None:
+    """Close and forget the process's cache (shutdown; tests)."""
+    global _cache
+    with _lock:
+        if _cache is not None:
+            _cache.close()
+        _cache = None
 
 
 def get_cache() -> Cache:
@@ -98,4 +115,5 @@ __all__ = [
     "get_or_compute_async",
     "init_cache",
     "params_hash",
+    "reset_cache",
 ]

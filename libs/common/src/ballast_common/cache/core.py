@@ -17,7 +17,13 @@ needs the tag-version and acknowledgement protocol spelt out here anyway.
   cache logs once, counts ``ballast_cache_errors_total`` and goes on with L1 and
   computing for ``retry_redis_after_s``; values that carry tags are then not served from
   L1 (busts from other replicas cannot arrive), so a Redis outage costs speed, never
-  correctness. Values must be picklable; treat returned values as read-only.
+  correctness. A bust that could not reach Redis is kept and sent once Redis answers
+  again (its L2 values would otherwise outlive the write). When the bust listener
+  reconnects (Redis restarted: tag versions may have started again from 0), every
+  tagged L1 value and every local tag version is dropped, and a value whose tag
+  versions were read before that is not kept in L1. Without redis-py installed the
+  cache is L1 only (logged). Values must be picklable; treat returned values as
+  read-only.
 """
 
 from __future__ import annotations
@@ -136,12 +142,21 @@ class Cache:
         self._tagv: dict[str, int] = {}
         self._redis = redis_client
         if self._redis is None and redis_url:
-            import redis
-
-            self._redis = redis.Redis.from_url(
-                redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
-            )
+            try:
+                import redis
+            except ImportError:
+                # An image without the `cache` extra (redis-py): L1 only, said once.
+                log.warning("cache_l2_unavailable", reason="redis-py is not installed")
+            else:
+                self._redis = redis.Redis.from_url(
+                    redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
+                )
         self._down_until = 0.0
+        # Tags whose bust did not reach Redis: sent again once it answers.
+        self._pending: set[str] = set()
+        # Counts the bust listener's (re)connections: tag versions read in an earlier
+        # generation may predate a Redis restart and are not trusted for L1.
+        self._generation = 0
         self.replica = uuid.uuid4().hex[:12]
         self._listener: threading.Thread | None = None
         self._listening = threading.Event()
@@ -181,6 +196,7 @@ class Cache:
                 found = self._l2_get(key, count=False)
             if found is not _MISS:
                 return found  # type: ignore[no-any-return]
+            generation = self._generation
             versions = self._tag_versions(tags)
             token = self._acquire(key)
             if token is None:
@@ -190,7 +206,7 @@ class Cache:
             try:
                 value = fn()
                 _requests().labels("compute", "miss").inc()
-                self._store(key, value, ttl, versions)
+                self._store(key, value, ttl, versions, generation)
             finally:
                 if token:
                     self._release(key, token)
@@ -212,6 +228,7 @@ class Cache:
             found = await asyncio.to_thread(self._l2_get, key)
         if found is not _MISS:
             return found  # type: ignore[no-any-return]
+        generation = self._generation
         versions = await asyncio.to_thread(self._tag_versions, tags)
         token = await asyncio.to_thread(self._acquire, key)
         if token is None:
@@ -221,7 +238,7 @@ class Cache:
         try:
             value = await fn()
             _requests().labels("compute", "miss").inc()
-            await asyncio.to_thread(self._store, key, value, ttl, versions)
+            await asyncio.to_thread(self._store, key, value, ttl, versions, generation)
         finally:
             if token:
                 await asyncio.to_thread(self._release, key, token)
@@ -233,12 +250,18 @@ class Cache:
         if not tags:
             return 0
         with self._lock:
-            for tag in tags:
-                self._tagv[tag] = self._tagv.get(tag, 0) + 1
+            if self._redis is None:
+                # L1 only: the local versions are the versions. With Redis, its
+                # counters are (a local bump would keep this replica ahead of them).
+                for tag in tags:
+                    self._tagv[tag] = self._tagv.get(tag, 0) + 1
             for key in [k for k, e in self._l1.items() if set(e.tags) & set(tags)]:
                 self._l1.pop(key, None)
         client = self._client()
         if client is None:
+            if self._redis is not None:
+                with self._lock:
+                    self._pending.update(tags)
             return 0
         try:
             pipe = client.pipeline()
@@ -254,6 +277,8 @@ class Cache:
             receivers = int(client.publish(CHANNEL, message))
             return self._await_acks(client, int(seq), receivers)
         except Exception as exc:
+            with self._lock:
+                self._pending.update(tags)
             self._failed(exc, "bust")
             return 0
 
@@ -347,8 +372,13 @@ class Cache:
                 self._tagv.get(tag, version) == version
                 for tag, version in entry.tags.items()
             )
-            # Without Redis's busts, a tagged value may be stale: not from L1.
-            trusted = not entry.tags or self._redis is None or not self._is_down()
+            # Without Redis's busts (or with one of ours not sent yet), a tagged value
+            # may be stale: not from L1.
+            trusted = (
+                not entry.tags
+                or self._redis is None
+                or not (self._is_down() or self._pending)
+            )
             if not fresh or not trusted:
                 self._l1.pop(key, None)
                 if count:
@@ -362,6 +392,7 @@ class Cache:
         client = self._client()
         if client is None:
             return _MISS
+        generation = self._generation
         try:
             raw = client.get(key)
             if raw is None:
@@ -382,15 +413,20 @@ class Cache:
         if count:
             _requests().labels("l2", "hit").inc()
         remaining = ttl_ms / 1000 if ttl_ms and ttl_ms > 0 else self.ttl
-        self._put_l1(key, stored["value"], len(raw), tags, remaining)
+        self._put_l1(key, stored["value"], len(raw), tags, remaining, generation)
         return stored["value"]
 
     def _store(
-        self, key: str, value: Any, ttl: float | None, versions: dict[str, int]
+        self,
+        key: str,
+        value: Any,
+        ttl: float | None,
+        versions: dict[str, int],
+        generation: int,
     ) -> None:
         ttl = self.ttl if ttl is None else ttl
         raw = pickle.dumps({"value": value, "tags": versions}, protocol=5)
-        self._put_l1(key, value, len(raw), versions, ttl)
+        self._put_l1(key, value, len(raw), versions, ttl, generation)
         client = self._client()
         if client is None:
             return
@@ -400,9 +436,17 @@ class Cache:
             self._failed(exc, "set")
 
     def _put_l1(
-        self, key: str, value: Any, size: int, tags: dict[str, int], ttl: float
+        self,
+        key: str,
+        value: Any,
+        size: int,
+        tags: dict[str, int],
+        ttl: float,
+        generation: int,
     ) -> None:
         with self._lock:
+            if tags and generation != self._generation:
+                return  # versions read before the listener reconnected: not trusted
             if any(self._tagv.get(t, v) != v for t, v in tags.items()):
                 return  # busted while it was computed: do not keep it
             for tag, version in tags.items():
@@ -440,10 +484,15 @@ class Cache:
         with self._lock:
             for tag, version in versions.items():
                 self._tagv[tag] = max(self._tagv.get(tag, 0), version)
+            # Also a value at another version than the bust's: after a Redis restart
+            # the counters start again below what this replica has seen.
             stale = [
                 k
                 for k, e in self._l1.items()
-                if any(self._tagv.get(t, v) != v for t, v in e.tags.items())
+                if any(
+                    self._tagv.get(t, v) != v or versions.get(t, v) != v
+                    for t, v in e.tags.items()
+                )
             ]
             for key in stale:
                 self._l1.pop(key, None)
@@ -474,11 +523,15 @@ class Cache:
                 ):
                     if time.monotonic() > deadline:
                         raise TimeoutError("no confirmation of the bust subscription")
-                # A (re)connected listener may have missed busts: drop tagged values.
+                # A (re)connected listener may have missed busts, and Redis may have
+                # lost its tag versions: drop tagged values and what we knew of tags.
                 with self._lock:
                     for key in [k for k, e in self._l1.items() if e.tags]:
                         self._l1.pop(key, None)
+                    self._tagv.clear()
+                    self._generation += 1
                 self._listening.set()
+                self._flush_pending()
                 while not self._stop.is_set():
                     message = pubsub.get_message(timeout=0.2)
                     if message is None or message["type"] != "message":
@@ -563,7 +616,19 @@ class Cache:
     def _client(self) -> Any | None:
         if self._redis is None or self._is_down():
             return None
+        if self._pending:
+            self._flush_pending()
+            if self._is_down():
+                return None
         return self._redis
+
+    def _flush_pending(self) -> None:
+        """Send the busts that could not reach Redis (once it answers again)."""
+        with self._lock:
+            tags, self._pending = self._pending, set()
+        if tags:
+            log.info("cache_pending_busts_sent", tags=len(tags))
+            self.bust(*sorted(tags))
 
     def _failed(self, exc: BaseException, doing: str) -> None:
         self._errors.inc()
