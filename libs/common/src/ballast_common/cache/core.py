@@ -343,6 +343,18 @@ class Cache:
             return "down"
         return "ok"
 
+    def health(self) -> dict[str, Any]:
+        """The layers, cheaply (no scan; one PING): for /readyz. ``degraded`` when Redis
+        is configured but does not answer (L1 and computing go on)."""
+        l2 = self.ping()
+        return {
+            "status": "degraded" if l2 == "down" else "ok",
+            "l1": "ok",
+            "l2": l2,
+            "l1_entries": len(self._l1),
+            "l1_bytes": int(self._l1.currsize),
+        }
+
     def start_listener(self) -> None:
         """Subscribe to busts from other replicas (idempotent; a daemon thread)."""
         if self._redis is None or self._listener is not None:

@@ -11,6 +11,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from ballast_common.cache import current_cache
 from ballast_common.telemetry import set_db_pool_stats
 
 router = APIRouter(tags=["health"])
@@ -46,9 +47,20 @@ async def _redis_ok(url: str) -> bool:
         await client.aclose()
 
 
+async def _cache_report() -> dict[str, Any]:
+    """The cache's layers. Its Redis being down degrades it (L1 and computing go on),
+    it does not make the process unready."""
+    cache = current_cache()
+    if cache is None:
+        return {"status": "off"}
+    return await asyncio.to_thread(cache.health)
+
+
 @router.get("/readyz", responses={503: {"description": "A dependency is not ready"}})
 async def readyz(request: Request) -> JSONResponse:
-    """Readiness: database, Redis (when configured) and the writable data/object-store paths."""
+    """Readiness: database, Redis (when configured) and the writable data/object-store
+    paths; the cache's layers are reported (``degraded`` without its Redis) but do not
+    decide readiness."""
     config = request.app.state.config
     db = request.app.state.db
     checks: dict[str, Any] = {}
@@ -61,8 +73,14 @@ async def readyz(request: Request) -> JSONResponse:
             _writable, Path(config.paths.data_dir) / "objects"
         )
     ok = all(checks.values())
+    cache = await _cache_report()
+    status = "unavailable" if not ok else cache["status"]
     return JSONResponse(
-        {"status": "ok" if ok else "unavailable", "checks": checks},
+        {
+            "status": "ok" if status == "off" else status,
+            "checks": checks,
+            "cache": cache,
+        },
         status_code=200 if ok else 503,
     )
 
