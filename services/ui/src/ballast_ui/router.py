@@ -19,9 +19,9 @@ from typing import Any, ClassVar
 from urllib.parse import urlencode
 
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from ballast_ui.metrics import note_trigger
+from ballast_ui.st_internals import is_history_navigation
 from ballast_ui.state import Ctx
 
 _ROUTER = "_ballast_router"
@@ -34,8 +34,7 @@ NOT_FOUND = "notfound"
 
 def _history_navigation() -> bool:
     """Whether the current run was started by the browser's back/forward."""
-    ctx = get_script_run_ctx()
-    return bool(ctx is not None and ctx.is_history_navigation)
+    return is_history_navigation()
 
 
 # The api's highest page number (it refuses a higher `page`).

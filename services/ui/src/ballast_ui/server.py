@@ -20,6 +20,7 @@ from starlette.routing import Route
 
 from ballast_common.config import load_config
 from ballast_ui.auth import COOKIE_NAME, HANDOFFS
+from ballast_ui.st_internals import warn_if_untested
 
 # The entry script ships inside the package, so an installed (non-editable) wheel has it.
 SCRIPT = Path(str(resources.files("ballast_ui.script") / "streamlit_app.py"))
@@ -84,4 +85,5 @@ ROUTES = [
     Route("/_ballast/logout", logout, methods=["POST"]),
 ]
 
+warn_if_untested()
 app = st.App(str(SCRIPT), routes=ROUTES)
