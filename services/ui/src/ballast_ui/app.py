@@ -21,6 +21,7 @@ import streamlit as st
 from ballast_common.errors import AppError, AuthenticationError
 from ballast_common.telemetry import configure_logging, log_error
 from ballast_ui import components
+from ballast_ui.cache import ui_cache
 from ballast_ui.client import ApiUnavailable
 from ballast_ui.i18n import BLANK, t, theme_css
 from ballast_ui.metrics import RERUN_SECONDS, take_trigger, timed_run
@@ -324,6 +325,9 @@ def main() -> None:
         if first:
             cfg = get_config()
             configure_logging("ui", level=cfg.log_level, fmt=cfg.log_format)
+            # The process's cache (L1, and Redis when configured: busts from the api
+            # reach it), made by the first session.
+            ui_cache(cfg)
         ctx = bootstrap_session()
         r = router()
         r.sync_from_url()

@@ -3,6 +3,11 @@
 The controls are controlled widgets (their values survive page changes and refreshes).
 The running job (``?job=``) is followed by a ``run_every`` fragment with a progress bar
 and a cancel button; a completed job's result is fetched once, kept, and charted.
+
+Results are cached (`ballast_ui.cache`, shared by the UI's replicas): a completed job's
+result by job, and the job by its parameters, so running the same analysis of the same
+dataset again shows the earlier result at once instead of starting a job (until the
+dataset or the job is written again).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import pandas as pd
 import streamlit as st
 
 from ballast_common.errors import AppError
+from ballast_ui import cache
 from ballast_ui.client import Dataset, DatasetDetail, Job
 from ballast_ui.i18n import t
 from ballast_ui.pages.jobs import api_error_text, flash, job_panel
@@ -30,12 +36,25 @@ POLL_S = 1.0
 CHART_HEIGHT = 280
 _FLASH = "analysis::flash"
 _RESULTS = "analysis::results"
+# The parameters of the analyses started in this session, by job id (for the cache).
+_STARTED = "analysis::started"
 _NUMERIC = ("int", "float", "uint", "decimal", "double")
 
 CSS = """<style>
 .st-key-analysis-flash { min-height: 3.5rem; max-height: 3.5rem; overflow: hidden; }
 .st-key-analysis-run { min-height: 44rem; }
 </style>"""
+
+
+def analysis_params(params: dict[str, Any]) -> dict[str, Any]:
+    """What makes two analyses the same (a job's kwargs, normalised for the cache)."""
+    return {
+        "dataset_id": str(params.get("dataset_id")),
+        "columns": list(params.get("columns") or []),
+        "statistic": params.get("statistic") or "mean",
+        "confidence": round(float(params.get("confidence") or 0.95), 6),
+        "mode": params.get("mode") or "fast",
+    }
 
 
 def numeric_columns(dataset: DatasetDetail | Dataset) -> list[str]:
@@ -182,11 +201,21 @@ class AnalysisPage(Page):
             "confidence": float(store.get(f"{FORM}.confidence") or 0.95),
             "mode": store.get(f"{FORM}.mode") or get_config().compute,
         }
+        assert ctx.user is not None  # the page needs jobs:read
+        known = cache.known_analysis(ctx.user.id, analysis_params(kwargs))
+        if known is not None:
+            st.session_state[_FLASH] = (
+                "info",
+                "The same analysis ran before: its result is shown (from the cache).",
+            )
+            router.navigate(self.name, {"job": known})
+            return
         try:
             job = ctx.api.create_job(TASK, kwargs, tags=["analysis"])
         except AppError as exc:
             st.session_state[_FLASH] = ("error", f"Not started: {api_error_text(exc)}")
             return
+        st.session_state.setdefault(_STARTED, {})[str(job.id)] = analysis_params(kwargs)
         st.session_state[_FLASH] = ("info", f"Analysis started ({kwargs['mode']}).")
         router.navigate(self.name, {"job": str(job.id)})
 
@@ -200,11 +229,15 @@ class AnalysisPage(Page):
                 st.warning(api_error_text(exc))
                 return
             if job.status == "COMPLETED":
+                assert ctx.user is not None  # the page needs jobs:read
                 try:
-                    data = ctx.api.get_job_result(job_id).data
+                    data = cache.get_job_result(ctx.api, ctx.user.id, job_id).data
                 except AppError as exc:
                     st.warning(api_error_text(exc))
                     return
+                started = st.session_state.get(_STARTED, {}).get(job_id)
+                if started is not None:
+                    cache.remember_analysis(ctx.user.id, started, job_id)
                 done = results[job_id] = (job, data)
             else:
                 job_panel(ctx, job, key="analysis::job")

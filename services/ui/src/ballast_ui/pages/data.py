@@ -2,7 +2,8 @@
 
 The upload goes to ``POST /v1/datasets`` (raw body); the api stores the file and starts
 an import job. The selected dataset (``?id=``) is polled by a ``run_every`` fragment
-until it is READY or FAILED; then the last answer is kept and the api is not asked again.
+until it is READY or FAILED; then the answer (with its preview rows) comes from the cache
+(`ballast_ui.cache`, shared by the UI's replicas) until the dataset is written again.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import streamlit as st
 
 from ballast_common.errors import AppError
+from ballast_ui import cache
 from ballast_ui.client import ApiUnavailable, Dataset, DatasetDetail
 from ballast_ui.i18n import t
 from ballast_ui.pages.jobs import api_error_text, flash, job_panel
@@ -91,8 +93,11 @@ class DataPage(Page):
     def _import_form(self, ctx: Ctx, router: Router) -> None:
         can_write = ctx.can("datasets:write")
         st.subheader("Import a file")
+        assert ctx.user is not None  # the page needs datasets:read
         try:
-            projects = ctx.api.list_projects(size=100, order_by="name").items
+            projects = cache.list_projects(
+                ctx.api, ctx.user.id, size=100, order_by="name"
+            ).items
         except AppError:
             projects = []
         names = {str(p.id): p.name for p in projects}
@@ -157,6 +162,7 @@ class DataPage(Page):
         except AppError as exc:
             st.session_state[_FLASH] = ("error", f"Not imported: {api_error_text(exc)}")
             return
+        cache.written("datasets", f"datasets:{started.dataset.id}")
         st.session_state[_FLASH] = ("info", f"Importing {filename} as {name!r}…")
         router.navigate(
             self.name, {"id": str(started.dataset.id), "job": str(started.job.id)}
@@ -212,16 +218,18 @@ class DataPage(Page):
     # ------------------------------------------------------------------ detail
 
     def _detail(self, ctx: Ctx, dataset_id: str) -> None:
-        cache: dict[str, Any] = st.session_state.setdefault(_DETAILS, {})
-        dataset: DatasetDetail | None = cache.get(dataset_id)
-        if dataset is None or dataset.status not in ("READY", "FAILED"):
-            try:
-                dataset = ctx.api.get_dataset(dataset_id)
-                cache[dataset_id] = dataset
-            except AppError as exc:
-                if dataset is None:
-                    st.warning(api_error_text(exc))
-                    return
+        # The last answer shown stays at hand for when the api is away.
+        shown: dict[str, Any] = st.session_state.setdefault(_DETAILS, {})
+        dataset: DatasetDetail | None = shown.get(dataset_id)
+        assert ctx.user is not None  # the page needs datasets:read
+        try:
+            dataset = shown[dataset_id] = cache.get_dataset(
+                ctx.api, ctx.user.id, dataset_id
+            )
+        except AppError as exc:
+            if dataset is None:
+                st.warning(api_error_text(exc))
+                return
         assert dataset is not None
         st.subheader(f"{dataset.name} · {dataset.status.lower()}")
         st.caption(

@@ -9,6 +9,7 @@ from typing import Any
 import streamlit as st
 
 from ballast_common.errors import AppError, NotFoundError, ValidationError
+from ballast_ui import cache
 from ballast_ui.client import ApiUnavailable, Project
 from ballast_ui.forms import (
     SaveResult,
@@ -217,9 +218,16 @@ class ProjectsPage(Page):
             on_change=search,
             placeholder="name or description",
         )
+        assert ctx.user is not None  # the page needs projects:read
         try:
-            result = ctx.api.list_projects(
-                page=page, size=PAGE_SIZE, q=q, order_by="-updated_at"
+            # Cached per user and page until a project is written (`ballast_ui.cache`).
+            result = cache.list_projects(
+                ctx.api,
+                ctx.user.id,
+                page=page,
+                size=PAGE_SIZE,
+                q=q,
+                order_by="-updated_at",
             )
         except ApiUnavailable:
             st.warning("The server is unreachable; the list will be back when it is.")
@@ -314,6 +322,7 @@ class ProjectsPage(Page):
             if project_id == NEW:
                 created = ctx.api.create_project(core)
                 pid = str(created.id)
+                cache.written("projects", f"projects:{pid}")
                 ctx.api.save_form(
                     f"project-extras.{pid}",
                     {k: data.get(k) for k in EXTRAS},
@@ -328,6 +337,7 @@ class ProjectsPage(Page):
             updated = ctx.api.update_project(
                 project_id, core, expected_version=expected or None, force=force
             )
+            cache.written("projects", f"projects:{project_id}")
             ctx.api.save_form(
                 f"project-extras.{project_id}",
                 {k: data.get(k) for k in EXTRAS},
