@@ -18,11 +18,10 @@ from typing import Any
 
 import pandas as pd
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
-from streamlit.runtime.scriptrunner_utils.script_run_context import ThreadState
 
 from ballast_ui.i18n import BLANK
 from ballast_ui.metrics import note_trigger
+from ballast_ui.st_internals import current_run
 from ballast_ui.state import persist_input, values
 
 # Files up to this size are kept in the draft itself; larger ones by metadata only.
@@ -51,31 +50,13 @@ _RUNS = "_ballast_runs"
 IN_FULL_RUN = "_ballast_in_full_run"
 
 
-def _run_site() -> tuple[object | None, str | None]:
-    """The current script run and the fragment being drawn.
-
-    Streamlit has no public API for either (checked against Streamlit 1.67). A run is
-    told apart by the identity of the run context's cursor map, which Streamlit makes
-    anew when a run, or a fragment's rerun, starts; the fragment id is the one
-    Streamlit stamps on the elements drawn (``None`` outside any fragment).
-    """
-    ctx = get_script_run_ctx()
-    if ctx is None:
-        return None, None
-    try:
-        fragment = ThreadState.get().fragment_id
-    except RuntimeError:
-        fragment = None
-    return ctx.cursors, fragment
-
-
 def _book() -> list[Any]:
     """This fragment's record: ``[run, drawn in the run before, drawn now, complete]``.
 
     "The run before" counts only if it completed (`fragment_done`): a run cut short
     by a rerun may never have reached the browser, so nothing it drew counts.
     """
-    run, fragment = _run_site()
+    run, fragment = current_run()
     runs: dict[str | None, list[Any]] = st.session_state.setdefault(_RUNS, {})
     book = runs.get(fragment)
     if book is None or book[0] is not run:
