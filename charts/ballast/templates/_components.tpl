@@ -7,6 +7,7 @@ Only the first two depend on activeColor, and only in their selectors.
 */}}
 {{- define "ballast.services" -}}
 {{- $root := .root }}
+{{- include "ballast.validateColors" $root }}
 {{- $component := .component }}
 {{- $port := .port }}
 {{- $targets := list (list "" "active" $root.Values.activeColor) (list "-preview" "preview" (include "ballast.previewColor" $root)) }}
@@ -50,13 +51,16 @@ metadata:
   name: {{ include "ballast.serviceAccountName" . }}
   labels:
     {{- include "ballast.componentLabels" . | nindent 4 }}
-  {{- if or $sa.annotations .hook }}
+  {{- if or $sa.annotations .hook .wave }}
   annotations:
     {{- with $sa.annotations }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
     {{- if .hook }}
     {{- include "ballast.hookAnnotations" (dict "weight" "-10") | nindent 4 }}
+    {{- end }}
+    {{- with .wave }}
+    argocd.argoproj.io/sync-wave: {{ . | quote }}
     {{- end }}
   {{- end }}
 automountServiceAccountToken: {{ $sa.automountToken }}

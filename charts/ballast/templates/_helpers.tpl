@@ -318,3 +318,20 @@ server is and the client certificate mounted from backup.pitr.tlsSecret.
   value: {{ . | quote }}
 {{- end }}
 {{- end }}
+
+{{/*
+Blue-green guards, checked once per render (included by the ui and api Services):
+- the active colour must be deployed, or the Services would route to nothing;
+- on an upgrade the active colour needs its own tag: an empty one follows image.tag, and
+  bumping image.tag for the next release would replace the live colour in place.
+*/}}
+{{- define "ballast.validateColors" -}}
+{{- $active := .Values.activeColor }}
+{{- $color := index .Values.colors $active }}
+{{- if not $color.enabled }}
+{{- fail (printf "activeColor %s is not deployed: set colors.%s.enabled=true, or switch activeColor to the colour that runs" $active $active) }}
+{{- end }}
+{{- if and .Release.IsUpgrade (not $color.tag) }}
+{{- fail (printf "colors.%s.tag is empty on an upgrade: the live colour would follow image.tag and be replaced in place. Set colors.%s.tag to the release it runs (ballast deploy stage does), then roll the idle colour out" $active $active) }}
+{{- end }}
+{{- end }}
