@@ -60,6 +60,11 @@ def _sqlite_on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
 
 
 def _sqlite_on_begin(conn: Connection) -> None:
+    # An AUTOCOMMIT connection (the api's per-request session lookup) runs each statement
+    # on its own: a BEGIN here would hold the write lock for the whole connection and be
+    # rolled back, not committed, when it is returned (its writes were lost).
+    if conn.get_execution_options().get("isolation_level") == "AUTOCOMMIT":
+        return
     conn.exec_driver_sql("BEGIN IMMEDIATE")
 
 
