@@ -332,13 +332,14 @@ def test_rules_follow_the_components() -> None:
             "rel-ballast",
         )["spec"]["groups"]
     }
-    assert groups == {"ballast.api", "ballast.availability"}
+    assert groups == {"ballast.api", "ballast.cache", "ballast.availability"}
     groups = {
         g["name"]
         for g in one(render(PROD), "PrometheusRule", "rel-ballast")["spec"]["groups"]
     }
     assert groups == {
         "ballast.api",
+        "ballast.cache",
         "ballast.availability",
         "ballast.jobs",
         "ballast.backup",

@@ -452,3 +452,54 @@ def test_an_audited_write_busts_every_replica_once_committed(
         writer.close()
         cache_api._cache = None
         db.dispose()
+
+
+# --------------------------------------------------------------------------- metrics
+
+
+def _sample(name: str, **labels: str) -> float:
+    from prometheus_client import REGISTRY
+
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
+def test_metrics_count_lookups_by_layer_latency_and_evictions(
+    make_cache: MakeCache, keys: CacheKeys, redis_server: RedisServer
+) -> None:
+    a, b = make_cache(redis_server.url), make_cache(redis_server.url, max_entries=1)
+    before = {
+        (layer, result): _sample(
+            "ballast_cache_requests_total", layer=layer, result=result
+        )
+        for layer in ("l1", "l2", "compute")
+        for result in ("hit", "miss")
+    }
+    l1_latency = _sample("ballast_cache_get_seconds_count", layer="l1")
+    evictions = _sample("ballast_cache_evictions_total")
+    key = keys.key("t", "metrics")
+    a.get_or_compute(key, lambda: 1)  # l1 miss, l2 miss, compute
+    a.get_or_compute(key, lambda: 2)  # l1 hit
+    b.get_or_compute(key, lambda: 3)  # l1 miss, l2 hit
+    b.get_or_compute(keys.key("t", "other"), lambda: 4)  # evicts b's first entry
+
+    def delta(layer: str, result: str) -> float:
+        now = _sample("ballast_cache_requests_total", layer=layer, result=result)
+        return now - before[(layer, result)]
+
+    assert delta("l1", "hit") == 1
+    assert delta("l1", "miss") == 3
+    assert delta("l2", "hit") == 1
+    assert delta("l2", "miss") == 2
+    assert delta("compute", "miss") == 2
+    assert _sample("ballast_cache_get_seconds_count", layer="l1") == l1_latency + 1
+    assert _sample("ballast_cache_evictions_total") >= evictions + 1
+
+    async def compute() -> int:
+        return 5
+
+    async_key = keys.key("t", "metrics-async")
+    computes = _sample("ballast_cache_get_seconds_count", layer="compute")
+    asyncio.run(a.get_or_compute_async(async_key, compute))
+    asyncio.run(a.get_or_compute_async(async_key, compute))
+    assert _sample("ballast_cache_get_seconds_count", layer="compute") == computes + 1
+    assert _sample("ballast_cache_get_seconds_count", layer="l1") == l1_latency + 2
