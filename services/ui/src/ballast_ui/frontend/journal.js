@@ -1,0 +1,137 @@
+// The browser journal (ballast_ui.components.journal). Every controlled widget's value
+// is read from the DOM right after each user event (typing not yet committed by
+// Streamlit included) and kept in localStorage when it differs from what the server
+// knows, until the api acknowledged it; a refresh at any moment loses nothing.
+import { stringWidgetStates } from './lib/backmsg.js';
+import {
+  adoptClassEntries, journalKey, loadJournal, same, saveJournal,
+} from './lib/journal_store.js';
+import { denseRows, editedRows, hasEdits } from './lib/table_edits.js';
+import {
+  dateValue, numberValue, optionValue, optionValues, sliderValue,
+} from './lib/widget_values.js';
+
+export default function (component) {
+  const { data } = component;
+  const w = window;
+  w.__ballastMeta = Object.assign(w.__ballastMeta || {}, data.meta || {});
+  w.__ballastKnown = Object.assign(w.__ballastKnown || {}, data.known || {});
+  w.__ballastUser = data.user;
+  // Typing journaled before this element arrived is kept under 'cls:<class>': name it.
+  if (data.user) {
+    try {
+      const j = JSON.parse(localStorage.getItem(journalKey(data.user)) || '{}');
+      if (adoptClassEntries(j, w.__ballastMeta)) localStorage.setItem(journalKey(data.user), JSON.stringify(j));
+    } catch (err) { /* unreadable or full: left as it is */ }
+  }
+  if (w.__ballastJournal) return;
+  w.__ballastJournal = true;
+  const pick = (box, sel) => box.querySelector(sel);
+  // Read a widget's value from the DOM, in the form the server stores it.
+  const read = (m, box) => {
+    let el;
+    switch (m.kind) {
+      case 'text':
+        el = pick(box, 'textarea, input');
+        return el ? { v: el.value } : null;
+      case 'int': case 'float':
+        el = pick(box, 'input');
+        return el ? numberValue(m.kind, el.value) : null;
+      case 'bool':
+        el = pick(box, 'input[type="checkbox"]');
+        return el ? { v: el.checked } : null;
+      case 'slider':
+        el = pick(box, 'input[type="range"]');
+        return el ? sliderValue(m.int, el.value) : null;
+      case 'select':
+        el = pick(box, 'input[role="combobox"]');
+        return el ? optionValue(m, el.value) : null;
+      case 'multi':
+        return optionValues(m, Array.from(box.querySelectorAll('[data-tag]'), (tag) => tag.getAttribute('aria-label')));
+      case 'date': {
+        const part = (t) => {
+          const s = box.querySelector('[role="spinbutton"][data-type="' + t + '"]');
+          return s && s.hasAttribute('aria-valuenow') ? Number(s.getAttribute('aria-valuenow')) : null;
+        };
+        return dateValue(part('year'), part('month'), part('day'));
+      }
+      default:
+        return null;
+    }
+  };
+  // The widget the user works on (pointer, keyboard or focus went into it last).
+  // Option lists and calendars are portals outside the widget: they count for it.
+  const widgetOf = (el) => {
+    const text = el instanceof HTMLTextAreaElement || (el instanceof HTMLInputElement && el.type === 'text');
+    for (let n = el instanceof Element ? el : null; n; n = n.parentElement) {
+      for (const c of n.classList) {
+        if (!c.startsWith('st-key-')) continue;
+        if (w.__ballastMeta[c]) return c;
+        // A text field drawn before its journal entry arrived: journal it by class.
+        if (text && n.matches('[data-testid="stTextInput"], [data-testid="stTextArea"]')) return c;
+      }
+    }
+    return null;
+  };
+  // Journal the active widget when its shown value differs from what the server knows.
+  const scan = () => {
+    const user = w.__ballastUser;
+    const cls = w.__ballastActive;
+    const m = cls && (w.__ballastMeta[cls] || { key: 'cls:' + cls, kind: 'text' });
+    if (!user || !m) return;
+    const box = document.querySelector('.' + cls);
+    if (!box) return;
+    const got = read(m, box);
+    if (!got) return;
+    const j = loadJournal(localStorage, user);
+    const entry = j[m.key];
+    if (entry ? same(entry.v, got.v) : same(w.__ballastKnown[m.key], got.v)) return;
+    j[m.key] = { v: got.v, t: Date.now() };
+    saveJournal(localStorage, user, j);
+  };
+  w.__ballastScan = scan;
+  // Data editors. Their cells are drawn on a canvas, so instead of the DOM the journal
+  // reads the edit state the browser sends to the server (see lib/backmsg.js) and
+  // applies it to the rows the editor started from (`meta.base`), as the server does.
+  // A state is taken only when it differs from the last one sent for that widget and
+  // holds edits: a state resent unchanged, or an editor just reset, may belong to rows
+  // the server has replaced since.
+  const sentTables = {};
+  const journalTables = (bytes) => {
+    const user = w.__ballastUser;
+    const tables = Object.values(w.__ballastMeta).filter((m) => m.kind === 'table');
+    if (!user || !tables.length) return;
+    for (const [wid, text] of stringWidgetStates(bytes)) {
+      const m = tables.find((t) => wid.endsWith('-' + t.key));
+      if (!m || sentTables[wid] === text) continue;
+      sentTables[wid] = text;
+      const st = JSON.parse(text);
+      // No edits: the editor was reset to new rows, which this element may not have yet.
+      if (!hasEdits(st)) continue;
+      const rows = editedRows(m.columns, m.base, st);
+      const j = loadJournal(localStorage, user);
+      const entry = j[m.key];
+      if (entry ? same(entry.v, rows) : same(denseRows(m.columns, w.__ballastKnown[m.key] || []), rows)) continue;
+      j[m.key] = { v: rows, t: Date.now() };
+      saveJournal(localStorage, user, j);
+    }
+  };
+  const send = WebSocket.prototype.send;
+  WebSocket.prototype.send = function (data) {
+    try {
+      if (data instanceof Uint8Array) journalTables(data);
+      else if (data instanceof ArrayBuffer) journalTables(new Uint8Array(data));
+    } catch (err) { /* never in the way of the message */ }
+    return send.call(this, data);
+  };
+  const enter = (e) => { const c = widgetOf(e.target); if (c) w.__ballastActive = c; };
+  for (const ev of ['pointerdown', 'focusin', 'keydown']) document.addEventListener(ev, enter, true);
+  const soon = (e) => {
+    enter(e);
+    scan();
+    for (const ms of [0, 40, 150, 400, 1000]) setTimeout(scan, ms);
+  };
+  for (const ev of ['input', 'change', 'click', 'keyup', 'pointerup']) {
+    document.addEventListener(ev, soon, true);
+  }
+}
