@@ -31,10 +31,21 @@ format: ## Fix lint findings and format the code (ruff --fix, black)
 	$(RUN) black .
 
 .PHONY: lint
-lint: ## Lint: ruff, black --check, import contracts, then mypy
+lint: ## Lint: ruff, black --check, import contracts, mypy, then ESLint (lint-js)
 	$(RUN) ruff check . && $(RUN) black --check .
 	$(RUN) lint-imports
 	@$(MAKE) --no-print-directory typecheck
+	@$(MAKE) --no-print-directory lint-js
+
+# The browser code's tooling (ESLint only; its node tests need no package): npm ci from the
+# committed lock file whenever the lock file is newer than the install.
+FRONTEND := services/ui/frontend
+$(FRONTEND)/node_modules/.package-lock.json: $(FRONTEND)/package-lock.json
+	cd $(FRONTEND) && npm ci --no-audit --no-fund --loglevel=error
+
+.PHONY: lint-js
+lint-js: $(FRONTEND)/node_modules/.package-lock.json ## Lint the browser code (services/ui/src/ballast_ui/frontend) with ESLint
+	cd $(FRONTEND) && npm run --silent lint
 
 .PHONY: typecheck
 typecheck: ## Type-check the packages with mypy
