@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 
-from bench import api, backup, jobs, load, ui
+from bench import api, backup, cache, jobs, load, ui
 
 BENCHMARKS = {
     "api": api.run,
@@ -13,6 +13,7 @@ BENCHMARKS = {
     "ui": ui.run,
     "backup": backup.run,
     "load": load.run,
+    "cache": cache.run,
 }
 
 
