@@ -14,5 +14,9 @@ uvicorn.run(
     # Our JSON logging handles access lines (with trace ids); uvicorn's would duplicate them.
     access_log=False,
     log_config=None,
-    proxy_headers=True,
+    # X-Forwarded-* are read by the app, from security.trusted_proxies only
+    # (ClientAddressMiddleware); uvicorn's own handling would trust its own default list.
+    proxy_headers=False,
+    # No "server: uvicorn" on responses: the api does not advertise what it runs on.
+    server_header=False,
 )

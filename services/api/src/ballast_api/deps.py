@@ -67,10 +67,12 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Princip
 
 
 def write_context(request: Request) -> WriteContext:
-    """Who writes and from where, for the audit rows of this request."""
-    client = request.client.host if request.client else None
-    forwarded = request.headers.get("x-forwarded-for")
-    ip = forwarded.split(",")[0].strip() if forwarded else client
+    """Who writes and from where, for the audit rows of this request.
+
+    The address is the peer's, or what a trusted proxy says it is
+    (`ClientAddressMiddleware`); a client's own X-Forwarded-For is never believed.
+    """
+    ip = request.client.host if request.client else None
     user = tctx.user_id_var.get()
     return WriteContext(
         user_id=uuid.UUID(user) if user else None,

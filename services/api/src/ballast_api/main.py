@@ -11,8 +11,9 @@ from fastapi import FastAPI
 from ballast_api import errors, openapi
 from ballast_api.health.router import router as health_router
 from ballast_api.input_guard import InputGuardMiddleware
-from ballast_api.middleware import RequestContextMiddleware
+from ballast_api.middleware import ClientAddressMiddleware, RequestContextMiddleware
 from ballast_api.routes import api_router
+from ballast_api.security_headers import SecurityHeadersMiddleware
 from ballast_common.app import init_app
 from ballast_common.cache import reset_cache
 from ballast_common.config import AppConfig
@@ -55,6 +56,10 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
     # Added first, so it runs inside the request context (its errors carry trace ids).
     app.add_middleware(InputGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service="api")
+    # Outside the request context: every response, a 500 too, gets the headers ...
+    app.add_middleware(SecurityHeadersMiddleware)
+    # ... and outermost, so everything inside sees the client a trusted proxy named.
+    app.add_middleware(ClientAddressMiddleware)
     app.include_router(health_router)
     app.include_router(api_router)
     return app

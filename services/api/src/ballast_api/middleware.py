@@ -6,6 +6,9 @@ honoured; both go back on the response so callers can correlate. A correlation i
 carries personal data or a secret is replaced by a fresh one (`bind_request_context`):
 it would otherwise be logged, echoed and audited as is.
 
+`ClientAddressMiddleware` decides the client's address and scheme: X-Forwarded-For and
+X-Forwarded-Proto count only when the peer is one of `security.trusted_proxies`.
+
 The access line names the route template and, PII-masked, the raw path and query
 string: a card number or an e-mail in a URL never reaches the log.
 """
@@ -17,6 +20,7 @@ from typing import Any
 
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 
 from ballast_api.errors import error_response
 from ballast_common.telemetry import (
@@ -88,13 +92,9 @@ class RequestContextMiddleware:
             k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
         }
         parent = parse_traceparent(headers.get("traceparent"))
+        # The peer, or the client a trusted proxy named (ClientAddressMiddleware runs first).
         client = scope.get("client")
-        forwarded = headers.get("x-forwarded-for")
-        ip = (
-            forwarded.split(",")[0].strip()
-            if forwarded
-            else (client[0] if client else None)
-        )
+        ip = client[0] if client else None
         status = {"code": 500}
         start = time.perf_counter()
         with bind_request_context(
@@ -148,3 +148,36 @@ class RequestContextMiddleware:
                         status=status["code"],
                         duration_ms=round(elapsed * 1000, 2),
                     )
+
+
+class ClientAddressMiddleware:
+    """The client's address and scheme, believing forwarded headers only from trusted proxies.
+
+    uvicorn's own ProxyHeadersMiddleware does the work (the rightmost address in
+    X-Forwarded-For that is not itself a trusted proxy is the client), with
+    `security.trusted_proxies` as its allow-list; empty, no peer is trusted. It is built
+    on the first request, from the configuration the lifespan loaded. The api's entry
+    point turns uvicorn's server-level proxy handling off, so this is the only place
+    those headers are read.
+    """
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+        self._proxied: ASGIApp | None = None
+
+    def _build(self, scope: Scope) -> ASGIApp:
+        config = scope["app"].state.config
+        trusted = list(config.security.trusted_proxies)
+        if not trusted:
+            return self.app
+        # uvicorn types ASGI apps with its own (narrower) TypedDicts; the shape is the same.
+        proxied: ASGIApp = ProxyHeadersMiddleware(self.app, trusted_hosts=trusted)  # type: ignore[arg-type,assignment]
+        return proxied
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            await self.app(scope, receive, send)
+            return
+        if self._proxied is None:
+            self._proxied = self._build(scope)
+        await self._proxied(scope, receive, send)
