@@ -95,6 +95,23 @@ def test_a_trusted_proxy_names_the_client(make_client: Any) -> None:
     assert _login_ip(client, None) == ("10.1.2.3", "10.1.2.3")
 
 
+def test_a_spoofing_client_is_throttled_by_its_real_address(make_client: Any) -> None:
+    client = make_client(
+        "203.0.113.8",
+        trusted_proxies=["10.0.0.0/8"],
+        login_address_rate_per_minute=3,
+    )
+    statuses = [
+        client.post(
+            "/v1/sessions",
+            json={"username": f"nobody{i}", "password": "wrong-password"},
+            headers={"X-Forwarded-For": f"198.51.100.{i}"},
+        ).status_code
+        for i in range(5)
+    ]
+    assert statuses == [401, 401, 401, 429, 429]
+
+
 def test_trusted_proxies_must_be_addresses_or_networks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not an IP address or CIDR network"):
         make_config(tmp_path, security={"trusted_proxies": ["ui.example.com"]})

@@ -86,7 +86,7 @@ def client() -> TestClient:
         ("/v1/projects/00000000-0000-0000-0000-000000000000", None),
         ("/v1/drafts", {"GET", "PUT", "DELETE", "OPTIONS"}),
         ("/v1/forms/abc", {"GET", "PUT", "OPTIONS"}),
-        ("/v1/sessions", {"POST", "OPTIONS"}),
+        ("/v1/sessions", {"POST", "DELETE", "OPTIONS"}),
         ("/healthz", {"GET", "OPTIONS"}),
     ],
 )

@@ -9,6 +9,7 @@ from contextlib import asynccontextmanager
 from fastapi import FastAPI
 
 from ballast_api import errors, openapi
+from ballast_api.auth.throttle import close_login_throttle
 from ballast_api.health.router import router as health_router
 from ballast_api.input_guard import InputGuardMiddleware
 from ballast_api.middleware import ClientAddressMiddleware, RequestContextMiddleware
@@ -37,6 +38,7 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
         try:
             yield
         finally:
+            await close_login_throttle(app)
             if db is None:
                 reset_cache()
                 await app.state.db.adispose()

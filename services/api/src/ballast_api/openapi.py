@@ -7,7 +7,8 @@ the one error schema `ErrorBody` {code, message, details, trace_id}:
 - 401 for a bearer-authenticated route, 403 when it checks a permission;
 - 404 for a route with path parameters; 409 for an authenticated write (version
   conflicts, a write id in use); 413 for a JSON body; 422 for any input;
-- 503 for every route that reaches the database (all but /healthz), with Retry-After.
+- 503 for every route that reaches the database (all but /healthz), with Retry-After;
+  a declared 429 (login throttling) has Retry-After too.
 """
 
 from __future__ import annotations
@@ -77,7 +78,7 @@ def _error_response(status: str, existing: dict[str, Any] | None) -> dict[str, A
         "description": (existing or {}).get("description") or _DESCRIPTIONS[status],
         "content": {"application/json": {"schema": ERROR_REF}},
     }
-    if status in ("503", "413"):
+    if status in ("503", "413", "429"):
         response["headers"] = {
             "Retry-After": {
                 "description": "Seconds to wait before retrying",

@@ -1,13 +1,15 @@
-"""Login, token validation (idle + absolute expiry), logout."""
+"""Login (throttled), token validation (idle + absolute expiry), logout, sign-out everywhere."""
 
 from __future__ import annotations
 
 import uuid
 from datetime import timedelta
+from typing import Any, cast
 
-from sqlalchemy import select, update
+from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import selectinload
 
+from ballast_api.auth.throttle import LoginThrottle
 from ballast_api.principal import Principal
 from ballast_common.config import AppConfig
 from ballast_common.db import (
@@ -17,7 +19,7 @@ from ballast_common.db import (
     retry_db_async,
     run_tx_async,
 )
-from ballast_common.errors import AuthenticationError
+from ballast_common.errors import AuthenticationError, TransientError
 from ballast_common.models import Role, User, UserSession, user_roles, utcnow
 from ballast_common.security import (
     averify_password,
@@ -26,15 +28,60 @@ from ballast_common.security import (
     permissions_for,
 )
 
-# Refresh last_seen_at at most this often: each request must not become a write.
+# Refresh last_seen_at at most this often: each request must not become a write ...
 _TOUCH_EVERY = timedelta(seconds=15)
 
 
+def touch_interval(idle_timeout_s: float) -> timedelta:
+    """How stale last_seen_at may get before a request refreshes it.
+
+    At most a third of the idle timeout (and at most 15 s), so a session in use is
+    refreshed well before it could expire, however short the timeout is configured.
+    """
+    return min(_TOUCH_EVERY, timedelta(seconds=idle_timeout_s / 3))
+
+
+class LoginThrottled(TransientError):
+    """Too many failed logins for this account or from this address (429, Retry-After)."""
+
+    default_code = "rate_limited"
+    default_status = 429
+
+
+def _failure_reason(user: User | None, ok: bool) -> str:
+    if user is None:
+        return "unknown_user"
+    return "disabled" if ok else "wrong_password"
+
+
 async def login(
-    db: DB, config: AppConfig, username: str, password: str, ctx: WriteContext
+    db: DB,
+    config: AppConfig,
+    username: str,
+    password: str,
+    ctx: WriteContext,
+    *,
+    throttle: LoginThrottle,
+    replaces: str | None = None,
 ) -> tuple[str, UserSession, User]:
-    """Check the password and open a session. Returns (token, session, user)."""
+    """Check the password and open a session. Returns (token, session, user).
+
+    A throttled attempt is refused (429) before any database or argon2 work. A failed
+    one is audited (`login_failed`, and `login_throttled` when it starts a lock). The
+    session token `replaces`, when the client sent one, is ended in the same
+    transaction as the new session opens: a login always rotates the session.
+    """
     pepper = config.security.secret_key.get_secret_value()
+    throttled = await throttle.check(username, ctx.ip)
+    if throttled is not None:
+        raise LoginThrottled(
+            f"too many failed logins: try again in {throttled.retry_after_s} s",
+            details={
+                "scope": throttled.scope,
+                "retry_after_s": throttled.retry_after_s,
+            },
+            retry_after=throttled.retry_after_s,
+        )
 
     def find(uow: UnitOfWork) -> User | None:
         return uow.session.execute(
@@ -48,12 +95,57 @@ async def login(
     # An unknown user is verified against a dummy hash, so timing does not reveal it.
     ok = await averify_password(password, user.password_hash if user else None)
     if user is None or not ok or not user.is_active:
+        locks = await throttle.failed(username, ctx.ip)
+        reason = _failure_reason(user, ok)
+
+        def record(uow: UnitOfWork) -> None:
+            # An unknown username is not written down: it is often a password typed
+            # into the wrong field.
+            target = str(user.id) if user is not None else "unknown"
+            uow.audit(
+                "login_failed",
+                "users",
+                target,
+                new={"reason": reason, "ip": ctx.ip},
+            )
+            for lock in locks:
+                uow.audit(
+                    "login_throttled",
+                    "users" if lock.scope == "account" else "addresses",
+                    target if lock.scope == "account" else (ctx.ip or "unknown"),
+                    new={
+                        "scope": lock.scope,
+                        "strike": lock.strike,
+                        "locked_for_s": lock.seconds,
+                        "ip": ctx.ip,
+                    },
+                )
+
+        await run_tx_async(record, db=db, ctx=ctx)
         raise AuthenticationError("wrong username or password")
+    await throttle.succeeded(username, ctx.ip)
     token = new_token()
     now = utcnow()
     sec = config.security
+    replaced_hash = hash_token(replaces, pepper) if replaces else None
 
     def open_session(uow: UnitOfWork) -> UserSession:
+        if replaced_hash is not None:
+            old = uow.session.execute(
+                select(UserSession).where(
+                    UserSession.token_hash == replaced_hash,
+                    UserSession.revoked_at.is_(None),
+                )
+            ).scalar_one_or_none()
+            if old is not None:
+                old.revoked_at = now
+                uow.audit(
+                    "session_rotated",
+                    "sessions",
+                    str(old.id),
+                    old={"revoked_at": None},
+                    new={"revoked_at": now, "user_id": user.id},
+                )
         row = UserSession(
             user_id=user.id,
             token_hash=hash_token(token, pepper),
@@ -81,11 +173,12 @@ async def authenticate(db: DB, config: AppConfig, token: str) -> Principal:
     """The principal for a bearer token, or AuthenticationError (expired, revoked, unknown).
 
     Every request passes here, so it is one autocommit query (session, user and role
-    names in one round trip); last_seen_at is refreshed at most every few seconds. A
+    names in one round trip); last_seen_at is refreshed at most every `touch_interval`. A
     dropped connection is retried like a transaction (`retry_db_async`).
     """
     digest = hash_token(token, config.security.secret_key.get_secret_value())
     idle = timedelta(seconds=config.security.session_idle_timeout_s)
+    touch_every = touch_interval(config.security.session_idle_timeout_s)
     stmt = (
         select(
             UserSession.id,
@@ -125,7 +218,7 @@ async def authenticate(db: DB, config: AppConfig, token: str) -> Principal:
                 )
             if not first.is_active or first.deleted_at is not None:
                 raise AuthenticationError("account disabled")
-            if now - first.last_seen_at >= _TOUCH_EVERY:
+            if now - first.last_seen_at >= touch_every:
                 await conn.execute(
                     update(UserSession)
                     .where(UserSession.id == first.id)
@@ -158,6 +251,31 @@ async def logout(db: DB, session_id: uuid.UUID, ctx: WriteContext) -> None:
             )
 
     await run_tx_async(revoke, db=db, ctx=ctx)
+
+
+def revoke_all(uow: UnitOfWork, user_id: uuid.UUID, *, by: str) -> int:
+    """End every open session of `user_id` (sign-out everywhere); audited. Returns how many.
+
+    Args:
+        uow: The unit of work (its context names who does it).
+        user_id: Whose sessions end.
+        by: ``"self"`` or ``"admin"``, for the audit row.
+    """
+    now = utcnow()
+    result = uow.session.execute(
+        update(UserSession)
+        .where(UserSession.user_id == user_id, UserSession.revoked_at.is_(None))
+        .values(revoked_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    ended = cast("CursorResult[Any]", result).rowcount
+    uow.audit(
+        "logout_all",
+        "users",
+        str(user_id),
+        new={"sessions_ended": int(ended or 0), "by": by, "revoked_at": now},
+    )
+    return int(ended or 0)
 
 
 async def load_user(db: DB, user_id: uuid.UUID) -> User:

@@ -3,8 +3,9 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
+from ballast_api.auth.service import revoke_all
 from ballast_api.deps import CurrentPrincipal, DBDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.principal import Principal
 from ballast_api.schemas import MAX_PAGE, Page
@@ -12,6 +13,7 @@ from ballast_api.users import service
 from ballast_api.users.schemas import Preferences, UserAdminRead, UserCreate, UserUpdate
 from ballast_api.writes import idempotent_write
 from ballast_common.db import UnitOfWork, run_tx_async
+from ballast_common.models import User
 from ballast_common.security import Permission, ahash_password
 
 router = APIRouter(prefix="/users", tags=["users"])
@@ -93,3 +95,17 @@ async def update_user(
         db=db,
         ctx=ctx,
     )
+
+
+@router.delete("/{user_id}/sessions", status_code=204)
+async def delete_user_sessions(
+    user_id: uuid.UUID, _principal: Writer, db: DBDep, ctx: WriteCtxDep
+) -> Response:
+    """Sign a user out everywhere: end all of their sessions (admin)."""
+
+    def work(uow: UnitOfWork) -> int:
+        uow.repo(User).get(user_id)  # 404 for an unknown user
+        return revoke_all(uow, user_id, by="admin")
+
+    await run_tx_async(work, db=db, ctx=ctx)
+    return Response(status_code=204)
