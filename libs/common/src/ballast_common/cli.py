@@ -191,7 +191,14 @@ def db_migrate(
         ctx = _init(cfg)
         try:
             before = current_revision(ctx.db)
-            after = migrate(revision, db=ctx.db)
+            dbc = cfg.database
+            after = migrate(
+                revision,
+                db=ctx.db,
+                lock_timeout_s=dbc.migration_lock_timeout_s,
+                lock_attempts=dbc.migration_lock_attempts,
+                statement_timeout_s=dbc.migration_statement_timeout_s,
+            )
             head = head_revision()
         finally:
             ctx.db.dispose()

@@ -17,6 +17,12 @@ def _configure(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
+        # PostgreSQL (see ballast_common.db.migrate): one transaction per migration file,
+        # so a migration may leave the transaction (autocommit_block) for statements
+        # such as CREATE INDEX CONCURRENTLY.
+        transaction_per_migration=bool(
+            config.attributes.get("transaction_per_migration")
+        ),
         # SQLite cannot ALTER most things in place: batch mode copies the table.
         render_as_batch=connection.dialect.name == "sqlite",
         compare_type=True,
