@@ -10,6 +10,7 @@ stage/prod refuse to start with a missing or default secret.
 from __future__ import annotations
 
 import importlib.util
+import ipaddress
 import os
 import tomllib
 from enum import StrEnum
@@ -211,11 +212,48 @@ class SecurityConfig(BaseModel):
     session_idle_timeout_s: int = Field(default=1800, ge=10)
     # ... and this many seconds after login, whatever the activity.
     session_absolute_timeout_s: int = Field(default=43_200, ge=60)
-    # Failed logins allowed per username per minute.
+    # Failed logins allowed per username per minute (from any address); one more locks
+    # the account for login_backoff_base_s, doubled on each lock, at most
+    # login_backoff_max_s -- except from addresses that account logged in from before.
     login_rate_per_minute: int = Field(default=20, ge=1)
+    # Failed logins allowed per client address per minute (over every username).
+    login_address_rate_per_minute: int = Field(default=100, ge=1)
+    # First lock (in seconds) after too many failures; each further lock doubles it ...
+    login_backoff_base_s: int = Field(default=60, ge=1)
+    # ... up to this many seconds: a lock always ends on its own (no lock-out for good).
+    login_backoff_max_s: int = Field(default=900, ge=1)
+    # Locks are counted (for the doubling) until this many seconds pass without one.
+    login_backoff_memory_s: int = Field(default=3600, ge=1)
+    # A successful login makes its address "known" to that account for this many
+    # seconds: a lock of the account (not of the address) does not apply there.
+    login_known_address_s: int = Field(default=30 * 86_400, ge=0)
     # Threads per process that hash and verify passwords (argon2 is slow on purpose and
     # never runs on the api's event loop); more logins than this wait their turn.
     password_hash_workers: int = Field(default=2, ge=1, le=64)
+    # Peers (IP addresses or CIDR networks) whose X-Forwarded-For / X-Forwarded-Proto
+    # are believed: the ui pods or the ingress in front of the api. Anyone else's are
+    # ignored, so a client cannot choose the address its audit rows and throttling see.
+    # In the environment a JSON list: BALLAST_SECURITY__TRUSTED_PROXIES='["10.0.0.0/8"]'.
+    trusted_proxies: list[str] = Field(default_factory=list)
+    # Strict-Transport-Security: auto sends it on requests that came over TLS (as the
+    # trusted proxy says), always on every response, never not at all.
+    hsts: Literal["auto", "always", "never"] = "auto"
+    # max-age of Strict-Transport-Security (in seconds).
+    hsts_max_age_s: int = Field(default=31_536_000, ge=0)
+    # Serve /docs, /redoc and /openapi.json; None: on, except when env is prod.
+    api_docs: bool | None = None
+
+    @field_validator("trusted_proxies")
+    @classmethod
+    def _check_proxies(cls, value: list[str]) -> list[str]:
+        for item in value:
+            try:
+                ipaddress.ip_network(item, strict=False)
+            except ValueError:
+                raise ValueError(
+                    f"trusted_proxies: {item!r} is not an IP address or CIDR network"
+                ) from None
+        return value
 
 
 class S3Config(BaseModel):
