@@ -119,6 +119,12 @@ BALLAST_S3__BUCKET: {{ $.Values.s3.bucket | quote }}
 BALLAST_S3__REGION: {{ $.Values.s3.region | quote }}
 BALLAST_S3__ACCESS_KEY_ID: {{ $.Values.s3.accessKeyId | quote }}
 {{- end }}
+{{- with .Values.config.trustedProxies }}
+BALLAST_SECURITY__TRUSTED_PROXIES: {{ toJson . | quote }}
+{{- end }}
+{{- if not (kindIs "invalid" .Values.config.apiDocs) }}
+BALLAST_SECURITY__API_DOCS: {{ .Values.config.apiDocs | quote }}
+{{- end }}
 {{- range $k, $v := .Values.config.extra }}
 {{ $k }}: {{ $v | quote }}
 {{- end }}
