@@ -108,13 +108,23 @@ CMD ["python", "-m", "ballast_jobs", "worker"]
 # PostgreSQL client tools of the base's Debian release (a pg_dump at least as new as the server)
 # and pgBackRest for `ballast backup pitr` (point-in-time recovery through WAL archiving).
 FROM runtime AS backup
+# PG_MAJOR: the PostgreSQL major version of the servers this image backs up (e.g. 16), so
+# pg_dump/pg_restore are never older than the server. Empty: the client of the base image's
+# Debian release. A major that release does not ship needs the PGDG apt repository
+# (apt.postgresql.org) in the base image. The backup commands check the tools against the
+# server at start and name the build argument when they are too old.
+ARG PG_MAJOR=""
 USER 0
-# The client version follows the base image's Debian release; pinning it would tie the
-# Dockerfile to one base.
 # hadolint ignore=DL3008
 RUN apt-get update \
-    && apt-get install -y --no-install-recommends postgresql-client pgbackrest \
-    && rm -rf /var/lib/apt/lists/*
+    && apt-get install -y --no-install-recommends "postgresql-client${PG_MAJOR:+-$PG_MAJOR}" pgbackrest \
+    && rm -rf /var/lib/apt/lists/* \
+    && if [ -n "$PG_MAJOR" ]; then \
+         case "$(pg_dump --version)" in \
+           *"(PostgreSQL) ${PG_MAJOR}."*) ;; \
+           *) echo "pg_dump is not PostgreSQL ${PG_MAJOR}: $(pg_dump --version)" >&2; exit 1 ;; \
+         esac; \
+       fi
 USER 10001:10001
 # Same path as in the build stage: the virtualenv's scripts name their interpreter by path.
 COPY --from=build /opt/venvs/backup /opt/venvs/backup

@@ -15,6 +15,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import re
 import secrets
 import shutil
 import sqlite3
@@ -69,6 +70,52 @@ def find_pg_tool(name: str, bindir: Path | None = None) -> str:
     raise BackupError(
         f"{name} not found: install the PostgreSQL client (apt-get install postgresql-client)"
     )
+
+
+_VERSION = re.compile(r"\(PostgreSQL\) (\d+)")
+
+
+def tool_major(path: str) -> int:
+    """The PostgreSQL major version a client tool (``pg_dump --version``) reports."""
+    try:
+        out = subprocess.run(
+            [path, "--version"], capture_output=True, timeout=30, check=False
+        ).stdout.decode(errors="replace")
+    except OSError as exc:
+        raise BackupError(f"cannot run {path} --version: {exc}") from exc
+    found = _VERSION.search(out)
+    if found is None:
+        shown = out.strip().replace("\x00", "")[:80]
+        raise BackupError(f"{path} --version names no PostgreSQL version: {shown!r}")
+    return int(found.group(1))
+
+
+def server_major(target: Target) -> int:
+    """The major version of the PostgreSQL server behind `target`."""
+    with psycopg.connect(libpq_url(target.url), connect_timeout=10) as conn:
+        row = conn.execute("SHOW server_version_num").fetchone()
+    assert row is not None
+    return int(row[0]) // 10000
+
+
+def check_pg_tool(name: str, target: Target, bindir: Path | None = None) -> str:
+    """The path of `name` (pg_dump, pg_restore), checked to be no older than the server.
+
+    An older pg_dump refuses a newer server, and an older pg_restore cannot read what a
+    newer pg_dump wrote: say so before anything starts, naming the fix.
+
+    Raises:
+        BackupError: The tool is missing, names no version, or is older than the server.
+    """
+    path = find_pg_tool(name, bindir)
+    tool, server = tool_major(path), server_major(target)
+    if tool < server:
+        raise BackupError(
+            f"{name} {tool} is older than the PostgreSQL {server} server: build the "
+            f"backup image with --build-arg PG_MAJOR={server}, or point "
+            f"backup.pg_bindir at a PostgreSQL {server} client ({path})"
+        )
+    return path
 
 
 class CountingReader:
@@ -388,7 +435,7 @@ def pg_dump_stream(
     progress: Progress = _noop,
 ) -> Any:
     """Run pg_dump -Fc and hand its output stream to `sink` (which uploads it)."""
-    args = [find_pg_tool("pg_dump", bindir), "-Fc", "--no-password"]
+    args = [check_pg_tool("pg_dump", target, bindir), "-Fc", "--no-password"]
     if snapshot:
         args += ["--snapshot", snapshot]
     args += ["-d", _pg_args_url(target.url)]
@@ -424,7 +471,7 @@ def pg_restore_stream(
 ) -> str:
     """Feed a custom-format dump into pg_restore; returns the stream's sha256."""
     args = [
-        find_pg_tool("pg_restore", bindir),
+        check_pg_tool("pg_restore", target, bindir),
         "--no-password",
         "--no-owner",
         "--no-privileges",
