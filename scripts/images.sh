@@ -7,6 +7,8 @@
 #   REGISTRY     image name prefix (default: localhost/ballast)
 #   BASE_IMAGE   Python base image (default python:3.11-slim, the Dockerfile's default)
 #   UV_IMAGE     image carrying /uv (default ghcr.io/astral-sh/uv:<pinned>, the Dockerfile's default)
+#   PG_MAJOR     PostgreSQL major of the servers the backup image backs up (default: the base's
+#                Debian client; the backup commands refuse a client older than the server)
 #   LOCAL_BASE=1 build both from local parts instead of pulling them (no registry reachable):
 #                a debootstrapped Debian bookworm with python3 (localhost/ballast-base:bookworm)
 #                and a scratch image holding this machine's uv binary (localhost/uv:<version>).
@@ -65,6 +67,7 @@ if [ -n "${SSL_CERT_FILE:-}" ] && [ -f "$SSL_CERT_FILE" ] && [ "$ENGINE" = podma
 fi
 [ -z "${BASE_IMAGE:-}" ] || build_args+=(--build-arg "BASE_IMAGE=$BASE_IMAGE")
 [ -z "${UV_IMAGE:-}" ] || build_args+=(--build-arg "UV_IMAGE=$UV_IMAGE")
+[ -z "${PG_MAJOR:-}" ] || build_args+=(--build-arg "PG_MAJOR=$PG_MAJOR")
 
 for target in "${targets[@]}"; do
     image="$REGISTRY-$target:$TAG"
