@@ -77,9 +77,14 @@ def fullname(release: str, chart_name: str = "ballast") -> str:
     return name[:63].rstrip("-")
 
 
+# How long helm waits: the migration hook may take its whole deadline
+# (migrations.activeDeadlineSeconds, 600 s by default) before the rollout even starts.
+HELM_TIMEOUT = "15m"
+
+
 def upgrade_command(target: Target, sets: dict[str, str]) -> list[str]:
     """`helm upgrade` keeping every other value (--reuse-values), waiting for the rollout."""
-    cmd = [*target.base, "--reuse-values", "--wait", "--timeout", "10m"]
+    cmd = [*target.base, "--reuse-values", "--wait", "--timeout", HELM_TIMEOUT]
     for key, value in sets.items():
         cmd += ["--set-string" if key.endswith(".tag") else "--set", f"{key}={value}"]
     return cmd

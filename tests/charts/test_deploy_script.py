@@ -230,3 +230,34 @@ def test_stage_pins_the_active_colour_and_the_command_renders(
         s for s in find(objs, "Service") if s["metadata"]["name"] == "ballast-ui"
     )
     assert svc["spec"]["selector"]["ballast.io/color"] == "blue"
+
+
+def _seconds(duration: str) -> int:
+    units = {"s": 1, "m": 60, "h": 3600}
+    return int(duration[:-1]) * units[duration[-1]]
+
+
+def test_helm_waits_longer_than_the_migration_may_take() -> None:
+    """Every documented `helm upgrade --wait` (and the script's) outlasts the migration
+    hook's deadline plus a rollout, so helm never gives up on a migration still running.
+    """
+    deadline = yaml.safe_load((CHART / "values.yaml").read_text())["migrations"][
+        "activeDeadlineSeconds"
+    ]
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import deploy  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    assert _seconds(deploy.HELM_TIMEOUT) >= deadline + 300
+    readme = (CHART / "README.md").read_text()
+    waits = [
+        line
+        for line in readme.splitlines()
+        if "helm upgrade" in line and "--wait" in line
+    ]
+    assert waits
+    for line in waits:
+        assert "--timeout" in line, line
+        timeout = line.split("--timeout", 1)[1].split()[0]
+        assert _seconds(timeout) >= deadline + 300, line
