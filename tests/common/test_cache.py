@@ -503,3 +503,34 @@ def test_metrics_count_lookups_by_layer_latency_and_evictions(
     asyncio.run(a.get_or_compute_async(async_key, compute))
     assert _sample("ballast_cache_get_seconds_count", layer="compute") == computes + 1
     assert _sample("ballast_cache_get_seconds_count", layer="l1") == l1_latency + 2
+
+
+def test_a_bust_that_missed_redis_is_sent_when_it_answers(
+    make_cache: MakeCache, keys: CacheKeys, tmp_path: Path
+) -> None:
+    port = free_port()
+    url = f"redis://{LOOPBACK}:{port}/0"
+    writer = Cache(keys, redis_url=url, retry_redis_after_s=0.05)  # Redis not up yet
+    t = tag()
+    key = keys.key("t", "pending")
+    assert writer.bust(t) == 0  # could not reach Redis: kept
+    # Its own tagged values are not served from L1 while a bust is unsent.
+    assert writer.get_or_compute(key, lambda: "a", tags=[t]) == "a"
+    assert writer.get_or_compute(key, lambda: "b", tags=[t]) == "b"
+    proc = _redis_on(port, tmp_path)
+    try:
+        reader = make_cache(url)
+        assert reader.get_or_compute(key, lambda: "old", tags=[t]) == "old"
+        # Once Redis answers the writer again, its next call sends the kept bust.
+        deadline = time.monotonic() + 15
+        attempt = 0
+        while writer.ping() != "ok" or writer._pending:
+            assert time.monotonic() < deadline, "the kept bust was never sent"
+            attempt += 1  # a new key each time: an L1 hit does not ask Redis
+            writer.get_or_compute(keys.key("t", "other", attempt), lambda: 0)
+            time.sleep(0.06)
+        assert reader.get_or_compute(key, lambda: "new", tags=[t]) == "new"
+    finally:
+        writer.close()
+        proc.terminate()
+        proc.wait(timeout=10)
