@@ -188,6 +188,9 @@ def test_a_victim_is_not_locked_out_at_a_known_address(
         assert statuses[-1] == 429
         # The owner, from the address they logged in from before: not locked.
         assert _login(client, "editor", PASSWORDS["editor"], ip=home).status_code == 201
+        # A typo at home is checked (401), and starts no second lock.
+        assert _login(client, "editor", WRONG, ip=home).status_code == 401
+        assert len(_audits(client, "login_throttled")) == 1
         # ... while the attacker stays locked, and so does any other new address.
         assert _login(client, "editor", WRONG).status_code == 429
         other = "192.0.2.3"
@@ -367,3 +370,53 @@ def test_an_unreachable_redis_from_the_start_never_gives_500(
     with make_client(redis_url=dead, login_rate_per_minute=2) as client:
         statuses = [_login(client, "viewer", WRONG).status_code for _ in range(3)]
         assert statuses == [401, 401, 429]
+
+
+def test_known_addresses_can_be_switched_off() -> None:
+    sec = AppConfig(
+        security={"login_rate_per_minute": 1, "login_known_address_s": 0}
+    ).security
+
+    async def scenario() -> object:
+        throttle = LoginThrottle(sec)
+        await throttle.succeeded("dave", "198.51.100.4")
+        await throttle.failed("dave", "203.0.113.4")
+        return await throttle.check("dave", "198.51.100.4")
+
+    throttled = asyncio.run(scenario())
+    assert throttled is not None
+
+
+@pytest.mark.integration
+def test_the_limiter_returns_to_redis_when_it_answers_again(
+    redis_clean: RedisServer,
+) -> None:
+    sec = AppConfig(security={"login_rate_per_minute": 5}).security
+    dead = f"redis://127.0.0.1:{free_port()}/0"
+
+    async def scenario() -> tuple[bool, float, bool, float, int]:
+        throttle = LoginThrottle(sec, dead)
+        await throttle.failed("erin", "192.0.2.9")
+        degraded, gauge = throttle.degraded, _sample("ballast_login_limiter_degraded")
+        # Redis is back (here: the live one) and the retry pause is over.
+        live = LoginThrottle(sec, redis_clean.url)
+        await throttle.aclose()
+        throttle.redis, throttle.pool = live.redis, live.pool
+        throttle._down_until = 0.0
+        await throttle.failed("erin", "192.0.2.9")
+        client = redis_clean.client()
+        try:
+            keys = len(client.keys(f"{KEY_PREFIX}:LIMITER/fail/account/*"))
+        finally:
+            client.close()
+        result = (
+            degraded,
+            gauge,
+            throttle.degraded,
+            _sample("ballast_login_limiter_degraded"),
+            keys,
+        )
+        await throttle.aclose()
+        return result
+
+    assert asyncio.run(scenario()) == (True, 1.0, False, 0.0, 1)

@@ -160,3 +160,12 @@ def test_the_served_api_names_no_server(
     assert resp.status_code == 200
     assert "server" not in resp.headers
     _assert_common(resp)
+
+
+def test_headers_before_the_app_is_configured() -> None:
+    # No lifespan has run (no configuration yet): the defaults hold, nothing crashes.
+    client = TestClient(create_app(), raise_server_exceptions=False)
+    resp = client.get("/v1/nowhere", headers={"X-Forwarded-For": "198.51.100.1"})
+    assert resp.status_code == 404
+    _assert_common(resp)
+    assert "strict-transport-security" not in resp.headers

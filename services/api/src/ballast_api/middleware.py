@@ -165,8 +165,10 @@ class ClientAddressMiddleware:
         self.app = app
         self._proxied: ASGIApp | None = None
 
-    def _build(self, scope: Scope) -> ASGIApp:
-        config = scope["app"].state.config
+    def _build(self, scope: Scope) -> ASGIApp | None:
+        config = getattr(scope["app"].state, "config", None)
+        if config is None:
+            return None  # not started yet: believe nobody, decide once configured
         trusted = list(config.security.trusted_proxies)
         if not trusted:
             return self.app
@@ -180,4 +182,4 @@ class ClientAddressMiddleware:
             return
         if self._proxied is None:
             self._proxied = self._build(scope)
-        await self._proxied(scope, receive, send)
+        await (self._proxied or self.app)(scope, receive, send)

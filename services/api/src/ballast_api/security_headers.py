@@ -28,7 +28,7 @@ from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ballast_api.errors import error_response
-from ballast_common.config import AppConfig, Env
+from ballast_common.config import AppConfig, Env, SecurityConfig
 
 DOCS_PATHS = frozenset({"/docs", "/docs/oauth2-redirect", "/redoc", "/openapi.json"})
 # Responses of these paths carry tokens or permissions: never stored by any cache.
@@ -58,10 +58,11 @@ class SecurityHeadersMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        config: AppConfig = scope["app"].state.config
+        # Before the lifespan has loaded it (no app can serve then), the defaults hold.
+        config: AppConfig | None = getattr(scope["app"].state, "config", None)
+        sec = config.security if config is not None else SecurityConfig()
         path: str = scope.get("path", "")
         is_docs = path in DOCS_PATHS
-        sec = config.security
         hsts = sec.hsts == "always" or (
             sec.hsts == "auto" and scope.get("scheme") == "https"
         )
@@ -82,7 +83,7 @@ class SecurityHeadersMiddleware:
                     headers["Pragma"] = "no-cache"
             await send(message)
 
-        if is_docs and not docs_enabled(config):
+        if is_docs and config is not None and not docs_enabled(config):
             response = error_response(404, "not_found", "not found")
             await response(scope, receive, send_with_headers)
             return
