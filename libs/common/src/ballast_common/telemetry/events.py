@@ -12,6 +12,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, Counter
 
+from ballast_common.contracts.events import EVENT_NAME_PATTERN, MAX_EVENT_NAME_LENGTH
 from ballast_common.telemetry.context import (
     correlation_id_var,
     trace_id_var,
@@ -22,10 +23,8 @@ from ballast_common.telemetry.logging import get_logger
 from ballast_common.telemetry.metrics import get_or_create
 from ballast_common.telemetry.pii import mask_data
 
-# snake_case segments, optionally dotted: "form_saved", "jobs.cancel_requested".
-EVENT_NAME_PATTERN = r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$"
+# The api's rule for event names (`EventIn`), so track() refuses nothing it stored.
 _EVENT_NAME_RE = re.compile(EVENT_NAME_PATTERN)
-MAX_EVENT_NAME_LENGTH = 100
 
 _log = get_logger("ballast.events")
 

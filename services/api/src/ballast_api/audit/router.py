@@ -6,10 +6,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Query
 from sqlalchemy import func, select
 
-from ballast_api.audit.schemas import AuditRead
 from ballast_api.deps import DBDep, require
 from ballast_api.principal import Principal
-from ballast_api.schemas import MAX_PAGE, Page
+from ballast_api.schemas import MAX_PAGE
+from ballast_common.contracts import AuditRead, Page
 from ballast_common.db import PageResult, UnitOfWork, run_tx_async
 from ballast_common.fields import Timestamp
 from ballast_common.models import AuditLog

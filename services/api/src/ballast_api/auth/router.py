@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter, Request, Response
 
 from ballast_api.auth import service
-from ballast_api.auth.schemas import LoginRequest, SessionRead, UserRead
 from ballast_api.auth.throttle import ThrottleDep
 from ballast_api.deps import CurrentPrincipal, DBDep, SettingsDep, WriteCtxDep
+from ballast_common.contracts import LoginRequest, SessionRead, UserRead
 from ballast_common.db import run_tx_async
 from ballast_common.models import User
 from ballast_common.security import permissions_for

@@ -7,19 +7,20 @@ from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from ballast_api.datasets import service
-from ballast_api.datasets.schemas import (
-    DatasetDetail,
-    DatasetImport,
-    DatasetRead,
-    Format,
-)
 from ballast_api.deps import DBDep, SettingsDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.jobs.dispatch import SenderDep
 from ballast_api.principal import Principal
-from ballast_api.schemas import MAX_PAGE, Page
+from ballast_api.schemas import MAX_PAGE
 from ballast_api.writes import idempotent_write
+from ballast_common.contracts import (
+    DatasetDetail,
+    DatasetFormat,
+    DatasetImport,
+    DatasetRead,
+    JobView,
+    Page,
+)
 from ballast_common.db import UnitOfWork, run_tx_async
-from ballast_common.jobs import JobView
 from ballast_common.models import Dataset
 from ballast_common.security import Permission
 from ballast_common.storage import open_store
@@ -44,7 +45,7 @@ async def import_dataset(
     write_id: WriteIdDep,
     send: SenderDep,
     name: Annotated[str, Query(min_length=1, max_length=200)],
-    format: Annotated[Format | None, Query()] = None,
+    format: Annotated[DatasetFormat | None, Query()] = None,
     project_id: uuid.UUID | None = None,
     filename: Annotated[
         str, Header(alias="X-Filename", max_length=255, description="The file's name.")

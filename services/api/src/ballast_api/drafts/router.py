@@ -6,14 +6,14 @@ from fastapi import APIRouter, Depends, Query
 
 from ballast_api.deps import DBDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.drafts import service
-from ballast_api.drafts.schemas import (
+from ballast_api.principal import Principal
+from ballast_api.writes import idempotent_write
+from ballast_common.contracts.drafts import (
     KEY_PATTERN,
     DraftBatch,
     DraftBatchResult,
     DraftRead,
 )
-from ballast_api.principal import Principal
-from ballast_api.writes import idempotent_write
 from ballast_common.db import UnitOfWork, run_tx_async
 from ballast_common.security import Permission
 

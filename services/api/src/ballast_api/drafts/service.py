@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import select, tuple_
 
-from ballast_api.drafts.schemas import DraftBatch, DraftRead, DraftResult
+from ballast_common.contracts import DraftBatch, DraftRead, DraftResult
 from ballast_common.db import UnitOfWork, jsonable
 from ballast_common.models import Draft
 

@@ -1,36 +1,19 @@
 from __future__ import annotations
 
-from typing import Annotated, Any
+from typing import Annotated
 
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, Field
 
 from ballast_api.deps import DBDep, WriteCtxDep, require
 from ballast_api.principal import Principal
+from ballast_common.contracts import EventBatch
 from ballast_common.db import UnitOfWork, run_tx_async
 from ballast_common.models import EventRow
 from ballast_common.security import Permission
 from ballast_common.telemetry import mask_data, track
-from ballast_common.telemetry.events import (
-    EVENT_NAME_PATTERN,
-    MAX_EVENT_NAME_LENGTH,
-)
 
 router = APIRouter(prefix="/events", tags=["events"])
 Tracker = Annotated[Principal, Depends(require(Permission.EVENTS_WRITE))]
-
-
-class EventIn(BaseModel):
-    # The rule track() applies, checked here so no event is stored that it refuses.
-    event: str = Field(
-        min_length=1, max_length=MAX_EVENT_NAME_LENGTH, pattern=EVENT_NAME_PATTERN
-    )
-    props: dict[str, Any] = Field(default_factory=dict)
-    session_id: str | None = Field(default=None, max_length=64)
-
-
-class EventBatch(BaseModel):
-    events: list[EventIn] = Field(min_length=1, max_length=200)
 
 
 @router.post("", status_code=202, response_model=dict[str, int])

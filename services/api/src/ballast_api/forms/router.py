@@ -6,9 +6,9 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from ballast_api.deps import DBDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.forms import service
-from ballast_api.forms.schemas import FORM_ID_PATTERN, FormRead, FormSave
 from ballast_api.principal import Principal
 from ballast_api.writes import idempotent_write
+from ballast_common.contracts.forms import FORM_ID_PATTERN, FormRead, FormSave
 from ballast_common.db import UnitOfWork, run_tx_async
 from ballast_common.security import Permission
 

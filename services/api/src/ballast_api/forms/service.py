@@ -7,7 +7,7 @@ import uuid
 from sqlalchemy import select
 
 from ballast_api.drafts import service as drafts
-from ballast_api.forms.schemas import FormConflict, FormRead, FormSave
+from ballast_common.contracts import FormConflict, FormRead, FormSave
 from ballast_common.db import UnitOfWork
 from ballast_common.errors import ConflictError, NotFoundError
 from ballast_common.models import Form

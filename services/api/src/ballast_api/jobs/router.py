@@ -9,17 +9,18 @@ from fastapi import APIRouter, Depends, Query
 from ballast_api.deps import DBDep, SettingsDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.jobs import service
 from ballast_api.jobs.dispatch import SenderDep
-from ballast_api.jobs.schemas import (
-    JobCreate,
-    JobRead,
-    JobResultRead,
-    JobStatus,
-    TaskInfo,
-)
 from ballast_api.principal import Principal
-from ballast_api.schemas import MAX_PAGE, Page
+from ballast_api.schemas import MAX_PAGE
 from ballast_api.writes import idempotent_write
 from ballast_common import jobs
+from ballast_common.contracts import (
+    JobCreate,
+    JobResultRead,
+    JobStatus,
+    JobView,
+    Page,
+    TaskInfo,
+)
 from ballast_common.db import PageResult, UnitOfWork, run_tx_async
 from ballast_common.fields import Flag, Timestamp
 from ballast_common.models import Job
@@ -44,7 +45,7 @@ async def list_tasks(_principal: Reader) -> list[TaskInfo]:
     ]
 
 
-@router.post("", response_model=JobRead, status_code=201)
+@router.post("", response_model=JobView, status_code=201)
 async def enqueue_job(
     body: JobCreate,
     principal: Writer,
@@ -53,12 +54,12 @@ async def enqueue_job(
     write_id: WriteIdDep,
     send: SenderDep,
     config: SettingsDep,
-) -> JobRead:
+) -> JobView:
     """Start a job: the row commits (PENDING) before its message is sent; idempotent
     per Idempotency-Key."""
     params = jobs.validate_params(body.name, body.kwargs)
 
-    def work(uow: UnitOfWork) -> JobRead:
+    def work(uow: UnitOfWork) -> JobView:
         return _write(
             uow,
             write_id,
@@ -87,20 +88,20 @@ def _write(
     payload: dict[str, Any],
     change: Callable[[], Job],
     status: int = 202,
-) -> JobRead:
+) -> JobView:
     """Run `change` once per write id (a replay answers what the first call did)."""
     _status, job = idempotent_write(
         uow,
         write_id,
         operation,
         payload,
-        JobRead,
-        lambda: (status, JobRead.of(change())),
+        JobView,
+        lambda: (status, JobView.of(change())),
     )
     return job
 
 
-@router.get("", response_model=Page[JobRead])
+@router.get("", response_model=Page[JobView])
 async def list_jobs(
     principal: Reader,
     db: DBDep,
@@ -119,10 +120,10 @@ async def list_jobs(
         Timestamp | None,
         Query(description="Only jobs finished after this time (for notifications)."),
     ] = None,
-) -> Page[JobRead]:
+) -> Page[JobView]:
     """My jobs (admins: all), newest first, filtered."""
 
-    def work(uow: UnitOfWork) -> Page[JobRead]:
+    def work(uow: UnitOfWork) -> Page[JobView]:
         items, total = service.page(
             uow,
             principal,
@@ -135,7 +136,7 @@ async def list_jobs(
             mine=mine,
             finished_since=finished_since,
         )
-        return Page[JobRead].of(PageResult(items, total, page, size), JobRead.of)
+        return Page[JobView].of(PageResult(items, total, page, size), JobView.of)
 
     return await run_tx_async(work, db=db)
 
@@ -148,11 +149,11 @@ async def jobs_summary(
     return await run_tx_async(lambda uow: service.summary(uow, principal, mine), db=db)
 
 
-@router.get("/{job_id}", response_model=JobRead)
-async def get_job(job_id: uuid.UUID, principal: Reader, db: DBDep) -> JobRead:
+@router.get("/{job_id}", response_model=JobView)
+async def get_job(job_id: uuid.UUID, principal: Reader, db: DBDep) -> JobView:
     """One job: status, progress, error with trace id and suggested action."""
     return await run_tx_async(
-        lambda uow: JobRead.of(service.visible(uow, principal, job_id)), db=db
+        lambda uow: JobView.of(service.visible(uow, principal, job_id)), db=db
     )
 
 
@@ -169,18 +170,18 @@ async def get_job_result(
     return await run_tx_async(work, db=db)
 
 
-@router.post("/{job_id}/cancel", response_model=JobRead, status_code=202)
+@router.post("/{job_id}/cancel", response_model=JobView, status_code=202)
 async def cancel_job(
     job_id: uuid.UUID,
     principal: Writer,
     db: DBDep,
     ctx: WriteCtxDep,
     write_id: WriteIdDep,
-) -> JobRead:
+) -> JobView:
     """Cancel: at once if pending; a running job stops cooperatively or is terminated
     after the grace period. Idempotent per Idempotency-Key."""
 
-    def work(uow: UnitOfWork) -> JobRead:
+    def work(uow: UnitOfWork) -> JobView:
         job = service.visible(uow, principal, job_id)
         return _write(
             uow,
@@ -193,7 +194,7 @@ async def cancel_job(
     return await run_tx_async(work, db=db, ctx=ctx)
 
 
-@router.post("/{job_id}/retry", response_model=JobRead, status_code=202)
+@router.post("/{job_id}/retry", response_model=JobView, status_code=202)
 async def retry_job(
     job_id: uuid.UUID,
     principal: Writer,
@@ -201,11 +202,11 @@ async def retry_job(
     ctx: WriteCtxDep,
     write_id: WriteIdDep,
     send: SenderDep,
-) -> JobRead:
+) -> JobView:
     """Run a failed or cancelled job again; idempotent per Idempotency-Key (a repeated
     request answers the first one's outcome instead of starting a second run)."""
 
-    def work(uow: UnitOfWork) -> JobRead:
+    def work(uow: UnitOfWork) -> JobView:
         job = service.visible(uow, principal, job_id)
         return _write(
             uow,

@@ -8,15 +8,16 @@ from fastapi import APIRouter, Depends, Query, Response
 from ballast_api.deps import DBDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.principal import Principal
 from ballast_api.projects import service
-from ballast_api.projects.schemas import (
+from ballast_api.schemas import MAX_PAGE
+from ballast_api.writes import idempotent_write
+from ballast_common.contracts import Page
+from ballast_common.contracts.projects import (
     ProjectCreate,
     ProjectRead,
     ProjectUpdate,
     ProjectWriteResult,
     Status,
 )
-from ballast_api.schemas import MAX_PAGE, Page
-from ballast_api.writes import idempotent_write
 from ballast_common.db import UnitOfWork, run_tx_async
 from ballast_common.fields import INT32_MAX
 from ballast_common.security import Permission

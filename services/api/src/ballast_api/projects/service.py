@@ -3,7 +3,7 @@ from __future__ import annotations
 import uuid
 from typing import Any
 
-from ballast_api.projects.schemas import (
+from ballast_common.contracts import (
     ProjectCreate,
     ProjectRead,
     ProjectUpdate,

@@ -8,10 +8,16 @@ from fastapi import APIRouter, Depends, Query, Response
 from ballast_api.auth.service import revoke_all
 from ballast_api.deps import CurrentPrincipal, DBDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.principal import Principal
-from ballast_api.schemas import MAX_PAGE, Page
+from ballast_api.schemas import MAX_PAGE
 from ballast_api.users import service
-from ballast_api.users.schemas import Preferences, UserAdminRead, UserCreate, UserUpdate
 from ballast_api.writes import idempotent_write
+from ballast_common.contracts import (
+    Page,
+    Preferences,
+    UserAdminRead,
+    UserCreate,
+    UserUpdate,
+)
 from ballast_common.db import UnitOfWork, run_tx_async
 from ballast_common.models import User
 from ballast_common.security import Permission, ahash_password

@@ -7,7 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
-from ballast_api.users.schemas import Preferences, UserAdminRead, UserCreate, UserUpdate
+from ballast_common.contracts import Preferences, UserAdminRead, UserCreate, UserUpdate
 from ballast_common.db import PageResult, UnitOfWork
 from ballast_common.errors import ConflictError, ValidationError
 from ballast_common.models import Role, User

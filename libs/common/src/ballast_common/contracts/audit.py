@@ -1,3 +1,5 @@
+"""The audit log as the api lists it."""
+
 from __future__ import annotations
 
 import uuid

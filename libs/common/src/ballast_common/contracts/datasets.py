@@ -1,3 +1,5 @@
+"""Datasets: uploaded files imported by a job, with their columns and a preview."""
+
 from __future__ import annotations
 
 import uuid
@@ -6,9 +8,9 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict
 
-from ballast_common.jobs import JobView
+from ballast_common.contracts.jobs import JobView
 
-Format = Literal["csv", "excel", "json", "parquet"]
+DatasetFormat = Literal["csv", "excel", "json", "parquet"]
 
 
 class DatasetRead(BaseModel):
@@ -23,6 +25,7 @@ class DatasetRead(BaseModel):
     size_bytes: int
     sha256: str
     row_count: int | None
+    # ``[{"name": ..., "dtype": ...}]``
     columns: list[dict[str, Any]]
     error_code: str | None
     error_message: str | None

@@ -1,3 +1,5 @@
+"""User administration and personal preferences."""
+
 from __future__ import annotations
 
 import uuid

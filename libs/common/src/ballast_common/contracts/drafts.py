@@ -1,3 +1,5 @@
+"""Drafts: widget values saved as they are typed, before the form is saved."""
+
 from __future__ import annotations
 
 from datetime import datetime
@@ -47,6 +49,3 @@ class DraftResult(BaseModel):
 
 class DraftBatchResult(BaseModel):
     items: list[DraftResult]
-
-
-__all__ = ["DraftBatch", "DraftBatchResult", "DraftRead", "DraftResult", "DraftWrite"]

@@ -1,3 +1,5 @@
+"""Forms: saved form data with a version (optimistic concurrency)."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,3 +1,5 @@
+"""Projects, the Workbench's CRUD resource."""
+
 from __future__ import annotations
 
 import uuid

@@ -1,0 +1,96 @@
+"""The contract between the UI (and any other client) and the state API.
+
+Every request body and response the api documents in its OpenAPI is one of these
+classes: the api's routes declare them as bodies and ``response_model``, and the UI's
+client (`ballast_ui.client`) parses the api's answers with the very same classes, so the
+two cannot drift apart. One module per api domain.
+
+This package needs pydantic only (and `ballast_common.fields`, itself pydantic only): no
+SQLAlchemy, Redis, Celery, boto3 or database driver, so the UI image does not ship
+them (an import-linter contract in the root ``pyproject.toml`` holds it to that).
+
+Changing a response model changes what every peer parses, and during a blue-green
+switch an old UI may talk to a new api and the other way round: add a response field
+with a default (expand), remove one a release later (contract).
+"""
+
+from __future__ import annotations
+
+from ballast_common.contracts.audit import AuditRead
+from ballast_common.contracts.auth import LoginRequest, SessionRead, UserRead
+from ballast_common.contracts.common import ErrorBody, Page, Paged
+from ballast_common.contracts.datasets import (
+    DatasetDetail,
+    DatasetFormat,
+    DatasetImport,
+    DatasetRead,
+)
+from ballast_common.contracts.drafts import (
+    DraftBatch,
+    DraftBatchResult,
+    DraftRead,
+    DraftResult,
+    DraftWrite,
+)
+from ballast_common.contracts.events import EventBatch, EventIn
+from ballast_common.contracts.forms import FormConflict, FormRead, FormSave
+from ballast_common.contracts.jobs import (
+    RETRYABLE,
+    TERMINAL,
+    JobCreate,
+    JobResultRead,
+    JobStatus,
+    JobView,
+    TaskInfo,
+)
+from ballast_common.contracts.projects import (
+    ProjectCreate,
+    ProjectRead,
+    ProjectUpdate,
+    ProjectWriteResult,
+)
+from ballast_common.contracts.users import (
+    Preferences,
+    UserAdminRead,
+    UserCreate,
+    UserUpdate,
+)
+
+__all__ = [
+    "RETRYABLE",
+    "TERMINAL",
+    "AuditRead",
+    "DatasetDetail",
+    "DatasetFormat",
+    "DatasetImport",
+    "DatasetRead",
+    "DraftBatch",
+    "DraftBatchResult",
+    "DraftRead",
+    "DraftResult",
+    "DraftWrite",
+    "ErrorBody",
+    "EventBatch",
+    "EventIn",
+    "FormConflict",
+    "FormRead",
+    "FormSave",
+    "JobCreate",
+    "JobResultRead",
+    "JobStatus",
+    "JobView",
+    "LoginRequest",
+    "Page",
+    "Paged",
+    "Preferences",
+    "ProjectCreate",
+    "ProjectRead",
+    "ProjectUpdate",
+    "ProjectWriteResult",
+    "SessionRead",
+    "TaskInfo",
+    "UserAdminRead",
+    "UserCreate",
+    "UserRead",
+    "UserUpdate",
+]

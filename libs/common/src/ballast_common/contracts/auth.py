@@ -1,0 +1,38 @@
+"""Sessions: logging in and who is logged in."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from pydantic import BaseModel, Field
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserRead(BaseModel):
+    id: uuid.UUID
+    username: str
+    display_name: str
+    email: str | None
+    roles: list[str]
+    permissions: list[str]
+    preferences: dict[str, object]
+
+    def can(self, permission: str) -> bool:
+        """Whether the api granted ``permission`` (e.g. ``"projects:write"``)."""
+        return permission in self.permissions
+
+
+class SessionRead(BaseModel):
+    # repr=False: the token never shows up in a log line or a traceback.
+    token: str = Field(
+        description="Opaque bearer token; shown once, stored only hashed.", repr=False
+    )
+    session_id: uuid.UUID
+    expires_at: datetime
+    idle_timeout_s: int
+    user: UserRead

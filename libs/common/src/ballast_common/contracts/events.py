@@ -1,0 +1,25 @@
+"""Product events (track) the UI reports."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+# The rule for event names, shared by the api and `ballast_common.telemetry.track`:
+# snake_case segments, optionally dotted: "form_saved", "jobs.cancel_requested".
+EVENT_NAME_PATTERN = r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$"
+MAX_EVENT_NAME_LENGTH = 100
+
+
+class EventIn(BaseModel):
+    # The rule track() applies, checked here so no event is stored that it refuses.
+    event: str = Field(
+        min_length=1, max_length=MAX_EVENT_NAME_LENGTH, pattern=EVENT_NAME_PATTERN
+    )
+    props: dict[str, Any] = Field(default_factory=dict)
+    session_id: str | None = Field(default=None, max_length=64)
+
+
+class EventBatch(BaseModel):
+    events: list[EventIn] = Field(min_length=1, max_length=200)
