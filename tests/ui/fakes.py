@@ -50,8 +50,11 @@ def install_ctx(
         ctx.user = User(
             id=uuid.uuid4(),
             username="u",
+            display_name="",
+            email=None,
             roles=["editor"],
             permissions=list(permissions),
+            preferences={},
         )
         ctx.drafts_loaded = True
         st.session_state[CTX] = ctx

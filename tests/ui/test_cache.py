@@ -37,6 +37,7 @@ class FakeApi:
         return {
             "id": str(uuid.uuid5(uuid.NAMESPACE_DNS, name)),
             "name": name,
+            "owner_id": None,
             "version": 1,
             "created_at": NOW,
             "updated_at": NOW,
@@ -57,9 +58,20 @@ class FakeApi:
         elif path == f"/v1/datasets/{self.dataset_id}":
             body = {
                 "id": self.dataset_id,
+                "project_id": None,
                 "name": "sales",
                 "format": "csv",
+                "filename": "sales.csv",
                 "status": self.dataset_status,
+                "size_bytes": 10,
+                "sha256": "0" * 64,
+                "row_count": 1,
+                "columns": [{"name": "amount", "dtype": "int64"}],
+                "error_code": None,
+                "error_message": None,
+                "job_id": self.job_id,
+                "created_by": None,
+                "version": 1,
                 "created_at": NOW,
                 "updated_at": NOW,
                 "preview": [{"amount": 1}],

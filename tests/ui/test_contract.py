@@ -1,133 +1,210 @@
-"""The UI's client models and the api's responses are one contract.
+"""The UI's client and the api speak one contract: `ballast_common.contracts`.
 
-The UI declares the models it reads (``ballast_ui.client``: it may not import the api);
-this test holds them against the api's own OpenAPI document, so a field the api renames,
-drops, makes optional or changes the type of fails here, not in a browser. A field the
-api adds that the UI does not read must be listed in ``UNREAD`` (a decision, not an
-accident).
+The api declares its request bodies and responses with the contract's classes, and the
+UI's client parses every answer with the class the api declares for that route (or a
+subclass that only adds fields with defaults, e.g. a project read as a write result).
+The client declares no model of its own, so the two cannot drift apart; these tests
+fail when someone gives either side a model of its own again.
 """
 
 from __future__ import annotations
 
+import inspect
+import types
+import typing
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from fastapi import FastAPI
+from fastapi.routing import APIRoute, iter_route_contexts
 from pydantic import BaseModel
 
 from ballast_api.main import create_app
+from ballast_common import contracts
+from ballast_common.contracts import (
+    DraftBatchResult,
+    DraftResult,
+    Page,
+    ProjectRead,
+    ProjectWriteResult,
+    UserAdminRead,
+)
 from ballast_ui import client
+from ballast_ui.client import ApiClient
 
-# UI model -> the api schema it is parsed from.
-PAIRS: dict[str, str] = {
-    "User": "UserRead",
-    "Session": "SessionRead",
-    "Draft": "DraftRead",
-    "DraftResult": "DraftResult",
-    "Form": "FormRead",
-    "Project": "ProjectWriteResult",
-    "AuditEntry": "AuditRead",
-    "AdminUser": "UserAdminRead",
-    "Preferences": "Preferences",
-    "Job": "JobView",
-    "JobResult": "JobResultRead",
-    "TaskInfo": "TaskInfo",
-    "Dataset": "DatasetRead",
-    "DatasetDetail": "DatasetDetail",
-    "DatasetImport": "DatasetImport",
+CONTRACTS = contracts.__name__
+
+# Each method of the client that reads a model -> the api route it calls.
+CALLS: dict[str, tuple[str, str]] = {
+    "login": ("POST", "/v1/sessions"),
+    "me": ("GET", "/v1/sessions/me"),
+    "put_drafts": ("PUT", "/v1/drafts"),
+    "get_drafts": ("GET", "/v1/drafts"),
+    "get_form": ("GET", "/v1/forms/{form_id}"),
+    "save_form": ("PUT", "/v1/forms/{form_id}"),
+    "list_projects": ("GET", "/v1/projects"),
+    "get_project": ("GET", "/v1/projects/{project_id}"),
+    "create_project": ("POST", "/v1/projects"),
+    "update_project": ("PATCH", "/v1/projects/{project_id}"),
+    "list_audit": ("GET", "/v1/audit"),
+    "list_users": ("GET", "/v1/users"),
+    "create_user": ("POST", "/v1/users"),
+    "update_user": ("PATCH", "/v1/users/{user_id}"),
+    "get_preferences": ("GET", "/v1/users/me/preferences"),
+    "put_preferences": ("PUT", "/v1/users/me/preferences"),
+    "list_tasks": ("GET", "/v1/jobs/tasks"),
+    "create_job": ("POST", "/v1/jobs"),
+    "list_jobs": ("GET", "/v1/jobs"),
+    "get_job": ("GET", "/v1/jobs/{job_id}"),
+    "get_job_result": ("GET", "/v1/jobs/{job_id}/result"),
+    "cancel_job": ("POST", "/v1/jobs/{job_id}/cancel"),
+    "retry_job": ("POST", "/v1/jobs/{job_id}/retry"),
+    "import_dataset": ("POST", "/v1/datasets"),
+    "list_datasets": ("GET", "/v1/datasets"),
+    "get_dataset": ("GET", "/v1/datasets/{dataset_id}"),
 }
-# Fields the api sends that the UI does not read, per api schema.
-UNREAD: dict[str, set[str]] = {
-    "AuditRead": {"write_id"},
-    "JobView": {"args", "depends_on", "retry_delay", "scheduled_at", "timeout"},
-    "DatasetRead": {"sha256"},
-    "DatasetDetail": {"sha256"},
-}
-# Schemas the UI reads as something looser: an enum as its string, a nested object as a
-# plain mapping.
-LOOSER: dict[str, str] = {"ref:JobStatus": "string", "ref:FormConflict": "object"}
 
 
-def _kind(schema: dict[str, Any]) -> str:
-    if "anyOf" in schema:
-        return "|".join(sorted({_kind(s) for s in schema["anyOf"]}))
-    if "$ref" in schema:
-        return "ref:" + schema["$ref"].rsplit("/", 1)[-1]
-    if "allOf" in schema:
-        return _kind(schema["allOf"][0])
-    kind = str(schema.get("type", "any"))
-    return (
-        kind
-        if kind == "array"
-        else kind + (f":{schema['format']}" if "format" in schema else "")
-    )
+def _origin(model: type[BaseModel]) -> type[BaseModel]:
+    """`Page` for `Page[X]` (pydantic makes a class per parametrization)."""
+    origin = model.__pydantic_generic_metadata__["origin"]
+    return origin or model
 
 
-def _api_kind(kind: str) -> str:
-    """The api's kind in the UI's terms (refs renamed, looser reads allowed)."""
-    names = {f"ref:{api}": f"ref:{ui}" for ui, api in PAIRS.items()}
-    return "|".join(
-        sorted(names.get(part, LOOSER.get(part, part)) for part in kind.split("|"))
-    )
+def models_in(annotation: Any) -> set[type[BaseModel]]:
+    """The model classes an annotation reads: generic arguments and fields included."""
+    found: set[type[BaseModel]] = set()
 
+    def walk(tp: Any) -> None:
+        if isinstance(tp, type) and issubclass(tp, BaseModel):
+            if tp in found:
+                return
+            found.add(_origin(tp))
+            for arg in tp.__pydantic_generic_metadata__["args"]:
+                walk(arg)
+            for field in tp.model_fields.values():
+                walk(field.annotation)
+            return
+        for arg in typing.get_args(tp):
+            walk(arg)
 
-def differences(
-    ui_model: type[BaseModel], api_schema: dict[str, Any], unread: set[str]
-) -> list[str]:
-    """What breaks between a UI model and the api schema it is parsed from."""
-    ui = ui_model.model_json_schema(mode="validation")
-    ui_props: dict[str, Any] = ui.get("properties", {})
-    api_props: dict[str, Any] = api_schema.get("properties", {})
-    api_required = set(api_schema.get("required", []))
-    found: list[str] = []
-    for name in sorted(set(ui_props) - set(api_props)):
-        found.append(f"{name}: the UI reads it, the api does not send it")
-    for name in sorted(set(api_props) - set(ui_props) - unread):
-        found.append(f"{name}: the api sends it, the UI does not read it")
-    for name in sorted(set(ui.get("required", [])) & set(api_props) - api_required):
-        found.append(f"{name}: required by the UI, optional in the api")
-    for name in sorted(set(ui_props) & set(api_props)):
-        ui_kind, api_kind = _kind(ui_props[name]), _api_kind(_kind(api_props[name]))
-        if ui_kind != api_kind:
-            found.append(f"{name}: the UI reads {ui_kind}, the api sends {api_kind}")
+    walk(annotation)
     return found
 
 
-@pytest.fixture(scope="module")
-def schemas() -> dict[str, Any]:
-    components: dict[str, Any] = create_app().openapi()["components"]["schemas"]
-    return components
+def unread(ui: set[type[BaseModel]], api: set[type[BaseModel]]) -> set[str]:
+    """Models the UI reads that are not what the api sends.
+
+    A UI model may be a subclass of the api's one whose extra fields all have defaults
+    (a `ProjectRead` parses as a `ProjectWriteResult` without an overwrite).
+    """
+
+    def fits(model: type[BaseModel]) -> bool:
+        if model in api:
+            return True
+        return any(
+            issubclass(model, sent)
+            and not any(
+                model.model_fields[name].is_required()
+                for name in set(model.model_fields) - set(sent.model_fields)
+            )
+            for sent in api
+        )
+
+    return {m.__name__ for m in ui if not fits(m)}
 
 
-@pytest.mark.parametrize(("ui_name", "api_name"), sorted(PAIRS.items()))
-def test_the_ui_reads_what_the_api_sends(
-    schemas: dict[str, Any], ui_name: str, api_name: str
-) -> None:
-    model = getattr(client, ui_name)
-    assert differences(model, schemas[api_name], UNREAD.get(api_name, set())) == []
-
-
-def test_every_response_model_of_the_client_is_checked() -> None:
-    declared = {
-        name
-        for name, value in vars(client).items()
-        if isinstance(value, type)
-        and issubclass(value, BaseModel)
-        and value.__module__ == client.__name__
-        and not name.startswith("_")
+def foreign(models: set[type[BaseModel]]) -> set[str]:
+    """Models not defined in `ballast_common.contracts`."""
+    return {
+        f"{m.__module__}.{m.__qualname__}"
+        for m in models
+        if not _origin(m).__module__.startswith(CONTRACTS + ".")
     }
-    # Request bodies and the generic page wrapper are not response schemas of their own.
-    assert declared - set(PAIRS) <= {"DraftItem", "PageOf"}
 
 
-def test_a_divergence_is_found(schemas: dict[str, Any]) -> None:
-    api = dict(schemas["ProjectWriteResult"])
-    props = dict(api["properties"])
-    props["title"] = props.pop("name")  # renamed in the api
-    props["priority"] = {"type": "string"}  # type changed
-    api["properties"] = props
-    api["required"] = [r for r in api.get("required", []) if r != "version"]
-    found = differences(client.Project, api, set())
-    assert "name: the UI reads it, the api does not send it" in found
-    assert "title: the api sends it, the UI does not read it" in found
-    assert "priority: the UI reads integer, the api sends string" in found
-    assert "version: required by the UI, optional in the api" in found
+def _api_routes(app: FastAPI) -> Iterator[tuple[str, str, APIRoute, Any]]:
+    for context in iter_route_contexts(app.routes):
+        route = context.original_route
+        if isinstance(route, APIRoute):
+            for method in sorted(context.methods or ()):
+                yield method, context.path_format, route, context.dependant
+
+
+@pytest.fixture(scope="module")
+def app() -> FastAPI:
+    return create_app()
+
+
+@pytest.fixture(scope="module")
+def responses(app: FastAPI) -> dict[tuple[str, str], Any]:
+    return {(m, p): route.response_model for m, p, route, _ in _api_routes(app)}
+
+
+def _reads(method: str) -> set[type[BaseModel]]:
+    hints = typing.get_type_hints(getattr(ApiClient, method))
+    return models_in(hints["return"])
+
+
+def test_the_client_declares_no_model_of_its_own() -> None:
+    models = {
+        value
+        for value in vars(client).values()
+        if isinstance(value, type) and issubclass(value, BaseModel)
+    }
+    assert models, "the client re-exports the contract's models"
+    assert foreign(models) == set()
+
+
+@pytest.mark.parametrize("method", sorted(CALLS))
+def test_the_client_reads_what_the_api_sends(
+    responses: dict[tuple[str, str], Any], method: str
+) -> None:
+    ui = _reads(method)
+    api = models_in(responses[CALLS[method]])
+    assert ui, f"{method} reads no model"
+    assert foreign(ui) == set()
+    assert unread(ui, api) == set()
+
+
+def test_every_method_reading_a_model_is_checked() -> None:
+    reading = {
+        name
+        for name, fn in inspect.getmembers(ApiClient, inspect.isfunction)
+        if not name.startswith("_") and _reads(name)
+    }
+    assert reading == set(CALLS)
+
+
+def test_every_body_and_response_of_the_api_is_a_contract(app: FastAPI) -> None:
+    used: set[type[BaseModel]] = set()
+    for _method, _path, route, dependant in _api_routes(app):
+        used |= models_in(route.response_model)
+        for param in dependant.body_params:
+            used |= models_in(param.field_info.annotation)
+    assert foreign(used) == set()
+    # Every schema of the OpenAPI document is one of the contract's classes.
+    names = set(app.openapi()["components"]["schemas"])
+    assert {n for n in names if not n.startswith("Page_")} <= set(contracts.__all__)
+
+
+def test_a_model_of_its_own_is_found() -> None:
+    class Project(BaseModel):  # what the client used to declare
+        id: str
+
+    assert foreign({Project, ProjectRead}) == {f"{__name__}.{Project.__qualname__}"}
+    assert foreign(models_in(Page[Project])) == {f"{__name__}.{Project.__qualname__}"}
+
+
+def test_a_model_the_api_does_not_send_is_found() -> None:
+    class Stricter(ProjectRead):
+        archived: bool  # required, never sent
+
+    api = models_in(Page[ProjectRead])
+    assert unread(models_in(Page[ProjectWriteResult]), api) == set()
+    assert unread(models_in(Page[Stricter]), api) == {"Stricter"}
+    assert unread({UserAdminRead}, api) == {"UserAdminRead"}
+    # A batch answer is read item by item.
+    assert unread(models_in(list[DraftResult]), models_in(DraftBatchResult)) == set()
+    assert models_in(types.NoneType | DraftResult) == {DraftResult}

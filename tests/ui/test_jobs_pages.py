@@ -40,14 +40,20 @@ class FakeApi:
         job: dict[str, Any] = {
             "id": str(uuid.uuid4()),
             "name": name,
+            "args": [],
             "kwargs": {},
             "queue": "default",
             "priority": 5,
+            "scheduled_at": None,
+            "timeout": 60,
+            "retry_delay": 1.0,
+            "depends_on": [],
             "tags": [],
             "created_by": str(ME),
             "status": "PENDING",
             "progress": 0.0,
             "progress_message": "",
+            "result_ref": None,
             "error_code": None,
             "error_message": None,
             "error_action": None,
@@ -227,7 +233,13 @@ def install(permissions: Sequence[str]) -> Any:
         )
         ctx = Ctx(api=api, outbox=Outbox(_send, debounce_s=0))
         ctx.user = User(
-            id=ME, username="me", roles=["editor"], permissions=list(permissions)
+            id=ME,
+            username="me",
+            display_name="",
+            email=None,
+            roles=["editor"],
+            permissions=list(permissions),
+            preferences={},
         )
         ctx.drafts_loaded = True
         st.session_state[CTX] = ctx

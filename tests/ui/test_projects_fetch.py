@@ -21,7 +21,12 @@ PID = str(uuid.uuid4())
 def _project(version: int) -> Project:
     now = datetime.now(UTC)
     return Project(
-        id=uuid.UUID(PID), name="p", version=version, created_at=now, updated_at=now
+        id=uuid.UUID(PID),
+        name="p",
+        owner_id=None,
+        version=version,
+        created_at=now,
+        updated_at=now,
     )
 
 

@@ -14,12 +14,35 @@ from __future__ import annotations
 import time
 import uuid
 from collections.abc import Mapping, Sequence
-from datetime import date, datetime
-from typing import Any, Generic, Literal, TypeVar
+from datetime import datetime
+from typing import Any
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field
 
+from ballast_common.contracts import (
+    RETRYABLE,
+    TERMINAL,
+    AuditRead,
+    DatasetDetail,
+    DatasetFormat,
+    DatasetImport,
+    DatasetRead,
+    DraftBatchResult,
+    DraftRead,
+    DraftResult,
+    DraftWrite,
+    FormRead,
+    JobResultRead,
+    JobStatus,
+    JobView,
+    Page,
+    Preferences,
+    ProjectWriteResult,
+    SessionRead,
+    TaskInfo,
+    UserAdminRead,
+    UserRead,
+)
 from ballast_common.errors import (
     AppError,
     AuthenticationError,
@@ -30,7 +53,34 @@ from ballast_common.errors import (
     ValidationError,
 )
 
-T = TypeVar("T")
+__all__ = [
+    "JOB_RETRYABLE",
+    "JOB_TERMINAL",
+    "AdminUser",
+    "ApiClient",
+    "ApiUnavailable",
+    "AuditEntry",
+    "Dataset",
+    "DatasetDetail",
+    "DatasetFormat",
+    "DatasetImport",
+    "Draft",
+    "DraftItem",
+    "DraftResult",
+    "Form",
+    "Job",
+    "JobResult",
+    "JobStatus",
+    "PageOf",
+    "Preferences",
+    "Project",
+    "Session",
+    "TaskInfo",
+    "User",
+    "error_from_response",
+    "make_http",
+    "new_write_id",
+]
 
 # Connect errors are safe to retry for every request: nothing reached the server.
 _CONNECT_ERRORS: tuple[type[Exception], ...] = (
@@ -44,205 +94,25 @@ class ApiUnavailable(TransientError):
     """The api could not be reached or answered 5xx; the request may be retried."""
 
 
-class User(BaseModel):
-    id: uuid.UUID
-    username: str
-    display_name: str = ""
-    email: str | None = None
-    roles: list[str] = Field(default_factory=list)
-    permissions: list[str] = Field(default_factory=list)
-    preferences: dict[str, Any] = Field(default_factory=dict)
-
-    def can(self, permission: str) -> bool:
-        """Whether the api granted ``permission`` (e.g. ``"projects:write"``)."""
-        return permission in self.permissions
-
-
-class Session(BaseModel):
-    token: str = Field(repr=False)
-    session_id: uuid.UUID
-    expires_at: datetime
-    idle_timeout_s: int
-    user: User
-
-
-class Draft(BaseModel):
-    form_id: str
-    field: str
-    value: Any = None
-    version: int
-    seq: int
-    updated_at: datetime
-
-
-class DraftItem(BaseModel):
-    form_id: str
-    field: str
-    value: Any = None
-    seq: int
-
-
-class DraftResult(BaseModel):
-    form_id: str
-    field: str
-    version: int
-    applied: bool
-
-
-class Form(BaseModel):
-    form_id: str
-    data: dict[str, Any]
-    version: int
-    updated_at: datetime
-    updated_by: uuid.UUID | None = None
-    overwrote: dict[str, Any] | None = None
-
-
-class Project(BaseModel):
-    id: uuid.UUID
-    name: str
-    description: str = ""
-    status: Literal["draft", "active", "paused", "done"] = "draft"
-    priority: int = 3
-    budget: float = 0.0
-    start_date: date | None = None
-    tags: list[str] = Field(default_factory=list)
-    is_public: bool = False
-    owner_id: uuid.UUID | None = None
-    version: int
-    created_at: datetime
-    updated_at: datetime
-    overwrote_version: int | None = None
-
-
-class AuditEntry(BaseModel):
-    id: int
-    user_id: uuid.UUID | None = None
-    action: str
-    resource_type: str
-    resource_id: str
-    old_values: dict[str, Any] | None = None
-    new_values: dict[str, Any] | None = None
-    timestamp: datetime
-    correlation_id: str | None = None
-    trace_id: str | None = None
-    ip_address: str | None = None
-    user_agent: str | None = None
-
-
-class AdminUser(BaseModel):
-    id: uuid.UUID
-    username: str
-    display_name: str = ""
-    email: str | None = None
-    is_active: bool = True
-    roles: list[str] = Field(default_factory=list)
-    version: int
-    created_at: datetime
-    updated_at: datetime
-
-
-class Preferences(BaseModel):
-    theme: Literal["auto", "light", "dark"] = "auto"
-    language: Literal["en", "de"] = "en"
-    timezone: str = "UTC"
-
-
-class PageOf(BaseModel, Generic[T]):
-    items: list[T]
-    total: int
-    page: int
-    size: int
-    pages: int
-
-
-JobStatus = Literal["PENDING", "RUNNING", "COMPLETED", "FAILED", "CANCELLED"]
-JOB_TERMINAL: frozenset[str] = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
-JOB_RETRYABLE: frozenset[str] = frozenset({"FAILED", "CANCELLED"})
-
-
-class Job(BaseModel):
-    """A background job as the api shows it (``GET /v1/jobs/{id}``)."""
-
-    id: uuid.UUID
-    model_config = ConfigDict(populate_by_name=True)
-
-    name: str
-    # The task's parameters (``kwargs`` in the api).
-    params: dict[str, Any] = Field(default_factory=dict, alias="kwargs")
-    queue: str = "default"
-    priority: int = 5
-    tags: list[str] = Field(default_factory=list)
-    created_by: uuid.UUID | None = None
-    status: JobStatus
-    progress: float = 0.0
-    progress_message: str = ""
-    result_ref: str | None = None
-    error_code: str | None = None
-    error_message: str | None = None
-    error_action: str | None = None
-    trace_id: str | None = None
-    attempts: int = 0
-    retry_count: int = 0
-    max_retries: int = 0
-    cancel_requested: bool = False
-    started_at: datetime | None = None
-    completed_at: datetime | None = None
-    created_at: datetime
-    updated_at: datetime
-
-    @property
-    def finished(self) -> bool:
-        return self.status in JOB_TERMINAL
-
-    @property
-    def retryable(self) -> bool:
-        return self.status in JOB_RETRYABLE
-
-
-class JobResult(BaseModel):
-    job_id: str
-    data: dict[str, Any]
-
-
-class TaskInfo(BaseModel):
-    name: str
-    queue: str
-    description: str
-    params_schema: dict[str, Any] = Field(default_factory=dict)
-
-
-DatasetStatus = Literal["PENDING", "IMPORTING", "READY", "FAILED", "CANCELLED"]
-DatasetFormat = Literal["csv", "excel", "json", "parquet"]
-
-
-class Dataset(BaseModel):
-    id: uuid.UUID
-    project_id: uuid.UUID | None = None
-    name: str
-    format: str
-    filename: str = ""
-    status: DatasetStatus
-    size_bytes: int = 0
-    row_count: int | None = None
-    # ``[{"name": ..., "dtype": ...}]``
-    columns: list[dict[str, Any]] = Field(default_factory=list)
-    error_code: str | None = None
-    error_message: str | None = None
-    job_id: uuid.UUID | None = None
-    created_by: uuid.UUID | None = None
-    version: int = 1
-    created_at: datetime
-    updated_at: datetime
-
-
-class DatasetDetail(Dataset):
-    preview: list[dict[str, Any]] = Field(default_factory=list)
-
-
-class DatasetImport(BaseModel):
-    dataset: Dataset
-    job: Job
+# The api's request and response models, under the names the UI's pages use. They are
+# the api's own classes (`ballast_common.contracts`), so what the UI parses is exactly
+# what the api's OpenAPI promises.
+User = UserRead
+Session = SessionRead
+Draft = DraftRead
+# Built by the outbox with `model_construct`: the api validates a draft, and a value
+# it refuses is answered 422 and set aside without holding up the others.
+DraftItem = DraftWrite
+Form = FormRead
+Project = ProjectWriteResult
+AuditEntry = AuditRead
+AdminUser = UserAdminRead
+PageOf = Page
+Job = JobView
+JobResult = JobResultRead
+Dataset = DatasetRead
+JOB_TERMINAL = TERMINAL
+JOB_RETRYABLE = RETRYABLE
 
 
 _BY_STATUS: dict[int, type[AppError]] = {
@@ -465,7 +335,7 @@ class ApiClient:
             json={"items": [i.model_dump(mode="json") for i in items]},
             write_id=write_id,
         )
-        return [DraftResult.model_validate(r) for r in body["items"]]
+        return DraftBatchResult.model_validate(body).items
 
     def get_drafts(self, form_id: str | None = None) -> list[Draft]:
         """My drafts, of one form or all."""
