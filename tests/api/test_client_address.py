@@ -112,6 +112,26 @@ def test_a_spoofing_client_is_throttled_by_its_real_address(make_client: Any) ->
     assert statuses == [401, 401, 401, 429, 429]
 
 
+def test_a_trusted_proxy_itself_is_not_locked_out(make_client: Any) -> None:
+    """A ui pod that names no browser address speaks for many users: per-address
+    throttling spares it (per-account throttling still applies)."""
+    client = make_client(
+        "10.1.2.3", trusted_proxies=["10.0.0.0/8"], login_address_rate_per_minute=3
+    )
+
+    def fail(user: str, forwarded: str | None = None) -> int:
+        headers = {"X-Forwarded-For": forwarded} if forwarded else {}
+        return client.post(
+            "/v1/sessions",
+            json={"username": user, "password": "wrong-password"},
+            headers=headers,
+        ).status_code
+
+    assert [fail(f"nobody{i}") for i in range(5)] == [401] * 5
+    # The browser address it names is throttled as usual.
+    assert [fail(f"someone{i}", SPOOF) for i in range(4)] == [401, 401, 401, 429]
+
+
 def test_trusted_proxies_must_be_addresses_or_networks(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="not an IP address or CIDR network"):
         make_config(tmp_path, security={"trusted_proxies": ["ui.example.com"]})

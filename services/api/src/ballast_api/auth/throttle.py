@@ -24,6 +24,10 @@ The rules (the decisions of issue 15):
   argon2 work: a few storage reads only. It is counted in a metric; the audit log gets
   one ``login_throttled`` row when a lock starts (not one per rejected attempt, which
   would let a flood of requests become a flood of writes).
+- The address is the client's as `ClientAddressMiddleware` resolved it. A trusted
+  proxy's own address (a ui pod that named no browser address) and a request without
+  an address are not throttled per address: that address speaks for many users, and
+  locking it would lock them all out. Such logins are still throttled per account.
 - Usernames and addresses are hashed in the storage keys.
 
 Redis is used when ``redis_url`` is configured, so every api replica shares the
@@ -37,6 +41,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import ipaddress
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -145,8 +150,8 @@ def account_key(username: str) -> str:
     return _digest(username.strip().lower())
 
 
-def address_key(address: str | None) -> str:
-    return _digest(address or "unknown")
+def address_key(address: str) -> str:
+    return _digest(address)
 
 
 def backoff_seconds(sec: SecurityConfig, strike: int) -> int:
@@ -170,6 +175,9 @@ class LoginThrottle:
             "account": RateLimitItemPerMinute(sec.login_rate_per_minute),
             "address": RateLimitItemPerMinute(sec.login_address_rate_per_minute),
         }
+        self.proxies = [
+            ipaddress.ip_network(p, strict=False) for p in sec.trusted_proxies
+        ]
         self.memory = _Backend(MemoryStorage())
         self.pool: aioredis.ConnectionPool | None = None
         self.redis: _Backend | None = None
@@ -234,26 +242,39 @@ class LoginThrottle:
 
     # ------------------------------------------------------------------ rules
 
+    def _address(self, address: str | None) -> str | None:
+        """The address to throttle, or None: no address, or a trusted proxy's own."""
+        if not address:
+            return None
+        try:
+            ip = ipaddress.ip_address(address)
+        except ValueError:
+            return address
+        return None if any(ip in net for net in self.proxies) else address
+
     @staticmethod
     def _keys(scope: Scope, ident: str) -> tuple[str, str]:
         return f"lock/{scope}/{ident}", f"strikes/{scope}/{ident}"
 
     async def check(self, username: str, address: str | None) -> Throttled | None:
         """The lock that refuses this attempt, or None. No database, no argon2."""
-        account, addr = account_key(username), address_key(address)
+        account = account_key(username)
+        real = self._address(address)
+        addr = address_key(real) if real else None
 
         async def op(b: _Backend) -> Throttled | None:
             found: list[Throttled] = []
-            pairs: tuple[tuple[Scope, str], ...] = (
-                ("address", addr),
-                ("account", account),
-            )
+            pairs: list[tuple[Scope, str]] = [("account", account)]
+            if addr is not None:
+                pairs.insert(0, ("address", addr))
             for scope, ident in pairs:
                 lock_key, _ = self._keys(scope, ident)
                 if await b.storage.get(lock_key) <= 0:
                     continue
-                if scope == "account" and await b.storage.get(
-                    f"known/{account}/{addr}"
+                if (
+                    scope == "account"
+                    and addr is not None
+                    and await b.storage.get(f"known/{account}/{addr}")
                 ):
                     continue
                 left = await b.storage.get_expiry(lock_key) - time.time()
@@ -267,14 +288,16 @@ class LoginThrottle:
 
     async def failed(self, username: str, address: str | None) -> list[Lock]:
         """Count a failed login; returns the locks it started (none, usually)."""
-        idents: dict[Scope, str] = {
-            "account": account_key(username),
-            "address": address_key(address),
-        }
+        idents: dict[Scope, str] = {"account": account_key(username)}
+        real = self._address(address)
+        if real is not None:
+            idents["address"] = address_key(real)
 
         async def op(b: _Backend) -> list[Lock]:
             started = []
             for scope in SCOPES:
+                if scope not in idents:
+                    continue
                 ident, item = idents[scope], self.limits[scope]
                 # The failure that uses up the minute's allowance starts the lock.
                 if await b.window.hit(item, "fail", scope, ident):
@@ -313,9 +336,10 @@ class LoginThrottle:
     async def succeeded(self, username: str, address: str | None) -> None:
         """Remember the address as known to the account (account locks spare it)."""
         attempts_counter().labels("success").inc()
-        if self.sec.login_known_address_s <= 0:
+        real = self._address(address)
+        if self.sec.login_known_address_s <= 0 or real is None:
             return
-        key = f"known/{account_key(username)}/{address_key(address)}"
+        key = f"known/{account_key(username)}/{address_key(real)}"
 
         async def op(b: _Backend) -> None:
             await b.storage.clear(key)
