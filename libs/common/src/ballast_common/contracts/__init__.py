@@ -1,9 +1,11 @@
 """The contract between the UI (and any other client) and the state API.
 
-Every request body and response the api documents in its OpenAPI is one of these
-classes: the api's routes declare them as bodies and ``response_model``, and the UI's
-client (`ballast_ui.client`) parses the api's answers with the very same classes, so the
-two cannot drift apart. One module per api domain.
+Every request body and response of a route the UI calls is one of these classes: the
+api's routes declare them as bodies and ``response_model`` (and its OpenAPI schemas are
+generated from them), and the UI's client (`ballast_ui.client`) parses the api's answers
+with the very same classes, so the two cannot drift apart. One module per api domain;
+a route only other clients call (e.g. an inbound webhook) may keep its models in the
+api.
 
 This package needs pydantic only (and `ballast_common.fields`, itself pydantic only): no
 SQLAlchemy, Redis, Celery, boto3 or database driver, so the UI image does not ship
