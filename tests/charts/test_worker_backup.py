@@ -40,6 +40,9 @@ def test_worker_runs_the_cli_with_metrics_and_probes() -> None:
     svc = one(objs, "Service", "rel-ballast-worker")
     assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
     assert svc["spec"]["ports"][0]["targetPort"] == "metrics"
+    # Probes read memory only (/healthz), never the database counts behind /metrics.
+    for probe in ("startupProbe", "livenessProbe", "readinessProbe"):
+        assert c[probe]["httpGet"] == {"path": "/healthz", "port": "metrics"}
 
 
 @pytest.mark.parametrize(

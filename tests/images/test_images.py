@@ -369,11 +369,17 @@ def test_worker_container_becomes_ready_and_shuts_down_warm(
     probe = container["readinessProbe"]["httpGet"]
     assert probe["port"] == "metrics"
     try:
-        status, answer = _wait_ready(f"http://127.0.0.1:{port}{probe['path']}", worker)
+        probed = _wait_ready(f"http://127.0.0.1:{port}{probe['path']}", worker)
+        # the worker's own series, and the queue depth its sweeper counted
+        status, answer = _wait_ready(f"http://127.0.0.1:{port}/metrics", worker)
+        deadline = time.monotonic() + 60
+        while "ballast_jobs_queue_depth" not in answer and time.monotonic() < deadline:
+            time.sleep(0.5)
+            status, answer = _wait_ready(f"http://127.0.0.1:{port}/metrics", worker)
     finally:
         out = _stop(worker, meta["name"])
+    assert probed == (200, "ok\n"), f"{probed}\n{out[-3000:]}"
     assert status == 200, f"{answer}\n{out[-3000:]}"
-    # the worker's own series, and the queue depth read from the database at scrape time
     assert "# TYPE ballast_job_duration_seconds histogram" in answer
     assert 'ballast_jobs_queue_depth{queue="default"} 0.0' in answer
     assert "Warm shutdown" in out, out[-3000:]

@@ -158,11 +158,21 @@ def test_worker_metrics(stack: Stack) -> None:
     busy = stack.enqueue(kwargs={"seconds": 60, "steps": 600})
     stack.wait(busy, lambda j: j.status == JobStatus.RUNNING)
     waiting = [stack.enqueue(kwargs={"seconds": 0.2, "steps": 2}) for _ in range(2)]
-    samples = scrape(stack)
-    assert metric(samples, "ballast_jobs_queue_depth", queue="default") == 2
-    assert metric(samples, "ballast_jobs_queue_depth", queue="imports") == 0
-    assert metric(samples, "ballast_jobs", status="RUNNING") == 1
-    assert metric(samples, "ballast_jobs", status="PENDING") == 2
+
+    def gauges() -> tuple[float, ...]:
+        # Counted by the sweeper every metrics_refresh_s (0.2 s here), not per scrape.
+        now = scrape(stack)
+        return (
+            metric(now, "ballast_jobs_queue_depth", queue="default"),
+            metric(now, "ballast_jobs_queue_depth", queue="imports"),
+            metric(now, "ballast_jobs", status="RUNNING"),
+            metric(now, "ballast_jobs", status="PENDING"),
+        )
+
+    wait_for(lambda: gauges() == (2, 0, 1, 2), "queue and status gauges", gauges)
+    age = scrape(stack).get(("ballast_jobs_metrics_age_seconds", ()))
+    assert age is not None
+    assert age < 60
 
     # A transient failure retried once, then success.
     flaky = stack.enqueue(
@@ -190,9 +200,8 @@ def test_worker_metrics(stack: Stack) -> None:
     wait_for(lambda: counts() == (3, 1), "durations and retries on /metrics", counts)
     time.sleep(0.5)  # a few more sweeper passes count nothing twice
     assert counts() == (3, 1)
+    wait_for(lambda: gauges()[0] == 0 and gauges()[2] == 0, "gauges drained", gauges)
     samples = scrape(stack)
-    assert metric(samples, "ballast_jobs_queue_depth", queue="default") == 0
-    assert metric(samples, "ballast_jobs", status="RUNNING") == 0
     # The waiting jobs ran ~0.2 s each: their durations land in the right buckets.
     assert metric(
         samples,

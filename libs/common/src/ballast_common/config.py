@@ -185,8 +185,12 @@ class JobConfig(BaseModel):
     redispatch_after_s: float = Field(default=300.0, gt=0)
     # Seconds a cancelled job may take to stop on its own before it is terminated.
     cancel_grace_s: float = Field(default=10.0, ge=0)
-    # Port of the worker's Prometheus /metrics endpoint; None disables it.
+    # Port of the worker's Prometheus /metrics endpoint (and its /healthz probe); None
+    # disables it.
     metrics_port: int | None = Field(default=None, ge=1, le=65535)
+    # The queue-depth and jobs-by-status gauges are counted in the database this often
+    # (in seconds) by the sweeper, never at scrape time; a scrape serves the last count.
+    metrics_refresh_s: float = Field(default=10.0, gt=0)
 
 
 class DatasetConfig(BaseModel):

@@ -5,10 +5,13 @@
 - ``ballast_job_duration_seconds{task,status}``: run time of the jobs this worker ran;
 - ``ballast_job_retries_total{task}``: automatic retries scheduled on this worker.
 
-The gauges are read from the database at scrape time (the jobs table is the truth, and
-this works on every broker). Durations and retries are observed by the sweeper after
-each pass from the rows this worker finished, so pool processes need no
-multi-process metrics directory.
+The gauges are counted in the database (the jobs table is the truth, and this works on
+every broker) by the sweeper every ``jobs.metrics_refresh_s``, under a statement timeout,
+never at scrape time: a scrape and the ``/healthz`` probe only read memory, so a slow or
+unreachable database never fails a probe or restarts a worker.
+``ballast_jobs_metrics_age_seconds`` says how old the counts are. Durations and retries
+are observed by the sweeper after each pass from the rows this worker finished, so pool
+processes need no multi-process metrics directory.
 """
 
 from __future__ import annotations
@@ -16,14 +19,16 @@ from __future__ import annotations
 import threading
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from socketserver import ThreadingMixIn
 from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
-from prometheus_client import REGISTRY, Counter, Histogram, start_http_server
+from prometheus_client import REGISTRY, Counter, Histogram, make_wsgi_app
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
-from sqlalchemy import func, select
+from sqlalchemy import func, select, text
 
 from ballast_common.db import DB
 from ballast_common.jobs import QUEUES, TERMINAL, JobStatus
@@ -142,13 +147,79 @@ def _observe(db: DB) -> None:
         _mark.audits = {k: t for k, t in _mark.audits.items() if t > horizon}
 
 
-class JobsCollector(Collector):
-    """Queue depth and jobs by status, read from the database at scrape time."""
+# Longest a gauge count may run (in milliseconds, PostgreSQL) before it is given up.
+COUNT_TIMEOUT_MS = 5_000
 
-    def __init__(self, db: DB) -> None:
-        self.db = db
+
+class _Gauges:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.queued: dict[str, int] | None = None
+        self.statuses: dict[str, int] = {}
+        self.at = 0.0  # time.monotonic() of the last count
+        self.tried: float | None = None  # ... and of the last attempt
+
+
+_gauges = _Gauges()
+
+
+def refresh_gauges(
+    db: DB, every_s: float, *, timeout_ms: int = COUNT_TIMEOUT_MS
+) -> None:
+    """Count queue depth and jobs by status, at most every ``every_s`` seconds.
+
+    Called by the sweeper after each pass. A count that fails or times out keeps the
+    previous one (its age shows on /metrics) and is tried again at the next interval.
+    """
+    now = time.monotonic()
+    with _gauges.lock:
+        if _gauges.tried is not None and now - _gauges.tried < every_s:
+            return
+        _gauges.tried = now
+    try:
+        with db.engine.connect() as conn, conn.begin():
+            if conn.dialect.name == "postgresql":
+                conn.execute(text(f"SET LOCAL statement_timeout = {int(timeout_ms)}"))
+            queued = dict(
+                conn.execute(
+                    select(Job.queue, func.count())
+                    .where(
+                        Job.status == JobStatus.PENDING,
+                        Job.dispatched_at.is_not(None),
+                    )
+                    .group_by(Job.queue)
+                )
+                .tuples()
+                .all()
+            )
+            statuses = dict(
+                conn.execute(select(Job.status, func.count()).group_by(Job.status))
+                .tuples()
+                .all()
+            )
+    except Exception as exc:  # the last counts stay; the probe never depends on this
+        log.warning("metrics_count_failed", error=str(exc))
+        return
+    with _gauges.lock:
+        _gauges.queued = {str(k): int(v) for k, v in queued.items()}
+        _gauges.statuses = {str(k): int(v) for k, v in statuses.items()}
+        _gauges.at = time.monotonic()
+
+
+def reset_gauges() -> None:
+    """Forget the counts (tests)."""
+    global _gauges
+    _gauges = _Gauges()
+
+
+class JobsCollector(Collector):
+    """Queue depth and jobs by status as last counted by `refresh_gauges` (no I/O)."""
 
     def collect(self) -> Iterator[Any]:
+        with _gauges.lock:
+            queued, statuses, at = _gauges.queued, dict(_gauges.statuses), _gauges.at
+        if queued is None:
+            return  # not counted yet: no series rather than made-up zeros
         depth = GaugeMetricFamily(
             "ballast_jobs_queue_depth",
             "Jobs sent to a queue and not started yet.",
@@ -157,47 +228,57 @@ class JobsCollector(Collector):
         by_status = GaugeMetricFamily(
             "ballast_jobs", "Jobs by status.", labels=["status"]
         )
-        try:
-            with self.db.engine.connect() as conn:
-                queued = dict(
-                    conn.execute(
-                        select(Job.queue, func.count())
-                        .where(
-                            Job.status == JobStatus.PENDING,
-                            Job.dispatched_at.is_not(None),
-                        )
-                        .group_by(Job.queue)
-                    )
-                    .tuples()
-                    .all()
-                )
-                statuses = dict(
-                    conn.execute(select(Job.status, func.count()).group_by(Job.status))
-                    .tuples()
-                    .all()
-                )
-        except Exception as exc:  # a scrape must not fail because the database is away
-            log.warning("metrics_collect_failed", error=str(exc))
-            return
         for queue in sorted(set(QUEUES) | set(queued)):
             depth.add_metric([queue], float(queued.get(queue, 0)))
         for status in JobStatus:
-            by_status.add_metric([str(status)], float(statuses.get(status, 0)))
+            by_status.add_metric([str(status)], float(statuses.get(str(status), 0)))
         yield depth
         yield by_status
+        yield GaugeMetricFamily(
+            "ballast_jobs_metrics_age_seconds",
+            "Seconds since the queue and status gauges were counted.",
+            value=max(0.0, time.monotonic() - at),
+        )
 
     def describe(self) -> Iterator[Any]:
         return iter(())
 
 
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        """Probes and scrapes every few seconds: no access log."""
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+def probe_app(metrics_app: Callable[..., Any]) -> Callable[..., Any]:
+    """`/healthz` answers from memory (liveness); every other path is the metrics."""
+
+    def app(environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
+        if environ.get("PATH_INFO") == "/healthz":
+            start_response("200 OK", [("Content-Type", "text/plain")])
+            return [b"ok\n"]
+        return metrics_app(environ, start_response)
+
+    return app
+
+
 _served: dict[int, Any] = {}
 
 
-def serve(port: int, db: DB, addr: str = "0.0.0.0") -> None:
-    """Expose the default registry (plus the jobs collector) on http://addr:port/metrics."""
+def serve(port: int, addr: str = "0.0.0.0") -> None:
+    """Serve /metrics (the default registry plus the jobs gauges) and /healthz."""
     if port in _served:
         return
-    REGISTRY.register(JobsCollector(db))
+    REGISTRY.register(JobsCollector())
     duration_histogram()
     retries_counter()
-    _served[port] = start_http_server(port, addr=addr)
+    server = make_server(
+        addr, port, probe_app(make_wsgi_app()), _Server, handler_class=_QuietHandler
+    )
+    threading.Thread(
+        target=server.serve_forever, name="ballast-metrics", daemon=True
+    ).start()
+    _served[port] = server

@@ -45,12 +45,18 @@ def _start_main(sender: Any = None, **_: Any) -> None:
     db = DB.from_config(config.database, application_name=f"{config.env.value}.sweeper")
     app = sender.app
     sender_ = WorkerSender(app, config)
-    sweeper = Sweeper(db, config, sender_, sender_.terminate, on_pass=metrics.observe)
+    refresh_s = config.jobs.metrics_refresh_s
+
+    def on_pass(db: DB) -> None:
+        metrics.observe(db)
+        metrics.refresh_gauges(db, refresh_s)
+
+    sweeper = Sweeper(db, config, sender_, sender_.terminate, on_pass=on_pass)
     metrics.set_worker(getattr(sender, "hostname", None))
     sweeper.start()
     _main.update(db=db, sweeper=sweeper)
     if config.jobs.metrics_port:
-        metrics.serve(config.jobs.metrics_port, db)
+        metrics.serve(config.jobs.metrics_port)
     log.info(
         "worker_ready",
         hostname=getattr(sender, "hostname", None),
