@@ -1,5 +1,8 @@
 import importlib
+import os
+from pathlib import Path
 
+import pytest
 from prometheus_client import REGISTRY, Counter
 
 from ballast_common.telemetry import metrics
@@ -67,3 +70,28 @@ def test_db_pool_stats() -> None:
         for state in DB_POOL_STATES
     }
     assert values == {"checked_out": 3, "idle": 2, "overflow": 1, "size": 5}
+
+
+def test_multiprocess_dir_is_made_or_emptied(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    m = metrics
+    monkeypatch.delenv(m.MULTIPROC_ENV, raising=False)
+    assert m.prepare_multiprocess_dir(1) is None
+    made = m.prepare_multiprocess_dir(2)
+    assert made is not None
+    assert made.is_dir()
+    assert os.environ[m.MULTIPROC_ENV] == str(made)  # noqa: TID251
+    made.rmdir()
+    # An operator's directory: kept, but values of an earlier run are removed.
+    given = tmp_path / "prom"
+    given.mkdir()
+    (given / "counter_123.db").write_bytes(b"old")
+    (given / "keep.txt").write_text("not ours")
+    monkeypatch.setenv(m.MULTIPROC_ENV, str(given))
+    assert m.prepare_multiprocess_dir(4) is None
+    assert sorted(p.name for p in given.iterdir()) == ["keep.txt"]
+    # In multi-process mode the exposition reads the directory (empty: no samples).
+    body, content_type = m.exposition()
+    assert content_type.startswith("text/plain")
+    assert b"ballast_http_requests_total" not in body

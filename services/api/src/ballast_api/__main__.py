@@ -1,10 +1,15 @@
 """`python -m ballast_api`: serve the api with uvicorn on the configured host and port."""
 
+import shutil
+
 import uvicorn
 
 from ballast_common.config import load_config
+from ballast_common.telemetry.metrics import prepare_multiprocess_dir
 
 config = load_config()
+# Several workers: /metrics sums every worker's values (see telemetry.metrics).
+metrics_dir = prepare_multiprocess_dir(config.api.workers)
 uvicorn.run(
     "ballast_api.main:create_app",
     factory=True,
@@ -20,3 +25,5 @@ uvicorn.run(
     # No "server: uvicorn" on responses: the api does not advertise what it runs on.
     server_header=False,
 )
+if metrics_dir is not None:
+    shutil.rmtree(metrics_dir, ignore_errors=True)

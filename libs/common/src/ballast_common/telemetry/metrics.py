@@ -5,18 +5,33 @@ All metrics live in the default registry (``prometheus_client.REGISTRY``), which
 ``/metrics``. Registering the same name twice in one registry raises
 ``ValueError: Duplicated timeseries``, so every metric here is created once, lazily,
 and cached at module level; call the accessors, never the constructors.
-In multi-process servers (gunicorn, Celery prefork) set ``PROMETHEUS_MULTIPROC_DIR``.
+In multi-process servers (the api with several uvicorn workers) ``PROMETHEUS_MULTIPROC_DIR``
+names a directory every process writes its values to, and `exposition()` sums them, so a
+scrape reports the totals of every process whichever one answers it
+(`prepare_multiprocess_dir` sets it up before the workers start).
 Ref: https://prometheus.github.io/client_python/multiprocess/
 """
 
 from __future__ import annotations
 
+import os
+import tempfile
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Final, TypeVar, cast
 
-from prometheus_client import REGISTRY, Counter, Gauge, Histogram
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    REGISTRY,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+    multiprocess,
+)
 from prometheus_client.metrics import MetricWrapperBase
 
 # 1 ms .. 10 s: interaction budgets are 50 ms, slow exports take seconds.
@@ -155,3 +170,44 @@ def set_db_pool_stats(
     }
     for state, value in values.items():
         gauge.labels(service=service, state=state).set(value)
+
+
+# prometheus_client's own switch for multi-process mode (read when it is imported).
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+
+
+def prepare_multiprocess_dir(processes: int) -> Path | None:
+    """Before a server starts ``processes`` worker processes: with more than one, make
+    (or empty) the directory they share their metric values through and name it in
+    the environment they inherit.
+
+    An operator's directory (the variable already set, e.g. a pod's emptyDir) is
+    emptied: values of an earlier run would be counted again. Otherwise a temporary
+    one is made.
+
+    Returns:
+        The temporary directory made (the caller removes it when the server is
+        done), or None.
+    """
+    if processes <= 1:
+        return None
+    given = os.environ.get(MULTIPROC_ENV)  # noqa: TID251 - prometheus_client's setting
+    if given:
+        path = Path(given)
+        path.mkdir(parents=True, exist_ok=True)
+        for stale in path.glob("*.db"):
+            stale.unlink(missing_ok=True)
+        return None
+    made = Path(tempfile.mkdtemp(prefix="ballast-metrics-"))
+    os.environ[MULTIPROC_ENV] = str(made)  # noqa: TID251 - inherited by the workers
+    return made
+
+
+def exposition() -> tuple[bytes, str]:
+    """The Prometheus text of this process, or of every process sharing a
+    multi-process directory; and its content type."""
+    if os.environ.get(MULTIPROC_ENV):  # noqa: TID251 - prometheus_client's setting
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+        return generate_latest(registry), CONTENT_TYPE_LATEST
+    return generate_latest(REGISTRY), CONTENT_TYPE_LATEST

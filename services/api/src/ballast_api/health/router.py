@@ -9,10 +9,10 @@ from typing import Any
 import redis.asyncio as aioredis
 from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from ballast_common.cache import current_cache
 from ballast_common.telemetry import set_db_pool_stats
+from ballast_common.telemetry.metrics import exposition
 
 router = APIRouter(tags=["health"])
 
@@ -89,4 +89,5 @@ async def readyz(request: Request) -> JSONResponse:
 async def metrics(request: Request) -> Response:
     """Prometheus metrics."""
     set_db_pool_stats("api", **request.app.state.db.pool_stats())
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    body, content_type = exposition()
+    return Response(body, media_type=content_type)
