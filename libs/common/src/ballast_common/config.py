@@ -9,9 +9,11 @@ stage/prod refuse to start with a missing or default secret.
 
 from __future__ import annotations
 
+import base64
 import importlib.util
 import ipaddress
 import os
+import re
 import tomllib
 from enum import StrEnum
 from pathlib import Path
@@ -361,12 +363,103 @@ class ServerConfig(BaseModel):
     max_json_body_kb: int = Field(default=DEFAULT_MAX_BODY_KB, ge=1, le=1024 * 1024)
 
 
+class OutboundTargetConfig(BaseModel):
+    """How Ballast calls one external service (ballast_common.outbound)."""
+
+    # Seconds to connect, and to wait for any read or write of the request.
+    connect_timeout_s: float = Field(default=3.0, gt=0, le=300)
+    timeout_s: float = Field(default=10.0, gt=0, le=3600)
+    # Attempts per call (connection errors, timeouts, 429 and 5xx are retried) ...
+    attempts: int = Field(default=3, ge=1, le=20)
+    # ... with exponential backoff and full jitter from this base, capped (in seconds).
+    backoff_base_s: float = Field(default=0.2, ge=0, le=60)
+    backoff_max_s: float = Field(default=5.0, ge=0, le=600)
+    # Consecutive failed calls that open the target's circuit breaker ...
+    breaker_fail_max: int = Field(default=5, ge=1, le=1000)
+    # ... which fails fast for this many seconds, then lets one trial call through.
+    breaker_reset_s: float = Field(default=30.0, gt=0, le=86_400)
+
+
+class OutboundConfig(BaseModel):
+    # Settings of every target not named in `targets`.
+    default: OutboundTargetConfig = OutboundTargetConfig()
+    # Per target (e.g. "webhooks"); BALLAST_OUTBOUND__TARGETS__WEBHOOKS__TIMEOUT_S=5.
+    targets: dict[str, OutboundTargetConfig] = Field(default_factory=dict)
+
+    def target(self, name: str) -> OutboundTargetConfig:
+        """The settings of target `name` (the default ones unless configured)."""
+        return self.targets.get(name, self.default)
+
+
+class WebhookSourceConfig(BaseModel):
+    # Standard Webhooks signing secret ("whsec_" + base64, at least 16 bytes); several
+    # separated by spaces while a sender rotates. Environment only:
+    # BALLAST_WEBHOOKS__SOURCES__<NAME>__SECRET.
+    secret: SecretStr
+    # False: answer 404 as if the source did not exist (keeps the secret configured).
+    enabled: bool = True
+
+    @field_validator("secret")
+    @classmethod
+    def _check_secret(cls, value: SecretStr) -> SecretStr:
+        for part in value.get_secret_value().split():
+            raw = part.removeprefix("whsec_")
+            try:
+                key = base64.b64decode(raw + "==", validate=False)
+            except ValueError:
+                key = b""
+            if len(key) < 16:
+                raise ValueError(
+                    "must be a Standard Webhooks secret: whsec_ and base64 of at least 16 bytes"
+                )
+        if not value.get_secret_value().strip():
+            raise ValueError("is empty")
+        return value
+
+
+class WebhooksConfig(BaseModel):
+    # Inbound senders by name: the {source} of POST /v1/webhooks/{source}.
+    sources: dict[str, WebhookSourceConfig] = Field(default_factory=dict)
+    # Largest inbound body (in KiB); larger ones get 413 unread.
+    max_body_kb: int = Field(default=256, ge=1, le=64 * 1024)
+    # A received webhook id is remembered this long (in seconds): a replay within it is
+    # not processed again. At least the scheme's 5-minute timestamp tolerance.
+    replay_ttl_s: int = Field(default=7 * 86_400, ge=600)
+    # Outbound deliveries: attempts in all, spaced by exponential backoff with full
+    # jitter from this base (in seconds), capped at backoff_max_s.
+    delivery_attempts: int = Field(default=8, ge=1, le=50)
+    delivery_backoff_base_s: float = Field(default=10.0, ge=0)
+    delivery_backoff_max_s: float = Field(default=3600.0, ge=0)
+
+    @field_validator("sources")
+    @classmethod
+    def _check_names(
+        cls, value: dict[str, WebhookSourceConfig]
+    ) -> dict[str, WebhookSourceConfig]:
+        for name in value:
+            if not WEBHOOK_SOURCE_NAME.fullmatch(name) or name in RESERVED_SOURCES:
+                raise ValueError(
+                    f"source name {name!r}: use a-z, 0-9, - and _ (at most 64), not "
+                    + ", ".join(sorted(RESERVED_SOURCES))
+                )
+        return value
+
+
+# Inbound source names (the path segment) and the ones the admin routes use.
+WEBHOOK_SOURCE_NAME = re.compile(r"[a-z0-9][a-z0-9_-]{0,63}")
+RESERVED_SOURCES = frozenset({"subscriptions", "deliveries", "events"})
+
+
 # Dotted paths of every secret field; they may only come from the environment.
 SECRET_FIELDS: tuple[tuple[str, ...], ...] = (
     ("database", "password"),
     ("security", "secret_key"),
     ("s3", "secret_access_key"),
     ("backup", "pitr", "cipher_pass"),
+)
+# Secret fields of every entry of a mapping (`webhooks.sources.<name>.secret`).
+SECRET_MAP_FIELDS: tuple[tuple[tuple[str, ...], str], ...] = (
+    (("webhooks", "sources"), "secret"),
 )
 
 
@@ -401,6 +494,20 @@ class _TomlFileSource(PydanticBaseSettingsSource):
                     f"secret {name!r} found in config file {self.path}: secrets come from "
                     f"environment variables only (set {env})"
                 )
+        for dotted, key in SECRET_MAP_FIELDS:
+            node = data
+            for part in dotted:
+                node = node.get(part) if isinstance(node, dict) else None
+            for entry, value in (node or {}).items() if isinstance(node, dict) else ():
+                if isinstance(value, dict) and key in value:
+                    name = ".".join((*dotted, entry, key))
+                    env = "BALLAST_" + "__".join(
+                        p.upper() for p in (*dotted, entry, key)
+                    )
+                    raise ConfigError(
+                        f"secret {name!r} found in config file {self.path}: secrets come "
+                        f"from environment variables only (set {env})"
+                    )
         database = data.get("database")
         if isinstance(database, dict) and isinstance(database.get("url"), str):
             url = _parse_url(
@@ -461,6 +568,8 @@ class AppConfig(BaseSettings):
     backup: BackupConfig = BackupConfig()
     api: ServerConfig = ServerConfig()
     ui: ServerConfig = ServerConfig(port=8501)
+    outbound: OutboundConfig = OutboundConfig()
+    webhooks: WebhooksConfig = WebhooksConfig()
     features: dict[str, bool] = Field(default_factory=dict)
 
     @classmethod

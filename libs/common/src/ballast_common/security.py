@@ -225,6 +225,7 @@ class Permission(StrEnum):
     DATASETS_WRITE = "datasets:write"
     OPS_READ = "ops:read"
     BACKUPS_ADMIN = "backups:admin"
+    WEBHOOKS_ADMIN = "webhooks:admin"
 
 
 # Ownership ("their own" projects, drafts, jobs) is enforced by the api's

@@ -11,7 +11,19 @@ from ballast_api.forms.router import router as forms
 from ballast_api.jobs.router import router as jobs
 from ballast_api.projects.router import router as projects
 from ballast_api.users.router import router as users
+from ballast_api.webhooks.router import router as webhooks
 
 api_router = APIRouter(prefix="/v1")
-for r in (sessions, users, drafts, forms, projects, audit, events, jobs, datasets):
+for r in (
+    sessions,
+    users,
+    drafts,
+    forms,
+    projects,
+    audit,
+    events,
+    jobs,
+    datasets,
+    webhooks,
+):
     api_router.include_router(r)

@@ -28,6 +28,7 @@ imports = (
     "ballast_jobs.tasks.datasets",
     "ballast_jobs.tasks.analysis",
     "ballast_jobs.tasks.diag",
+    "ballast_jobs.tasks.webhooks",
 )
 
 # JSON only: messages carry a job id, never pickled objects.

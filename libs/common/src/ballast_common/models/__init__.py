@@ -16,12 +16,19 @@ from ballast_common.models.user import (
     role_permissions,
     user_roles,
 )
+from ballast_common.models.webhook import (
+    CircuitBreakerRow,
+    WebhookDelivery,
+    WebhookReceipt,
+    WebhookSubscription,
+)
 from ballast_common.models.write import WriteRecord
 
 __all__ = [
     "DATASET_STATUSES",
     "PROJECT_STATUSES",
     "AuditLog",
+    "CircuitBreakerRow",
     "Dataset",
     "Draft",
     "EventRow",
@@ -34,6 +41,9 @@ __all__ = [
     "Role",
     "User",
     "UserSession",
+    "WebhookDelivery",
+    "WebhookReceipt",
+    "WebhookSubscription",
     "WriteRecord",
     "role_permissions",
     "user_roles",

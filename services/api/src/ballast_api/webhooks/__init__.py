@@ -1,0 +1,1 @@
+"""Webhooks: inbound POST /v1/webhooks/{source}; admin subscriptions and deliveries."""
