@@ -1,24 +1,40 @@
-"""scripts/deploy.py: blue-green status / stage / promote / rollback against fake kubectl and helm.
+"""scripts/deploy.py: blue-green status / stage / promote / rollback / retire against fakes.
 
-No cluster can run here, so kubectl and helm are small scripts answering from JSON files; the
-real helm command line is checked against the real chart with `helm template`.
+No cluster can run here, so kubectl and helm are small scripts answering from JSON files and
+recording every invocation; `kubectl port-forward` points at a real HTTP server in the test
+that plays the preview api and ui (and Prometheus' query API). The real helm command line of
+stage is checked against the real chart with `helm template`.
 """
 
 from __future__ import annotations
 
 import json
-import shlex
 import subprocess
 import sys
+import threading
+import urllib.parse
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from tests.charts.conftest import CHART, ROOT, find, helm
+from tests.charts.conftest import CHART, ROOT, find, helm, render
 
 DEPLOY = ROOT / "scripts" / "deploy.py"
+SMOKE_USER, SMOKE_PASSWORD = "smoke", "s3cret-smoke"
+
+
+def _deploy_module() -> Any:
+    sys.path.insert(0, str(ROOT / "scripts"))
+    try:
+        import deploy  # type: ignore[import-not-found]
+    finally:
+        sys.path.pop(0)
+    return deploy
 
 
 def _deployment(name: str, replicas: int, ready: int) -> dict[str, Any]:
@@ -33,65 +49,218 @@ def _deployment(name: str, replicas: int, ready: int) -> dict[str, Any]:
     }
 
 
-class FakeCluster:
-    """Writes fake kubectl/helm executables reading their answers from a directory."""
+def _service(name: str, color: str, port: int) -> dict[str, Any]:
+    return {
+        "metadata": {"name": name, "annotations": {}},
+        "spec": {
+            "selector": {
+                "app.kubernetes.io/name": "ballast",
+                "ballast.io/color": color,
+            },
+            "ports": [{"name": "http", "port": port}],
+        },
+    }
 
-    def __init__(self, root: Path, reachable: bool = True) -> None:
-        self.root = root
-        self.calls = root / "calls.log"
-        self.values: dict[str, Any] = {"activeColor": "blue", "image": {"tag": "1.0.0"}}
-        self.deployments: dict[str, dict[str, Any]] = {}
-        py = sys.executable
-        self.kubectl = self._script(
-            "kubectl",
-            f"""
-import json, sys, pathlib
-root = pathlib.Path({str(root)!r})
-args = sys.argv[1:]
-if args[0] == "version":
-    if not {reachable!r}:
-        print("The connection to the server localhost:8080 was refused", file=sys.stderr); sys.exit(1)
-    print(json.dumps({{"clientVersion": {{}}, "serverVersion": {{"gitVersion": "v1.31.0"}}}})); sys.exit(0)
-if args[:2] == ["get", "deployment"]:
-    f = root / ("deploy-" + args[2] + ".json")
-    if not f.exists():
-        print("NotFound", file=sys.stderr); sys.exit(1)
-    print(f.read_text()); sys.exit(0)
-sys.exit(2)
-""",
-            py,
-        )
-        self.helm = self._script(
-            "helm",
-            f"""
-import sys, pathlib
-root = pathlib.Path({str(root)!r})
+
+KUBECTL = """
+import json, pathlib, sys, time
+root = pathlib.Path(ROOT)
 args = sys.argv[1:]
 with open(root / "calls.log", "a") as log:
-    log.write(" ".join(args) + "\\n")
+    log.write(json.dumps(["kubectl", *args]) + "\\n")
+def load(kind, name):
+    f = root / f"{kind}-{name}.json"
+    return json.loads(f.read_text()) if f.exists() else None
+def save(kind, name, doc):
+    (root / f"{kind}-{name}.json").write_text(json.dumps(doc))
+def listed(fname, name):
+    f = root / fname
+    return f.exists() and name in f.read_text().split()
+if args[0] == "version":
+    if not REACHABLE:
+        print("The connection to the server localhost:8080 was refused", file=sys.stderr); sys.exit(1)
+    print(json.dumps({"clientVersion": {}, "serverVersion": {"gitVersion": "v1.31.0"}})); sys.exit(0)
+if args[0] == "get":
+    doc = load(args[1], args[2])
+    if doc is None:
+        print(f'Error from server (NotFound): {args[1]}s "{args[2]}" not found', file=sys.stderr); sys.exit(1)
+    print(json.dumps(doc)); sys.exit(0)
+if args[0] == "scale":
+    name = args[1].split("/", 1)[1]
+    n = int(next(a for a in args if a.startswith("--replicas=")).split("=")[1])
+    doc = load("deployment", name)
+    doc["spec"]["replicas"] = n
+    doc["status"]["updatedReplicas"] = n
+    if not listed("stuck", name):
+        doc["status"]["readyReplicas"] = n
+    save("deployment", name, doc); print(f"deployment.apps/{name} scaled"); sys.exit(0)
+if args[:2] == ["rollout", "status"]:
+    doc = load("deployment", args[2].split("/", 1)[1])
+    if doc["status"]["readyReplicas"] == doc["spec"]["replicas"]:
+        print("successfully rolled out"); sys.exit(0)
+    print("error: timed out waiting for the condition", file=sys.stderr); sys.exit(1)
+if args[:2] == ["patch", "service"]:
+    name = args[2]
+    if listed("patch-fail", name):
+        print(f'Error from server (Forbidden): services "{name}" is forbidden', file=sys.stderr); sys.exit(1)
+    body = json.loads(args[args.index("-p") + 1])
+    doc = load("service", name)
+    doc["spec"]["selector"].update(body["spec"]["selector"])
+    notes = doc["metadata"].setdefault("annotations", {})
+    for k, v in body.get("metadata", {}).get("annotations", {}).items():
+        if v is None:
+            notes.pop(k, None)
+        else:
+            notes[k] = v
+    save("service", name, doc); print(f"service/{name} patched"); sys.exit(0)
+if args[0] == "port-forward":
+    port = (root / "forward-port").read_text().strip()
+    print(f"Forwarding from 127.0.0.1:{port} -> {args[2][1:]}", flush=True)
+    time.sleep(60); sys.exit(0)
+sys.exit(2)
+"""
+
+HELM = """
+import json, pathlib, sys
+root = pathlib.Path(ROOT)
+args = sys.argv[1:]
+with open(root / "calls.log", "a") as log:
+    log.write(json.dumps(["helm", *args]) + "\\n")
 if args[:2] == ["get", "values"]:
     print((root / "values.json").read_text()); sys.exit(0)
 if args[0] == "upgrade":
     sys.exit(0)
 sys.exit(2)
-""",
-            py,
-        )
+"""
 
-    def _script(self, name: str, body: str, py: str) -> Path:
+
+class Backend:
+    """The preview api and ui, and Prometheus' query API, on one local port."""
+
+    def __init__(self, log: Path) -> None:
+        self.log = log
+        self.password = SMOKE_PASSWORD
+        self.readyz = 200
+        self.error_ratio: list[str] = ["0.001"]
+        self.p95: list[str] = ["0.12"]
+        self.drafts: dict[str, Any] = {}
+        self.queries: list[str] = []
+        backend = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args: Any) -> None:
+                pass
+
+            def _send(self, status: int, body: Any = None) -> None:
+                raw = b"" if body is None else json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(raw)))
+                self.end_headers()
+                self.wfile.write(raw)
+
+            def _handle(self) -> None:
+                url = urllib.parse.urlsplit(self.path)
+                query = urllib.parse.parse_qs(url.query)
+                length = int(self.headers.get("Content-Length") or 0)
+                body = json.loads(self.rfile.read(length)) if length else None
+                backend.record(self.command, url.path)
+                authed = self.headers.get("Authorization") == "Bearer t0ken"
+                route = (self.command, url.path)
+                if route == ("GET", "/api/v1/query"):
+                    self._send(200, backend.prometheus(query["query"][0]))
+                elif route == ("GET", "/healthz"):
+                    self._send(200, {"status": "ok"})
+                elif route == ("GET", "/readyz"):
+                    self._send(backend.readyz, {"status": "ready"})
+                elif route == ("GET", "/_stcore/health"):
+                    self._send(200, "ok")
+                elif route == ("POST", "/v1/sessions"):
+                    ok = body == {"username": SMOKE_USER, "password": backend.password}
+                    self._send(*((201, {"token": "t0ken"}) if ok else (401, {})))
+                elif not authed:
+                    self._send(401, {})
+                elif route == ("GET", "/v1/sessions/me"):
+                    self._send(200, {"username": SMOKE_USER})
+                elif route == ("GET", "/v1/projects"):
+                    self._send(200, {"items": [], "total": 0})
+                elif route == ("PUT", "/v1/drafts"):
+                    assert self.headers.get("Idempotency-Key")
+                    for item in body["items"]:
+                        backend.drafts[item["field"]] = item
+                    self._send(200, {"items": []})
+                elif route == ("GET", "/v1/drafts"):
+                    self._send(200, list(backend.drafts.values()))
+                elif route == ("DELETE", "/v1/drafts"):
+                    backend.drafts.clear()
+                    self._send(200, {"deleted": 1})
+                elif route == ("DELETE", "/v1/sessions/current"):
+                    self._send(204)
+                else:
+                    self._send(404, {})
+
+            do_GET = do_POST = do_PUT = do_DELETE = _handle
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def record(self, method: str, path: str) -> None:
+        with self.log.open("a") as log:
+            log.write(json.dumps(["http", method, path]) + "\n")
+
+    def prometheus(self, query: str) -> dict[str, Any]:
+        self.queries.append(query)
+        values = self.error_ratio if "status=~" in query else self.p95
+        value = values.pop(0) if len(values) > 1 else values[0]
+        result = [] if value == "none" else [{"metric": {}, "value": [0, value]}]
+        return {"status": "success", "data": {"resultType": "vector", "result": result}}
+
+    def close(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class FakeCluster:
+    """Fake kubectl/helm executables reading and writing their state in a directory."""
+
+    def __init__(self, root: Path, reachable: bool = True) -> None:
+        self.root = root
+        self.calls = root / "calls.log"
+        self.values: dict[str, Any] = {"activeColor": "blue", "image": {"tag": "1.0.0"}}
+        self.objects: dict[tuple[str, str], dict[str, Any]] = {}
+        self.kubectl = self._script("kubectl", KUBECTL, reachable)
+        self.helm = self._script("helm", HELM, reachable)
+
+    def _script(self, name: str, body: str, reachable: bool) -> Path:
         path = self.root / name
-        path.write_text(f"#!{py}\n{body}")
+        code = body.replace("ROOT", repr(str(self.root))).replace(
+            "REACHABLE", repr(reachable)
+        )
+        path.write_text(f"#!{sys.executable}\n{code}")
         path.chmod(0o755)
         return path
 
     def sync(self) -> None:
         (self.root / "values.json").write_text(json.dumps(self.values))
-        for f in self.root.glob("deploy-*.json"):
-            f.unlink()
-        for name, doc in self.deployments.items():
-            (self.root / f"deploy-{name}.json").write_text(json.dumps(doc))
+        for (kind, name), doc in self.objects.items():
+            (self.root / f"{kind}-{name}.json").write_text(json.dumps(doc))
 
-    def run(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def read(self, kind: str, name: str) -> dict[str, Any]:
+        return json.loads((self.root / f"{kind}-{name}.json").read_text())
+
+    def selector(self, service: str) -> str:
+        return str(
+            self.read("service", service)["spec"]["selector"]["ballast.io/color"]
+        )
+
+    def flag(self, fname: str, *names: str) -> None:
+        (self.root / fname).write_text("\n".join(names))
+
+    def run(
+        self, *args: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         self.sync()
         cmd = [
             sys.executable,
@@ -107,122 +276,463 @@ sys.exit(2)
             str(self.kubectl),
         ]
         return subprocess.run(
-            cmd, capture_output=True, text=True, check=False, timeout=60
+            cmd, capture_output=True, text=True, check=False, timeout=60, env=env
         )
 
-    def upgrades(self) -> list[list[str]]:
+    def log(self) -> list[list[str]]:
         if not self.calls.exists():
             return []
-        return [
-            line.split()
-            for line in self.calls.read_text().splitlines()
-            if line.startswith("upgrade")
-        ]
+        return [json.loads(line) for line in self.calls.read_text().splitlines()]
+
+    def helm_calls(self) -> list[list[str]]:
+        return [c[1:] for c in self.log() if c[0] == "helm"]
+
+    def upgrades(self) -> list[list[str]]:
+        return [c for c in self.helm_calls() if c[0] == "upgrade"]
+
+    def kubectl_calls(self, verb: str) -> list[list[str]]:
+        return [c[1:] for c in self.log() if c[0] == "kubectl" and c[1] == verb]
+
+    def patches(self) -> list[tuple[str, str]]:
+        """(Service, colour) of every patch attempted, in order."""
+        out = []
+        for call in self.kubectl_calls("patch"):
+            body = json.loads(call[call.index("-p") + 1])
+            out.append((call[2], body["spec"]["selector"]["ballast.io/color"]))
+        return out
+
+    def index(self, entry: list[str]) -> int:
+        return self.log().index(entry)
+
+    def first(self, kind: str, verb: str = "") -> int:
+        log = self.log()
+        return next(
+            i for i, c in enumerate(log) if c[0] == kind and (not verb or c[1] == verb)
+        )
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> FakeCluster:
+def backend(tmp_path: Path) -> Iterator[Backend]:
+    b = Backend(tmp_path / "calls.log")
+    yield b
+    b.close()
+
+
+@pytest.fixture
+def cluster(tmp_path: Path, backend: Backend) -> FakeCluster:
+    """Blue live at 1.0.0 (api 2, ui 3 replicas); green staged at 1.1.0, one replica each."""
     c = FakeCluster(tmp_path)
-    c.deployments = {
-        "ballast-api-blue": _deployment("ballast-api-blue", 2, 2),
-        "ballast-ui-blue": _deployment("ballast-ui-blue", 2, 2),
+    # Every `kubectl port-forward` of the fake lands on the test's backend.
+    (tmp_path / "forward-port").write_text(str(backend.port))
+    c.values["colors"] = {
+        "blue": {"tag": "1.0.0"},
+        "green": {"enabled": True, "tag": "1.1.0"},
+    }
+    replicas = {"api": 2, "ui": 3}
+    for component, port in (("api", 8000), ("ui", 8501)):
+        for color, n in (("blue", replicas[component]), ("green", 1)):
+            name = f"ballast-{component}-{color}"
+            c.objects[("deployment", name)] = _deployment(name, n, n)
+        c.objects[("service", f"ballast-{component}")] = _service(
+            f"ballast-{component}", "blue", port
+        )
+        c.objects[("service", f"ballast-{component}-preview")] = _service(
+            f"ballast-{component}-preview", "green", port
+        )
+    c.objects[("secret", "ballast-smoke-test")] = {
+        "data": {
+            "username": "c21va2U=",  # smoke
+            "password": "czNjcmV0LXNtb2tl",  # s3cret-smoke
+        }
     }
     return c
 
 
-def test_promote_refuses_while_preview_is_not_ready(cluster: FakeCluster) -> None:
-    cluster.deployments["ballast-api-green"] = _deployment("ballast-api-green", 2, 1)
-    cluster.deployments["ballast-ui-green"] = _deployment("ballast-ui-green", 2, 2)
+def _live_on_green(cluster: FakeCluster) -> None:
+    for component in ("api", "ui"):
+        cluster.objects[("service", f"ballast-{component}")]["spec"]["selector"][
+            "ballast.io/color"
+        ] = "green"
+        cluster.objects[("service", f"ballast-{component}-preview")]["spec"][
+            "selector"
+        ]["ballast.io/color"] = "blue"
+
+
+ROUTES = ["ballast-api", "ballast-ui", "ballast-api-preview", "ballast-ui-preview"]
+
+
+# -- promote / rollback: routing only, after the gate -----------------------------------
+
+
+def test_promote_scales_smoke_tests_then_patches_only_the_selectors(
+    cluster: FakeCluster,
+) -> None:
+    proc = cluster.run("promote")
+    assert proc.returncode == 0, proc.stderr
+    assert "traffic is on green" in proc.stdout
+    # Routing only: helm is asked for the values and nothing else.
+    assert [c[:2] for c in cluster.helm_calls()] == [["get", "values"]]
+    # The idle colour was brought to the live colour's replica counts, then waited for;
+    # only green was waited on.
+    scales = cluster.kubectl_calls("scale")
+    assert [c[1:3] for c in scales] == [
+        ["deployment/ballast-api-green", "--replicas=2"],
+        ["deployment/ballast-ui-green", "--replicas=3"],
+    ]
+    waited = [c[2] for c in cluster.kubectl_calls("rollout")]
+    assert waited == ["deployment/ballast-api-green", "deployment/ballast-ui-green"]
+    # The smoke test went through the preview Services, before any patch.
+    forwards = [c[1] for c in cluster.kubectl_calls("port-forward")]
+    assert forwards == ["svc/ballast-api-preview", "svc/ballast-ui-preview"]
+    smoke = [c[1:] for c in cluster.log() if c[0] == "http"]
+    for step in (
+        ["GET", "/healthz"],
+        ["GET", "/readyz"],
+        ["POST", "/v1/sessions"],
+        ["GET", "/v1/projects"],
+        ["PUT", "/v1/drafts"],
+        ["GET", "/v1/drafts"],
+        ["DELETE", "/v1/drafts"],
+        ["GET", "/_stcore/health"],
+    ):
+        assert step in smoke
+    last_check = max(i for i, c in enumerate(cluster.log()) if c[0] == "http")
+    assert last_check < cluster.first("kubectl", "patch")
+    assert max(cluster.index(["kubectl", *c]) for c in scales) < last_check
+    # The switch: active Services to green, previews to the old colour.
+    assert cluster.patches() == [
+        ("ballast-api", "green"),
+        ("ballast-ui", "green"),
+        ("ballast-api-preview", "blue"),
+        ("ballast-ui-preview", "blue"),
+    ]
+    assert [cluster.selector(s) for s in ROUTES] == ["green", "green", "blue", "blue"]
+    notes = cluster.read("service", "ballast-ui")["metadata"]["annotations"]
+    assert notes["ballast.io/switched-from"] == "blue"
+    assert datetime.fromisoformat(notes["ballast.io/switched-at"]) <= datetime.now(UTC)
+
+
+def test_promote_and_rollback_never_run_helm_upgrade_nor_the_local_chart(
+    cluster: FakeCluster,
+) -> None:
+    assert cluster.run("promote", "--chart", str(CHART)).returncode == 0
+    cluster.objects.clear()  # keep the state the fakes wrote
+    proc = cluster.run("rollback")
+    assert proc.returncode == 0, proc.stderr
+    assert [cluster.selector(s) for s in ROUTES] == ["blue", "blue", "green", "green"]
+    for call in cluster.helm_calls():
+        assert call[0] != "upgrade", call
+        assert str(CHART) not in call
+    for call in cluster.log():
+        assert str(CHART) not in call
+
+
+def test_a_failed_second_patch_puts_the_first_back(cluster: FakeCluster) -> None:
+    cluster.flag("patch-fail", "ballast-ui")
     proc = cluster.run("promote")
     assert proc.returncode == 1
-    assert "refusing to promote: green is not ready (api: 1/2 ready" in proc.stderr
-    assert "--set activeColor=green" in proc.stdout  # the command it would have run
-    assert cluster.upgrades() == []
+    assert proc.stderr.count("\n") == 1
+    assert "refusing to promote: patching ballast-ui failed" in proc.stderr
+    assert "every Service was put back on blue" in proc.stderr
+    assert "traffic stays on blue" in proc.stderr
+    assert cluster.patches() == [
+        ("ballast-api", "green"),
+        ("ballast-ui", "green"),
+        ("ballast-api", "blue"),
+    ]
+    assert [cluster.selector(s) for s in ROUTES] == ["blue", "blue", "green", "green"]
+    assert "ballast.io/switched-at" not in (
+        cluster.read("service", "ballast-api")["metadata"]["annotations"]
+    )
+    # What promote scaled up is scaled back: all or nothing.
+    assert cluster.read("deployment", "ballast-api-green")["spec"]["replicas"] == 1
+    assert cluster.read("deployment", "ballast-ui-green")["spec"]["replicas"] == 1
+
+
+@pytest.mark.parametrize(
+    ("breakage", "message"),
+    [
+        ("password", "smoke test failed: login as smoke answered HTTP 401, not 201"),
+        ("readyz", "smoke test failed: GET /readyz answered HTTP 503, not 200"),
+    ],
+)
+def test_promote_refuses_when_the_smoke_test_fails(
+    cluster: FakeCluster, backend: Backend, breakage: str, message: str
+) -> None:
+    if breakage == "password":
+        backend.password = "rotated"
+    else:
+        backend.readyz = 503
+    proc = cluster.run("promote")
+    assert proc.returncode == 1
+    assert (
+        f"error: refusing to promote: {message}; traffic stays on blue" in proc.stderr
+    )
+    assert cluster.patches() == []
+    assert cluster.selector("ballast-ui") == "blue"
+
+
+def test_smoke_credentials_come_from_env_or_the_secret_or_nowhere(
+    cluster: FakeCluster,
+) -> None:
+    del cluster.objects[("secret", "ballast-smoke-test")]
+    proc = cluster.run("promote")
+    assert proc.returncode == 1
+    assert "no smoke-test credentials: set BALLAST_SMOKE_USERNAME" in proc.stderr
+    assert cluster.patches() == []
+    assert cluster.kubectl_calls("scale") == []
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "BALLAST_SMOKE_USERNAME": SMOKE_USER,
+        "BALLAST_SMOKE_PASSWORD": SMOKE_PASSWORD,
+    }
+    proc = cluster.run("promote", env=env)
+    assert proc.returncode == 0, proc.stderr
+    assert cluster.selector("ballast-api") == "green"
+
+
+def test_promote_refuses_while_preview_is_not_ready(cluster: FakeCluster) -> None:
+    cluster.flag("stuck", "ballast-api-green")
+    proc = cluster.run("promote", "--ready-timeout", "5")
+    assert proc.returncode == 1
+    assert (
+        "refusing to promote: ballast-api-green not ready within 5s "
+        "(error: timed out waiting for the condition); traffic stays on blue"
+    ) in proc.stderr
+    assert cluster.patches() == []
+    assert cluster.kubectl_calls("port-forward") == []
+    assert cluster.read("deployment", "ballast-api-green")["spec"]["replicas"] == 1
 
 
 def test_promote_refuses_when_preview_is_not_deployed(cluster: FakeCluster) -> None:
+    for component in ("api", "ui"):
+        del cluster.objects[("deployment", f"ballast-{component}-green")]
     proc = cluster.run("promote")
     assert proc.returncode == 1
-    assert "api: not deployed" in proc.stderr
+    assert "green is not deployed (api: not deployed" in proc.stderr
+    assert "patch service ballast-api" in proc.stdout  # what it would have run
+    assert cluster.patches() == []
     assert cluster.upgrades() == []
 
 
-def test_promote_runs_and_prints_the_exact_upgrade(cluster: FakeCluster) -> None:
-    cluster.deployments["ballast-api-green"] = _deployment("ballast-api-green", 2, 2)
-    cluster.deployments["ballast-ui-green"] = _deployment("ballast-ui-green", 3, 3)
-    proc = cluster.run("promote")
-    assert proc.returncode == 0, proc.stderr
-    (upgrade,) = cluster.upgrades()
-    printed = next(line for line in proc.stdout.splitlines() if line.startswith("$ "))
-    assert shlex.split(printed[2:])[1:] == upgrade
-    assert upgrade[:6] == [
-        "upgrade",
-        "ballast",
-        str(CHART),
-        "--namespace",
-        "apps",
-        "--reuse-values",
-    ]
-    assert upgrade[-2:] == ["--set", "activeColor=green"]
+def test_rollback_is_refused_after_a_contract_migration(cluster: FakeCluster) -> None:
+    _live_on_green(cluster)
+    cluster.values["colors"]["green"]["contract"] = True
+    proc = cluster.run("rollback")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    assert "refusing to roll back: green's release contracted the schema" in proc.stderr
+    assert "fix forward" in proc.stderr
+    assert cluster.patches() == []
+    assert cluster.kubectl_calls("scale") == []
+    # Without the mark the same rollback goes through.
+    cluster.values["colors"]["green"]["contract"] = False
+    assert cluster.run("rollback").returncode == 0
+    assert cluster.selector("ballast-api") == "blue"
 
 
-def test_rollback_switches_back_and_dry_run_executes_nothing(
-    cluster: FakeCluster,
-) -> None:
-    cluster.values["activeColor"] = "green"
+def test_rollback_dry_run_changes_nothing(cluster: FakeCluster) -> None:
+    _live_on_green(cluster)
     proc = cluster.run("rollback", "--dry-run")
     assert proc.returncode == 0, proc.stderr
-    assert "--set activeColor=blue" in proc.stdout
-    assert "dry run" in proc.stdout
-    assert cluster.upgrades() == []
+    assert "would run: " in proc.stdout
+    assert '"ballast.io/color":"blue"' in proc.stdout
+    assert "dry run: nothing changed" in proc.stdout
+    assert cluster.patches() == []
+    assert cluster.kubectl_calls("scale") == []
+    assert cluster.kubectl_calls("port-forward") == []
+
+
+def test_gate_only_checks_and_does_not_switch(cluster: FakeCluster) -> None:
+    proc = cluster.run("promote", "--gate-only")
+    assert proc.returncode == 0, proc.stderr
+    assert "green passed the gate; not switching (--gate-only)" in proc.stdout
+    assert cluster.kubectl_calls("port-forward")
+    assert cluster.patches() == []
+    # Scaled for the switch that follows (an Argo CD sync of activeColor).
+    assert cluster.read("deployment", "ballast-ui-green")["spec"]["replicas"] == 3
+
+
+def test_interrupted_switch_is_reported_not_guessed(cluster: FakeCluster) -> None:
+    cluster.objects[("service", "ballast-ui")]["spec"]["selector"][
+        "ballast.io/color"
+    ] = "green"
+    proc = cluster.run("promote")
+    assert proc.returncode == 1
+    assert (
+        "the active Services disagree (ballast-api selects blue, ballast-ui selects green)"
+        in (proc.stderr)
+    )
+    assert cluster.patches() == []
+
+
+# -- the Prometheus gate ----------------------------------------------------------------
+
+
+def _gate_args(backend: Backend) -> list[str]:
+    return [
+        "--prometheus-url",
+        f"http://127.0.0.1:{backend.port}",
+        "--gate-minutes",
+        "0.001",
+        "--gate-interval",
+        "0.01",
+    ]
+
+
+def test_prometheus_gate_blocks_on_a_bad_error_ratio(
+    cluster: FakeCluster, backend: Backend
+) -> None:
+    backend.error_ratio = ["0.2"]
+    proc = cluster.run("promote", *_gate_args(backend))
+    assert proc.returncode == 1
+    assert (
+        "Prometheus gate: green's api error ratio 0.2 is above 0.01 (poll 1)"
+        in proc.stderr
+    )
+    assert cluster.patches() == []
+    assert 'color="green"' in backend.queries[0]
+    assert 'namespace="apps"' in backend.queries[0]
+
+
+@pytest.mark.parametrize(
+    ("error_ratio", "p95", "message"),
+    [
+        ("0.001", "2.5", "p95 2.5 is above 0.5"),
+        ("none", "0.1", "no error ratio samples for green's api"),
+        ("NaN", "0.1", "no error ratio samples"),
+    ],
+)
+def test_prometheus_gate_blocks_on_slow_or_missing_data(
+    cluster: FakeCluster, backend: Backend, error_ratio: str, p95: str, message: str
+) -> None:
+    backend.error_ratio, backend.p95 = [error_ratio], [p95]
+    proc = cluster.run("promote", *_gate_args(backend))
+    assert proc.returncode == 1
+    assert message in proc.stderr
+    assert cluster.patches() == []
+
+
+def test_prometheus_gate_holds_then_switches(
+    cluster: FakeCluster, backend: Backend
+) -> None:
+    proc = cluster.run("promote", *_gate_args(backend))
+    assert proc.returncode == 0, proc.stderr
+    assert "Prometheus gate held" in proc.stdout
+    queries = [
+        i for i, c in enumerate(cluster.log()) if c[1:] == ["GET", "/api/v1/query"]
+    ]
+    assert queries
+    assert max(queries) < cluster.first("kubectl", "patch")
+
+
+def test_prometheus_gate_polls_for_the_whole_duration(backend: Backend) -> None:
+    """Driven by a fake clock: 2 minutes at 30 s polls is 5 polls; a breach on poll 3 stops it."""
+    deploy = _deploy_module()
+    now = [0.0]
+
+    def sleep(seconds: float) -> None:
+        now[0] += seconds
+
+    gate = deploy.Gate(f"http://127.0.0.1:{backend.port}", 0.01, 0.5, 2.0, 30.0, "5m")
+    deploy.prometheus_gate(gate, "apps", "green", sleep=sleep, clock=lambda: now[0])
+    assert len(backend.queries) == 2 * 5
+    assert now[0] == 120.0
+    backend.queries.clear()
+    backend.error_ratio = ["0.001", "0.001", "0.05"]
+    now[0] = 0.0
+    with pytest.raises(
+        deploy.DeployError, match=r"error ratio 0\.05 is above 0\.01 \(poll 3\)"
+    ):
+        deploy.prometheus_gate(gate, "apps", "green", sleep=sleep, clock=lambda: now[0])
+
+
+# -- status, stage, retire ----------------------------------------------------------------
 
 
 def test_no_cluster_is_a_clear_refusal(tmp_path: Path) -> None:
     cluster = FakeCluster(tmp_path, reachable=False)
-    for command in ("promote", "rollback", "status"):
+    for command in ("promote", "rollback", "status", "retire"):
         proc = cluster.run(command)
         assert proc.returncode == 1
+        assert proc.stderr.count("\n") == 1
         assert "no Kubernetes cluster reachable" in proc.stderr
         assert "connection to the server" in proc.stderr
     assert cluster.upgrades() == []
 
 
-def test_status_reports_both_colours(cluster: FakeCluster) -> None:
-    cluster.values["colors"] = {"green": {"enabled": True, "tag": "1.1.0"}}
-    cluster.deployments["ballast-api-green"] = _deployment("ballast-api-green", 1, 0)
-    cluster.deployments["ballast-ui-green"] = _deployment("ballast-ui-green", 1, 1)
+@pytest.mark.parametrize(
+    "command", ["status", "stage", "promote", "rollback", "retire"]
+)
+def test_every_command_has_help(command: str) -> None:
+    proc = subprocess.run(
+        [sys.executable, str(DEPLOY), command, "--help"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert proc.returncode == 0, proc.stderr
+    assert "Usage:" in proc.stdout
+
+
+def test_status_reports_both_colours_and_a_stale_helm_value(
+    cluster: FakeCluster,
+) -> None:
+    cluster.objects[("deployment", "ballast-api-green")] = _deployment(
+        "ballast-api-green", 1, 0
+    )
     proc = cluster.run("status")
     assert proc.returncode == 0, proc.stderr
     active, preview = proc.stdout.splitlines()
     assert active.split()[:5] == ["active", "blue", "tag", "1.0.0", "ready"]
     assert preview.split()[:5] == ["preview", "green", "tag", "1.1.0", "NOT"]
+    # After a promote Helm's activeColor is stale; the Services are the truth.
+    _live_on_green(cluster)
+    proc = cluster.run("status")
+    assert proc.stdout.splitlines()[0].split()[:2] == ["active", "green"]
+    assert (
+        "Helm's values say activeColor=blue; the Services select green" in proc.stdout
+    )
+
+
+def _sets(upgrade: list[str]) -> list[str]:
+    return [upgrade[i + 1] for i, a in enumerate(upgrade) if a.startswith("--set")]
 
 
 def test_stage_pins_the_active_colour_and_the_command_renders(
     cluster: FakeCluster,
 ) -> None:
-    proc = cluster.run("stage", "--tag", "1.1.0")
+    cluster.values["colors"] = {}
+    proc = cluster.run("stage", "--tag", "1.1.0", "--contract")
     assert proc.returncode == 0, proc.stderr
+    assert "rollback to blue (1.0.0) is refused" in proc.stdout
     (upgrade,) = cluster.upgrades()
-    sets = [upgrade[i + 1] for i, a in enumerate(upgrade) if a.startswith("--set")]
-    assert sets == [
+    assert upgrade[2] == str(CHART)
+    assert _sets(upgrade) == [
+        "activeColor=blue",
         "image.tag=1.1.0",
         "colors.blue.tag=1.0.0",
+        "colors.blue.contract=false",
         "colors.green.enabled=true",
         "colors.green.tag=1.1.0",
+        "colors.green.contract=true",
     ]
     # The same --set flags on top of the release's values render what stage promises.
     args = ["template", "ballast", str(CHART), "--set", "image.tag=1.0.0"]
     for i, a in enumerate(upgrade):
         if a.startswith("--set"):
             args += [a, upgrade[i + 1]]
-    objs = [d for d in yaml.safe_load_all(helm(*args).stdout) if d]
+    objs = [d for d in yaml.safe_load_all(helm(*args, "--is-upgrade").stdout) if d]
+    deployments = {d["metadata"]["name"]: d for d in find(objs, "Deployment")}
     images = {
-        d["metadata"]["name"]: d["spec"]["template"]["spec"]["containers"][0]["image"]
-        for d in find(objs, "Deployment")
+        name: d["spec"]["template"]["spec"]["containers"][0]["image"]
+        for name, d in deployments.items()
     }
     assert images["ballast-api-blue"].endswith(":1.0.0")
     assert images["ballast-api-green"].endswith(":1.1.0")
+    notes = deployments["ballast-api-green"]["metadata"].get("annotations") or {}
+    assert notes.get("ballast.io/contract-migration") == "true"
     assert find(objs, "Job")[0]["spec"]["template"]["spec"]["containers"][0][
         "image"
     ].endswith(":1.1.0")
@@ -230,6 +740,60 @@ def test_stage_pins_the_active_colour_and_the_command_renders(
         s for s in find(objs, "Service") if s["metadata"]["name"] == "ballast-ui"
     )
     assert svc["spec"]["selector"]["ballast.io/color"] == "blue"
+
+
+def test_stage_after_a_promote_keeps_traffic_where_the_services_point(
+    cluster: FakeCluster,
+) -> None:
+    _live_on_green(cluster)  # Helm's values still say activeColor: blue
+    proc = cluster.run("stage", "--tag", "1.2.0")
+    assert proc.returncode == 0, proc.stderr
+    (upgrade,) = cluster.upgrades()
+    assert _sets(upgrade)[:3] == [
+        "activeColor=green",
+        "image.tag=1.2.0",
+        "colors.green.tag=1.1.0",
+    ]
+    assert "colors.blue.tag=1.2.0" in _sets(upgrade)
+
+
+def test_retire_keeps_the_old_colour_for_the_delay(cluster: FakeCluster) -> None:
+    _live_on_green(cluster)
+    ten_minutes_ago = (datetime.now(UTC) - timedelta(minutes=10)).isoformat()
+    cluster.objects[("service", "ballast-ui")]["metadata"]["annotations"] = {
+        "ballast.io/switched-at": ten_minutes_ago
+    }
+    proc = cluster.run("retire", "--after", "30m")
+    assert proc.returncode == 1
+    assert "refusing to retire blue: traffic moved to green at" in proc.stderr
+    assert cluster.upgrades() == []
+    proc = cluster.run("retire", "--after", "5m")
+    assert proc.returncode == 0, proc.stderr
+    (upgrade,) = cluster.upgrades()
+    assert _sets(upgrade) == ["activeColor=green", "colors.blue.enabled=false"]
+    proc = cluster.run("retire", "--after", "soon")
+    assert proc.returncode == 1
+    assert "not a duration" in proc.stderr
+
+
+def test_the_contract_mark_renders_only_on_its_colour() -> None:
+    objs = render(
+        (),
+        {
+            "colors.green.enabled": "true",
+            "colors.green.contract": "true",
+        },
+    )
+    for d in find(objs, "Deployment"):
+        name = d["metadata"]["name"]
+        if not name.endswith(("-blue", "-green")):
+            continue
+        notes = d["metadata"].get("annotations") or {}
+        marked = notes.get("ballast.io/contract-migration") == "true"
+        assert marked == name.endswith("-green"), name
+        # A mark on the Deployment, not the pod template: setting it restarts nothing.
+        pod_notes = d["spec"]["template"]["metadata"].get("annotations") or {}
+        assert "ballast.io/contract-migration" not in pod_notes
 
 
 def _seconds(duration: str) -> int:
@@ -244,12 +808,7 @@ def test_helm_waits_longer_than_the_migration_may_take() -> None:
     deadline = yaml.safe_load((CHART / "values.yaml").read_text())["migrations"][
         "activeDeadlineSeconds"
     ]
-    sys.path.insert(0, str(ROOT / "scripts"))
-    try:
-        import deploy  # type: ignore[import-not-found]
-    finally:
-        sys.path.pop(0)
-    assert _seconds(deploy.HELM_TIMEOUT) >= deadline + 300
+    assert _seconds(_deploy_module().HELM_TIMEOUT) >= deadline + 300
     readme = (CHART / "README.md").read_text()
     waits = [
         line
