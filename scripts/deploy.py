@@ -30,6 +30,7 @@ colour is waited on. In order:
    `ballast.io/switched-from`), their `-preview` twins to the old one. If any patch fails,
    the Services already patched are put back and the replica counts restored: the
    command succeeds only when all four Services select what it says.
+   `promote --gate-only` stops before this step (for a switch made elsewhere, e.g. in git).
 
 Why a patch and not `helm upgrade --set activeColor=...`: Helm's --wait (and --atomic,
 which implies it) waits on every workload of the release, not just the switched-to
@@ -496,11 +497,13 @@ def smoke_api(base: str, username: str, password: str) -> None:
         "POST", f"{base}/v1/sessions", body={"username": username, "password": password}
     )
     _expect(f"login as {username}", status, 201)
+    if not isinstance(session, dict) or not session.get("token"):
+        raise DeployError("smoke test failed: login answered without a token")
     token = str(session["token"])
     try:
         status, me = http("GET", f"{base}/v1/sessions/me", token=token)
         _expect("GET /v1/sessions/me", status, 200)
-        if me.get("username") != username:
+        if not isinstance(me, dict) or me.get("username") != username:
             raise DeployError("smoke test failed: /v1/sessions/me names another user")
         status, _ = http("GET", f"{base}/v1/projects?size=1", token=token)
         _expect("GET /v1/projects", status, 200)
