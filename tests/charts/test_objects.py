@@ -16,6 +16,7 @@ from tests.charts.conftest import (
     one,
     pod_specs,
     render,
+    render_text,
 )
 
 BOTH = {"colors.green.enabled": "true"}
@@ -52,8 +53,9 @@ def test_long_running_containers_have_all_three_probes(rendered: list[Obj]) -> N
     paths = {
         "api": ("/healthz", "/readyz"),
         "ui": ("/_stcore/health", "/_stcore/health"),
-        # served by the worker's main process once it consumes from the broker
-        "worker": ("/metrics", "/metrics"),
+        # served by the worker's main process once it consumes from the broker, from
+        # memory (no database work behind a probe)
+        "worker": ("/healthz", "/healthz"),
         "backup-exporter": ("/metrics", "/metrics"),
     }
     for d in deployments:
@@ -381,3 +383,44 @@ def test_helm_test_pod_checks_the_active_services() -> None:
     args = pod["spec"]["containers"][0]["command"]
     assert "http://rel-ballast-api:8000/readyz" in args
     assert "http://rel-ballast-ui:8501/_stcore/health" in args
+
+
+def test_no_container_names_an_env_variable_twice(rendered: list[Obj]) -> None:
+    # Kubernetes keeps the last of two; server-side apply refuses the list.
+    for ref, spec in pod_specs(rendered):
+        for container in _containers(spec):
+            names = [e["name"] for e in container.get("env", [])]
+            twice = sorted({n for n in names if names.count(n) > 1})
+            assert not twice, f"{ref} {container['name']}: {twice}"
+
+
+def _repeated_keys(doc: str) -> list[str]:
+    """Keys written twice directly under an `annotations:` or `labels:` mapping."""
+    found: list[str] = []
+    for block in ("annotations:", "labels:"):
+        for part in doc.split(block)[1:]:
+            lines = [ln for ln in part.split("\n")[1:] if ln.strip()]
+            if not lines:
+                continue
+            indent = len(lines[0]) - len(lines[0].lstrip())
+            keys: list[str] = []
+            for line in lines:
+                depth = len(line) - len(line.lstrip())
+                if depth < indent:
+                    break
+                if depth == indent and ":" in line and not line.strip().startswith("#"):
+                    keys.append(line.strip().split(":", 1)[0])
+            found += sorted({f"{block}{k}" for k in keys if keys.count(k) > 1})
+    return found
+
+
+def test_the_repeated_key_check_can_fail() -> None:
+    doc = "metadata:\n  annotations:\n    a: 1\n    b: 2\n    a: 3\n  name: x\n"
+    assert _repeated_keys(doc) == ["annotations:a"]
+
+
+def test_no_object_repeats_an_annotation_or_label_key() -> None:
+    # YAML keeps the last of two equal keys without a word: read the text itself.
+    text = render_text(VALUE_SETS["production"], {**BOTH, "ingress.enabled": "true"})
+    for doc in text.split("\n---"):
+        assert _repeated_keys(doc) == [], doc[:400]
