@@ -132,6 +132,7 @@ def allowed(
 FLOWS = [
     (INGRESS, UI, 8501),
     (UI, API, 8000),
+    (UI, REDIS, 6379),  # the cache's L2 and its busts across replicas
     (API, POSTGRES, 5432),
     (API, REDIS, 6379),
     (API, S3, 443),
@@ -153,7 +154,6 @@ FLOWS = [
 # Flows the architecture forbids.
 DENIED = [
     (UI, POSTGRES, 5432),  # the ui never opens a database connection
-    (UI, REDIS, 6379),
     (INGRESS, API, 8000),  # the browser reaches the api only through the ui
     (OTHER, UI, 8501),
     (OTHER, API, 8000),

@@ -310,7 +310,11 @@ SWITCHES = [
         {"tests.enabled": "false"},
         {"Pod/rel-ballast-test-connection", "NetworkPolicy/rel-ballast-test"},
     ),
-    ({"ingress.enabled": "false"}, {"Ingress/rel-ballast"}),
+    (
+        {"ingress.enabled": "false"},
+        # the ui's security headers live in a ConfigMap the ingress controller reads
+        {"Ingress/rel-ballast", "ConfigMap/rel-ballast-ui-headers"},
+    ),
 ]
 
 
@@ -335,7 +339,12 @@ def test_rules_follow_the_components() -> None:
             "rel-ballast",
         )["spec"]["groups"]
     }
-    assert groups == {"ballast.api", "ballast.cache", "ballast.availability"}
+    assert groups == {
+        "ballast.api",
+        "ballast.cache",
+        "ballast.security",
+        "ballast.availability",
+    }
     groups = {
         g["name"]
         for g in one(render(PROD), "PrometheusRule", "rel-ballast")["spec"]["groups"]
@@ -343,6 +352,7 @@ def test_rules_follow_the_components() -> None:
     assert groups == {
         "ballast.api",
         "ballast.cache",
+        "ballast.security",
         "ballast.availability",
         "ballast.jobs",
         "ballast.backup",

@@ -1,5 +1,7 @@
 """The UI runs without the server extras of ballast_common: its image ships no database
-drivers, ORM, migrations, password hashing, object-store or broker clients."""
+drivers, ORM, migrations, password hashing, object-store or broker clients. It carries
+redis-py for the cache's L2 (`ballast-common[cache]`), and runs without it too (L1 only):
+redis stays blocked here."""
 
 from __future__ import annotations
 

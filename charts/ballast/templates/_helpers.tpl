@@ -169,6 +169,14 @@ without the object store's key.
       name: {{ .secret }}
       key: {{ $s.redisUrlKey }}
       optional: true
+{{- else if .redis }}
+{{- /* The ui: Redis for the cache's L2 only (no database, no object store). */}}
+- name: BALLAST_REDIS_URL
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ $s.redisUrlKey }}
+      optional: true
 {{- end }}
 {{- end }}
 
