@@ -139,3 +139,48 @@ def test_missing_form_is_none() -> None:
         )
 
     assert client(httpx.MockTransport(handler)).get_form("f") is None
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "seconds"),
+    [("42", 42.0), (None, None), ("soon", None), ("-5", None), ("1e12", None)],
+)
+def test_a_throttled_login_says_so_with_its_wait(
+    retry_after: str | None, seconds: float | None
+) -> None:
+    from ballast_ui.client import RateLimited
+
+    def handler(_request: httpx.Request) -> httpx.Response:
+        headers = {"Retry-After": retry_after} if retry_after is not None else {}
+        return httpx.Response(
+            429,
+            headers=headers,
+            json={
+                "code": "rate_limited",
+                "message": "too many",
+                "details": {},
+                "trace_id": None,
+            },
+        )
+
+    with pytest.raises(RateLimited) as info:
+        client(httpx.MockTransport(handler), token=None).login("u", "p")
+    assert isinstance(info.value, ApiUnavailable)  # callers of the wider class see it
+    assert info.value.retry_after == seconds
+
+
+@pytest.mark.parametrize(
+    ("retry_after", "text"),
+    [
+        (42.0, "try again in 42 s"),
+        (0.2, "try again in 1 s"),
+        (900.0, "try again in 15 min"),
+        (None, "wait a few minutes"),
+    ],
+)
+def test_the_sign_in_page_names_the_wait(retry_after: float | None, text: str) -> None:
+    from ballast_ui.app import throttled_text
+
+    said = throttled_text(retry_after)
+    assert said.startswith("Too many failed sign-ins")
+    assert text in said

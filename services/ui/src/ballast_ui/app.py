@@ -11,6 +11,7 @@ Interactions inside a page rerun only that page's fragment.
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -22,7 +23,7 @@ from ballast_common.errors import AppError, AuthenticationError
 from ballast_common.telemetry import configure_logging, log_error
 from ballast_ui import components
 from ballast_ui.cache import ui_cache
-from ballast_ui.client import ApiUnavailable
+from ballast_ui.client import ApiUnavailable, RateLimited
 from ballast_ui.i18n import BLANK, t, theme_css
 from ballast_ui.metrics import RERUN_SECONDS, take_trigger, timed_run
 from ballast_ui.pages import ALL_PAGES
@@ -264,6 +265,15 @@ def _header(ctx: Ctx) -> None:
             )
 
 
+def throttled_text(retry_after: float | None) -> str:
+    """What the sign-in page says when the api throttles sign-ins (429)."""
+    if retry_after is None:
+        return "Too many failed sign-ins; please wait a few minutes and try again."
+    wait = max(1, math.ceil(retry_after))
+    when = f"{wait} s" if wait < 120 else f"{math.ceil(wait / 60)} min"
+    return f"Too many failed sign-ins; please try again in {when}."
+
+
 def _login(ctx: Ctx) -> None:
     st.header("Sign in")
     for notice in ctx.notices:
@@ -277,6 +287,9 @@ def _login(ctx: Ctx) -> None:
             login(ctx, username, password)
         except AuthenticationError:
             st.error("Wrong username or password.")
+            return
+        except RateLimited as exc:
+            st.error(throttled_text(exc.retry_after))
             return
         except ApiUnavailable:
             st.error("The server is unreachable; please try again in a moment.")

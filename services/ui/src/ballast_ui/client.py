@@ -94,6 +94,11 @@ class ApiUnavailable(TransientError):
     """The api could not be reached or answered 5xx; the request may be retried."""
 
 
+class RateLimited(ApiUnavailable):
+    """The api refused for now (429), e.g. too many failed sign-ins; ``retry_after``
+    says for how long (in seconds) when it told."""
+
+
 # The api's request and response models, under the names the UI's pages use. They are
 # the api's own classes (`ballast_common.contracts`), so what the UI parses is exactly
 # what the api's OpenAPI promises.
@@ -153,14 +158,24 @@ def error_from_response(response: httpx.Response) -> AppError:
         )
     if status >= 500 or status == 429:
         retry_after = response.headers.get("retry-after")
-        return ApiUnavailable(
+        unavailable = RateLimited if status == 429 else ApiUnavailable
+        return unavailable(
             message,
             code=code,
             details=details,
-            retry_after=float(retry_after) if retry_after else None,
+            retry_after=_seconds(retry_after),
         )
     cls = _BY_STATUS.get(status, AppError)
     return cls(message, code=code, details=details, status=status)
+
+
+def _seconds(header: str | None) -> float | None:
+    """A ``Retry-After`` in seconds (the api sends seconds; a date or junk is ignored)."""
+    try:
+        value = float(header) if header else None
+    except ValueError:
+        return None
+    return value if value is not None and 0 <= value < 86_400 else None
 
 
 def new_write_id() -> str:
