@@ -184,3 +184,23 @@ def test_the_sign_in_page_names_the_wait(retry_after: float | None, text: str) -
     said = throttled_text(retry_after)
     assert said.startswith("Too many failed sign-ins")
     assert text in said
+
+
+def test_login_names_the_browser_address() -> None:
+    seen: list[str | None] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request.headers.get("x-forwarded-for"))
+        return httpx.Response(401, json={"code": "x", "message": "m", "details": {}})
+
+    api = client(httpx.MockTransport(handler), token=None)
+    for address in ("203.0.113.9", None):
+        with pytest.raises(AuthenticationError):
+            api.login("u", "p", client_address=address)
+    assert seen == ["203.0.113.9", None]
+
+
+def test_no_browser_address_outside_a_session() -> None:
+    from ballast_ui.state import browser_address
+
+    assert browser_address() is None

@@ -323,10 +323,21 @@ class ApiClient:
 
     # ------------------------------------------------------------------ sessions
 
-    def login(self, username: str, password: str) -> Session:
-        """Log in; the returned session carries the token (keep it out of logs)."""
+    def login(
+        self, username: str, password: str, *, client_address: str | None = None
+    ) -> Session:
+        """Log in; the returned session carries the token (keep it out of logs).
+
+        ``client_address`` (the browser's) goes along as ``X-Forwarded-For``: the api
+        throttles sign-ins per address and audits it, and believes the header from
+        its trusted proxies only (``security.trusted_proxies``: the ui pods).
+        """
+        headers = {"X-Forwarded-For": client_address} if client_address else None
         body = self.request(
-            "POST", "/sessions", json={"username": username, "password": password}
+            "POST",
+            "/sessions",
+            json={"username": username, "password": password},
+            headers=headers,
         )
         return Session.model_validate(body)
 

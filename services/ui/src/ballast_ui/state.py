@@ -7,6 +7,7 @@ change goes value store → outbox → api drafts (`persist_input`).
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Callable, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -200,6 +201,20 @@ def bootstrap_session() -> Ctx:
     return ctx
 
 
+def browser_address() -> str | None:
+    """The browser's IP address as Streamlit saw it (None outside a session)."""
+    try:
+        address = st.context.ip_address
+    except Exception:  # no script run context (tests, background threads)
+        return None
+    if not address:
+        return None
+    try:
+        return str(ipaddress.ip_address(address))
+    except ValueError:
+        return None
+
+
 def login(ctx: Ctx, username: str, password: str) -> Session:
     """Log in through the api and hand the token to the browser's cookie.
 
@@ -207,7 +222,7 @@ def login(ctx: Ctx, username: str, password: str) -> Session:
         AuthenticationError: Wrong credentials.
         ApiUnavailable: The api is unreachable.
     """
-    session = ctx.api.login(username, password)
+    session = ctx.api.login(username, password, client_address=browser_address())
     ctx.api = ctx.api.with_token(session.token)
     ctx.user = session.user
     ctx.clear_cookie = False
