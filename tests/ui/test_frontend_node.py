@@ -128,4 +128,5 @@ def test_node_unit_tests_pass() -> None:
     )
     assert run.returncode == 0, run.stdout[-6000:] + run.stderr[-2000:]
     ran = re.search(r"\btests (\d+)", run.stdout)
-    assert ran and int(ran.group(1)) > 0, run.stdout[-2000:]
+    assert ran, run.stdout[-2000:]
+    assert int(ran.group(1)) > 0, run.stdout[-2000:]
