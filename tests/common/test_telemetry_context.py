@@ -6,11 +6,11 @@ import pytest
 from ballast_common.telemetry import (
     bind_request_context,
     current_context,
-    format_traceparent,
     new_span_id,
     new_trace_id,
-    parse_traceparent,
+    request_span,
     set_user_id,
+    traceparent,
     user_id_var,
 )
 
@@ -24,42 +24,17 @@ def test_new_ids_are_lowercase_hex_of_the_right_length() -> None:
     assert new_trace_id() != new_trace_id()
 
 
-class TestParseTraceparent:
-    def test_valid(self) -> None:
-        assert parse_traceparent(f"00-{TRACE}-{SPAN}-01") == (TRACE, SPAN)
-        assert parse_traceparent(f"  00-{TRACE}-{SPAN}-00 ") == (TRACE, SPAN)
-
-    @pytest.mark.parametrize(
-        "header",
-        [
-            None,
-            "",
-            f"00-{'0' * 32}-{SPAN}-01",
-            f"00-{TRACE}-{'0' * 16}-01",
-            f"01-{TRACE}-{SPAN}-01",
-            f"ff-{TRACE}-{SPAN}-01",
-            f"00-{TRACE.upper()}-{SPAN}-01",
-            f"00-{TRACE[:-1]}-{SPAN}-01",
-            f"00-{TRACE}-{SPAN}1-01",
-            f"00-{TRACE}-{SPAN}-1",
-            f"00-{TRACE}-{SPAN}",
-            f"00_{TRACE}_{SPAN}_01",
-            f"00-{TRACE[:-1]}g-{SPAN}-01",
-        ],
-    )
-    def test_invalid(self, header: str | None) -> None:
-        assert parse_traceparent(header) is None
-
-
-def test_format_traceparent_round_trips_and_rejects_bad_ids() -> None:
-    header = format_traceparent(TRACE, SPAN)
-    assert header == f"00-{TRACE}-{SPAN}-01"
-    assert parse_traceparent(header) == (TRACE, SPAN)
-    assert format_traceparent(TRACE, SPAN, sampled=False).endswith("-00")
-    with pytest.raises(ValueError, match="invalid"):
-        format_traceparent("0" * 32, SPAN)
-    with pytest.raises(ValueError, match="invalid"):
-        format_traceparent(TRACE, "xyz")
+def test_request_span_honours_a_valid_traceparent_and_ignores_a_bad_one() -> None:
+    with request_span({"traceparent": f"00-{TRACE}-{SPAN}-01"}) as (trace_id, span_id):
+        assert trace_id == TRACE
+        assert span_id != SPAN  # the parent's span is not ours
+        assert traceparent() == f"00-{TRACE}-{span_id}-01"
+        assert current_context()["trace_id"] == TRACE
+    for bad in (f"00-{'0' * 32}-{SPAN}-01", f"00-{TRACE.upper()}-{SPAN}-01", "junk"):
+        with request_span({"traceparent": bad}) as (trace_id, _):
+            assert trace_id != TRACE
+            assert re.fullmatch(r"[0-9a-f]{32}", trace_id)
+    assert traceparent() is None
 
 
 class TestBindRequestContext:

@@ -2,7 +2,10 @@
 
 Pure ASGI (not BaseHTTPMiddleware): no extra task per request, and the context vars set
 here are visible to the endpoint. An incoming `traceparent` and `X-Correlation-ID` are
-honoured; both go back on the response so callers can correlate. A correlation id that
+honoured; both go back on the response so callers can correlate. With tracing on
+(`OTEL_*`), the OpenTelemetry ASGI instrumentation wraps the request in a server span,
+named after the route once routed, and the database engines are traced; off, the request
+still gets W3C ids from the SDK's generator (`request_span`) and nothing is recorded. A correlation id that
 carries personal data or a secret is replaced by a fresh one (`bind_request_context`):
 it would otherwise be logged, echoed and audited as is.
 
@@ -18,6 +21,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -25,13 +29,17 @@ from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
 from ballast_api.errors import error_response
 from ballast_common.telemetry import (
     bind_request_context,
-    format_traceparent,
+    configure_tracing,
     get_logger,
     http_metrics,
+    instrument,
+    instrument_engine,
     log_error,
     mask_value,
-    parse_traceparent,
+    request_span,
+    traceparent,
 )
+from ballast_common.telemetry.tracing import asgi_middleware, instrument_celery_publish
 
 log = get_logger("ballast_api.access")
 
@@ -83,26 +91,52 @@ class RequestContextMiddleware:
         self.app = app
         self.service = service
         self.metrics = http_metrics()
+        self._entry: ASGIApp | None = None
+
+    def _build(self, scope: Scope) -> ASGIApp:
+        """On the first request: tracing as `OTEL_*` configures it; when on, the
+        server-span instrumentation around `_handle`, and the app's database engines,
+        job publishing, Redis, object store and outbound httpx calls traced."""
+        configure_tracing(self.service)
+        instrument("redis", "botocore", "httpx")
+        state = getattr(scope.get("app"), "state", None)
+        db = getattr(state, "db", None)
+        for name in ("engine", "async_engine"):
+            engine = getattr(db, name, None)
+            if engine is not None:
+                instrument_engine(engine)
+        instrument_celery_publish()
+        entry: ASGIApp = asgi_middleware(self._handle)
+        return entry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if self._entry is None:
+            self._entry = self._build(scope)
+        await self._entry(scope, receive, send)
+
+    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         headers = {
             k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
         }
-        parent = parse_traceparent(headers.get("traceparent"))
         # The peer, or the client a trusted proxy named (ClientAddressMiddleware runs first).
         client = scope.get("client")
         ip = client[0] if client else None
         status = {"code": 500}
         start = time.perf_counter()
-        with bind_request_context(
-            trace_id=parent[0] if parent else None,
-            correlation_id=_clean_correlation(headers.get("x-correlation-id")),
-            ip=ip,
-            user_agent=headers.get("user-agent"),
-        ) as ids:
+        with (
+            request_span(headers) as (trace_id, span_id),
+            bind_request_context(
+                trace_id=trace_id,
+                span_id=span_id,
+                correlation_id=_clean_correlation(headers.get("x-correlation-id")),
+                ip=ip,
+                user_agent=headers.get("user-agent"),
+            ) as ids,
+        ):
+            span = trace.get_current_span()
 
             async def send_wrapper(message: Message) -> None:
                 if message["type"] == "http.response.start":
@@ -110,9 +144,7 @@ class RequestContextMiddleware:
                     status["started"] = 1
                     out = MutableHeaders(scope=message)
                     out["X-Correlation-ID"] = ids["correlation_id"] or ""
-                    out["traceparent"] = format_traceparent(
-                        ids["trace_id"] or "", ids["span_id"] or ""
-                    )
+                    out["traceparent"] = traceparent() or ""
                 await send(message)
 
             try:
@@ -133,6 +165,9 @@ class RequestContextMiddleware:
                 elapsed = time.perf_counter() - start
                 template = route_template(scope)
                 method = scope["method"]
+                if span.is_recording():
+                    span.update_name(f"{method} {template}")
+                    span.set_attribute("http.route", template)
                 self.metrics.requests.labels(
                     self.service, method, template, str(status["code"])
                 ).inc()

@@ -1,7 +1,11 @@
 """Worker process wiring (Celery signals).
 
 - `worker_process_init` (each pool process, after fork): logging, config and a database
-  engine of its own; the parent's pooled connections are forgotten, never shared.
+  engine of its own; the parent's pooled connections are forgotten, never shared. Tracing
+  (when `OTEL_*` turns it on) is set up here too, never in the parent: the span
+  processor's thread and the exporter's connections belong to the process that uses them.
+  Task runs join the trace of the request that enqueued them (context in the message
+  headers), and their log lines carry the run's trace and span ids.
 - `worker_ready` (the main process): the sweeper thread and the /metrics endpoint, and
   the process's cache when `ballast jobs worker` (`init_app`) did not make it (a bare
   `celery worker`): the sweeper's writes bust the other replicas' caches through it.
@@ -23,7 +27,12 @@ from celery.signals import (
 from ballast_common.cache import current_cache, init_cache, reset_cache
 from ballast_common.config import load_config
 from ballast_common.db import DB
-from ballast_common.telemetry import get_logger
+from ballast_common.telemetry import (
+    configure_tracing,
+    get_logger,
+    instrument,
+    instrument_engine,
+)
 from ballast_jobs import metrics, state
 from ballast_jobs.dispatch import WorkerSender
 from ballast_jobs.sweeper import Sweeper
@@ -35,7 +44,14 @@ _main: dict[str, Any] = {}
 def _init_pool_process(**_: Any) -> None:
     sweeper_db: DB | None = _main.get("db")
     state.forget_inherited(sweeper_db)
-    state.get_state()
+    init_tracing(state.get_state().db)
+
+
+def init_tracing(db: DB) -> None:
+    """Trace this pool process's task runs, publishes, SQL, Redis and object store."""
+    if configure_tracing("worker") is not None:
+        instrument("celery", "redis", "botocore", "httpx")
+        instrument_engine(db.engine)
 
 
 def _start_main(sender: Any = None, **_: Any) -> None:

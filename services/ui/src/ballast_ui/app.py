@@ -25,7 +25,7 @@ from ballast_ui import components
 from ballast_ui.cache import ui_cache
 from ballast_ui.client import ApiUnavailable, RateLimited
 from ballast_ui.i18n import BLANK, t, theme_css
-from ballast_ui.metrics import RERUN_SECONDS, take_trigger, timed_run
+from ballast_ui.metrics import RERUN_SECONDS, end_action, take_trigger, timed_run
 from ballast_ui.pages import ALL_PAGES
 from ballast_ui.pages.jobs import job_toasts
 from ballast_ui.router import DENIED, FULL_RERUN, NOT_FOUND, Page, Router
@@ -383,3 +383,4 @@ def main() -> None:
     RERUN_SECONDS.labels(page=r.current_page, trigger=trigger).observe(
         time.perf_counter() - start
     )
+    end_action(r.current_page, trigger)

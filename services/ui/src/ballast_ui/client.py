@@ -52,6 +52,10 @@ from ballast_common.errors import (
     TransientError,
     ValidationError,
 )
+from ballast_common.telemetry.tracing import (
+    configure_tracing,
+    instrument_httpx_client,
+)
 
 __all__ = [
     "JOB_RETRYABLE",
@@ -197,14 +201,18 @@ def make_http(
         transport: A transport for tests (e.g. `httpx.MockTransport`).
 
     Returns:
-        The client; share it between `ApiClient` instances.
+        The client; share it between `ApiClient` instances. With tracing on (`OTEL_*`)
+        every request is a client span and carries the W3C trace context to the api.
     """
-    return httpx.Client(
+    http = httpx.Client(
         base_url=base_url.rstrip("/") + "/v1",
         timeout=httpx.Timeout(timeout, connect=min(timeout, 2.0)),
         transport=transport,
         headers={"User-Agent": "ballast-ui"},
     )
+    configure_tracing("ui")
+    instrument_httpx_client(http)
+    return http
 
 
 class ApiClient:

@@ -8,14 +8,15 @@ Ref: https://docs.python.org/3/library/contextvars.html
 
 from __future__ import annotations
 
-import re
-import secrets
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar, Token
 
 from ballast_common.telemetry.pii import contains_pii
+from ballast_common.telemetry.tracing import current_ids
+from ballast_common.telemetry.tracing import new_span_id as new_span_id
+from ballast_common.telemetry.tracing import new_trace_id as new_trace_id
 
 trace_id_var: ContextVar[str | None] = ContextVar("ballast_trace_id", default=None)
 span_id_var: ContextVar[str | None] = ContextVar("ballast_span_id", default=None)
@@ -26,69 +27,10 @@ user_id_var: ContextVar[str | None] = ContextVar("ballast_user_id", default=None
 ip_var: ContextVar[str | None] = ContextVar("ballast_ip", default=None)
 user_agent_var: ContextVar[str | None] = ContextVar("ballast_user_agent", default=None)
 
-# W3C Trace Context, version 00: version-traceid-parentid-flags, lowercase hex only.
-# Ref: https://www.w3.org/TR/trace-context/#traceparent-header-field-values
-_TRACEPARENT_RE = re.compile(r"^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$")
-_ZERO_TRACE_ID = "0" * 32
-_ZERO_SPAN_ID = "0" * 16
-
-
-def new_trace_id() -> str:
-    """Return a new random trace id (32 lowercase hex characters)."""
-    return secrets.token_hex(16)
-
-
-def new_span_id() -> str:
-    """Return a new random span id (16 lowercase hex characters)."""
-    return secrets.token_hex(8)
-
 
 def new_correlation_id() -> str:
     """Return a new correlation id (a UUID4 string)."""
     return str(uuid.uuid4())
-
-
-def parse_traceparent(header: str | None) -> tuple[str, str] | None:
-    """Parse a W3C ``traceparent`` header.
-
-    Args:
-        header: The raw header value, e.g.
-            ``00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01``.
-
-    Returns:
-        ``(trace_id, parent_span_id)``, or ``None`` when the header is missing,
-        malformed, of another version, or carries an all-zero id (which the spec
-        declares invalid).
-    """
-    if not header:
-        return None
-    match = _TRACEPARENT_RE.match(header.strip())
-    if match is None:
-        return None
-    trace_id, span_id, _flags = match.groups()
-    if trace_id == _ZERO_TRACE_ID or span_id == _ZERO_SPAN_ID:
-        return None
-    return trace_id, span_id
-
-
-def format_traceparent(trace_id: str, span_id: str, *, sampled: bool = True) -> str:
-    """Format a W3C ``traceparent`` header for an outgoing call.
-
-    Args:
-        trace_id: 32 lowercase hex characters.
-        span_id: 16 lowercase hex characters (the caller's current span).
-        sampled: Sets the ``sampled`` trace flag.
-
-    Returns:
-        The header value.
-
-    Raises:
-        ValueError: If either id is malformed or all zeros.
-    """
-    header = f"00-{trace_id}-{span_id}-{'01' if sampled else '00'}"
-    if parse_traceparent(header) is None:
-        raise ValueError(f"invalid trace/span id: {trace_id!r}/{span_id!r}")
-    return header
 
 
 @contextmanager
@@ -108,9 +50,10 @@ def bind_request_context(
     exit, also when the block raises, which makes nesting safe.
 
     Args:
-        trace_id: Trace id, e.g. from :func:`parse_traceparent`.
-        span_id: This unit's span id; a new one is generated when omitted (the
-            parent span id of an incoming ``traceparent`` is *not* our span).
+        trace_id: Trace id; by default the current span's (an OpenTelemetry span,
+            recording or not), else a new one.
+        span_id: This unit's span id; by default the current span's, else a new one
+            (the parent span id of an incoming ``traceparent`` is *not* our span).
         correlation_id: Correlation id, e.g. from an ``X-Correlation-ID`` header.
             One that carries personal data or a secret (an e-mail, a card number,
             a token: anything :func:`~ballast_common.telemetry.pii.mask_value`
@@ -123,6 +66,9 @@ def bind_request_context(
     Yields:
         A snapshot of the bound context, as :func:`current_context` returns it.
     """
+    span = current_ids()
+    if span is not None and trace_id is None:
+        trace_id, span_id = span[0], span_id or span[1]
     values: list[tuple[ContextVar[str | None], str | None]] = [
         (trace_id_var, trace_id or new_trace_id()),
         (span_id_var, span_id or new_span_id()),
@@ -161,11 +107,22 @@ def set_user_id(user_id: str | None) -> Token[str | None]:
     return user_id_var.set(user_id)
 
 
+def current_ids_or_bound() -> tuple[str | None, str | None]:
+    """``(trace_id, span_id)``: the current span's (a job's task run, an SQL statement
+    inside a request), else the bound ones (``None`` where nothing is bound)."""
+    span = current_ids()
+    if span is not None:
+        return span
+    return trace_id_var.get(), span_id_var.get()
+
+
 def current_context() -> dict[str, str | None]:
-    """Return a snapshot of the bound ids (``None`` where nothing is bound)."""
+    """Return a snapshot of the ids: the current span's trace and span ids (see
+    `current_ids_or_bound`), the bound correlation, user, ip and user agent."""
+    trace_id, span_id = current_ids_or_bound()
     return {
-        "trace_id": trace_id_var.get(),
-        "span_id": span_id_var.get(),
+        "trace_id": trace_id,
+        "span_id": span_id,
         "correlation_id": correlation_id_var.get(),
         "user_id": user_id_var.get(),
         "ip": ip_var.get(),

@@ -7,10 +7,9 @@ from typing import Any
 
 from ballast_common.telemetry.context import (
     correlation_id_var,
+    current_ids_or_bound,
     new_span_id,
     new_trace_id,
-    span_id_var,
-    trace_id_var,
 )
 from ballast_common.telemetry.logging import get_logger
 from ballast_common.telemetry.pii import mask_data, mask_value
@@ -37,8 +36,9 @@ def log_error(err: BaseException, ctx: Mapping[str, Any] | None = None) -> str:
     Returns:
         The trace id on the line, for showing to the user ("error id ...").
     """
-    trace_id = trace_id_var.get() or new_trace_id()
-    span_id = span_id_var.get() or new_span_id()
+    bound_trace, bound_span = current_ids_or_bound()
+    trace_id = bound_trace or new_trace_id()
+    span_id = bound_span or new_span_id()
     error_type = type(err).__qualname__
     module = type(err).__module__
     if module not in ("builtins", "__main__"):

@@ -15,7 +15,7 @@ from prometheus_client import REGISTRY, Counter
 from ballast_common.contracts.events import EVENT_NAME_PATTERN, MAX_EVENT_NAME_LENGTH
 from ballast_common.telemetry.context import (
     correlation_id_var,
-    trace_id_var,
+    current_ids_or_bound,
     user_id_var,
 )
 from ballast_common.telemetry.errors import log_error
@@ -155,7 +155,7 @@ def track(
         user_id=user_id_var.get(),
         session_id=session_id,
         correlation_id=correlation_id_var.get(),
-        trace_id=trace_id_var.get(),
+        trace_id=current_ids_or_bound()[0],
     )
     _log.info(
         "track",

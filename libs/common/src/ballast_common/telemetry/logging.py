@@ -24,8 +24,7 @@ from structlog.typing import EventDict, Processor, WrappedLogger
 
 from ballast_common.telemetry.context import (
     correlation_id_var,
-    span_id_var,
-    trace_id_var,
+    current_ids_or_bound,
     user_id_var,
 )
 from ballast_common.telemetry.pii import mask_data
@@ -89,13 +88,18 @@ def _add_service(service: str) -> Processor:
 def add_context_ids(
     _logger: WrappedLogger, _method: str, event_dict: EventDict
 ) -> EventDict:
-    """Add the bound trace/span/correlation ids (``None`` when unbound).
+    """Add the current span's trace/span ids and the bound correlation id (``None``
+    when unbound): a job's lines carry its task run's span, a request's its span.
 
     Explicitly passed values win, which lets ``log_error`` stamp an id it
     generated for an error outside any request.
     """
-    event_dict.setdefault("trace_id", trace_id_var.get())
-    event_dict.setdefault("span_id", span_id_var.get())
+    if "trace_id" not in event_dict:
+        trace_id, span_id = current_ids_or_bound()
+        event_dict["trace_id"] = trace_id
+        event_dict.setdefault("span_id", span_id)
+    else:
+        event_dict.setdefault("span_id", None)
     event_dict.setdefault("correlation_id", correlation_id_var.get())
     user_id = user_id_var.get()
     if user_id is not None:

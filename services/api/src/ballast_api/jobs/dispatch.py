@@ -13,6 +13,7 @@ leaves) is re-sent by the workers' sweeper, like one lost by an api killed after
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import threading
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
@@ -81,7 +82,12 @@ class CelerySender:
                 log.warning("job_publish_deferred", job_id=message.job_id)
                 return None
             self._in_flight += 1
-        future = self._pool.submit(self._publish, message)
+        # In a copy of the caller's context: the publish (its span and the trace context
+        # in the message's headers) belongs to the enqueuing request's trace, and what a
+        # publish leaves attached stays in the copy, not in the pool's thread.
+        future = self._pool.submit(
+            contextvars.copy_context().run, self._publish, message
+        )
         future.add_done_callback(self._done)
         return future
 
