@@ -26,7 +26,7 @@ import asyncio
 import contextlib
 import time
 import uuid
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
@@ -44,6 +44,25 @@ from ballast_common.models import AuditLog, Model
 
 T = TypeVar("T")
 M = TypeVar("M", bound=Model)
+
+# In-process listeners told the cache tags of every committed unit of work (the api's
+# session cache forgets the sessions of a user whose roles or sessions changed).
+_COMMIT_LISTENERS: list[Callable[[frozenset[str]], None]] = []
+
+
+def on_commit(listener: Callable[[frozenset[str]], None]) -> None:
+    """Call `listener(tags)` in this process after every commit that touched something
+    (tags as in `UnitOfWork.touched`: `<type>` and `<type>:<id>`). It must be cheap and
+    must not raise."""
+    if listener not in _COMMIT_LISTENERS:
+        _COMMIT_LISTENERS.append(listener)
+
+
+def _notify(tags: Iterable[str]) -> None:
+    frozen = frozenset(tags)
+    if frozen:
+        for listener in _COMMIT_LISTENERS:
+            listener(frozen)
 
 
 @dataclass(frozen=True)
@@ -148,6 +167,7 @@ class UnitOfWork:
         callbacks, self._after_commit = self._after_commit, []
         for fn in callbacks:
             fn()
+        _notify(self.touched)
         _bust(self)
 
     def rollback(self) -> None:
@@ -252,6 +272,7 @@ async def run_tx_async(
                 callbacks, uow._after_commit = uow._after_commit, []
                 for cb in callbacks:
                     cb()
+                _notify(uow.touched)
                 if uow.touched and current_cache() is not None:
                     # Off the event loop: the bust waits for every replica's answer.
                     await asyncio.to_thread(_bust, uow)
@@ -290,6 +311,18 @@ async def retry_db_async(
             await do_sleep(retry.next_delay(exc))
 
 
+async def bust_after_commit(changed: Iterable[tuple[str, str]]) -> None:
+    """Bust the cache tags of changes committed outside a unit of work (the one-statement
+    hot paths): `<type>` and `<type>:<id>` per (type, id), as `UnitOfWork.audit` records.
+    """
+    cache = current_cache()
+    tags = {t for rtype, rid in changed for t in (rtype, f"{rtype}:{rid}")}
+    _notify(tags)
+    if tags and cache is not None:
+        # Off the event loop: the bust waits for every replica's answer.
+        await asyncio.to_thread(cache.bust, *sorted(tags))
+
+
 def _bust(uow: UnitOfWork) -> None:
     """Bust the cache tags of what `uow` wrote (once; nothing without a cache)."""
     tags, uow.touched = uow.touched, set()
@@ -308,6 +341,8 @@ def _safe_rollback(uow: UnitOfWork) -> None:
 __all__ = [
     "UnitOfWork",
     "WriteContext",
+    "bust_after_commit",
+    "on_commit",
     "retry_db_async",
     "run_tx",
     "run_tx_async",

@@ -6,10 +6,11 @@ from fastapi import APIRouter, Depends, Path, Response
 
 from ballast_api.deps import DBDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.forms import service
+from ballast_api.forms.fast import save_form as save_form_fast
 from ballast_api.principal import Principal
 from ballast_api.writes import idempotent_write
 from ballast_common.contracts.forms import FORM_ID_PATTERN, FormRead, FormSave
-from ballast_common.db import UnitOfWork, run_tx_async
+from ballast_common.db import UnitOfWork, bust_after_commit, run_tx_async
 from ballast_common.security import Permission
 
 router = APIRouter(prefix="/forms", tags=["forms"])
@@ -35,6 +36,15 @@ async def save_form(
     response: Response,
 ) -> FormRead:
     """Save a form (create or update) with optimistic concurrency; idempotent per Idempotency-Key."""
+    if not db.is_sqlite:
+        # PostgreSQL: one statement, one round trip (forms/fast.py). Replays and
+        # conflicts come back as None and take the general path.
+        fast = await save_form_fast(db, ctx, principal.user_id, form_id, body, write_id)
+        if fast is not None:
+            status, saved, touched = fast
+            await bust_after_commit(touched)
+            response.status_code = status
+            return saved
 
     def work(uow: UnitOfWork) -> tuple[int, FormRead]:
         return idempotent_write(

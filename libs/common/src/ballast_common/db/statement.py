@@ -1,0 +1,107 @@
+"""One statement, one round trip: hot write paths on PostgreSQL through raw asyncpg.
+
+A hot path (the api's form save) does its whole write - idempotency record, versioned
+upsert, audit row - in one SQL statement with data-modifying CTEs. One statement in
+autocommit mode is its own transaction, so a save costs one round trip: no BEGIN, no
+COMMIT, no ORM flush. The statement runs on the asyncpg connection underneath the api's
+SQLAlchemy pool (same connections, same limits, same server settings) and is prepared
+once per connection (asyncpg's statement cache).
+
+Failures are retried like `run_tx_async` retries a transaction: a dropped connection is
+discarded from the pool and the statement runs again, a lost unique-key race runs again
+(and then sees the winner's row), and when the attempts run out the caller gets
+`TransientError` (503) or `ConflictError` (409). Because the statement is atomic, a retry
+after an ambiguous failure (the connection died while the server committed) is safe as
+long as the statement itself recognises its own write id (the form save does).
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import asyncpg  # type: ignore[import-untyped]
+from sqlalchemy.exc import DBAPIError, IntegrityError
+
+from ballast_common.db.engine import DB
+from ballast_common.db.transient import Retry
+
+# asyncpg errors that mean the connection is unusable (discard it, run again).
+_CONNECTION_ERRORS = (
+    asyncpg.exceptions.ConnectionDoesNotExistError,
+    asyncpg.exceptions.InterfaceError,
+    asyncpg.exceptions.PostgresConnectionError,
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    # "another operation is in progress": the protocol is out of step (a server that
+    # ended the connection under it); raised before anything is sent.
+    asyncpg.exceptions.InternalClientError,
+    ConnectionError,
+    OSError,
+)
+
+
+def _as_dbapi_error(exc: Exception, statement: str) -> Exception:
+    """The SQLAlchemy error `Retry` understands for a raw asyncpg failure."""
+    sqlstate = getattr(exc, "sqlstate", None)
+    if sqlstate == "23505":
+        return IntegrityError(statement, None, exc, hide_parameters=True)
+    if isinstance(exc, _CONNECTION_ERRORS):
+        return DBAPIError(
+            statement, None, exc, hide_parameters=True, connection_invalidated=True
+        )
+    if isinstance(exc, asyncpg.PostgresError):
+        return DBAPIError(statement, None, exc, hide_parameters=True)
+    return exc
+
+
+async def fetchrow(
+    db: DB,
+    statement: str,
+    *args: Any,
+    attempts: int | None = None,
+    sleep: Callable[[float], Awaitable[None]] | None = None,
+) -> asyncpg.Record | None:
+    """Run one statement in autocommit mode on PostgreSQL; retried on transient errors.
+
+    Args:
+        db: a PostgreSQL database (its async engine's pool lends the connection).
+        statement: SQL with $n parameters; cast them where PostgreSQL cannot infer a type.
+        args: the parameters.
+        attempts: total tries (default: the database's `tx_retries`).
+        sleep: injectable for tests.
+
+    Returns:
+        The first row, or None.
+
+    Raises:
+        TransientError: the database stayed unavailable through every attempt (503).
+        ConflictError: a unique-key race was lost on every attempt (409).
+    """
+    retry = Retry(attempts or db.tx_retries, translate=True)
+    do_sleep = sleep or asyncio.sleep
+    while True:
+        try:
+            return await _fetchrow_once(db, statement, args)
+        except Exception as exc:
+            await do_sleep(retry.next_delay(_as_dbapi_error(exc, statement)))
+
+
+async def _fetchrow_once(
+    db: DB, statement: str, args: tuple[Any, ...]
+) -> asyncpg.Record | None:
+    async with db.async_engine.connect() as conn:
+        fairy = await conn.get_raw_connection()
+        raw: asyncpg.Connection = fairy.driver_connection
+        try:
+            return await raw.fetchrow(statement, *args)
+        except BaseException as exc:
+            # A broken connection, or one left mid-statement by a cancelled request:
+            # the pool must not lend it again.
+            if isinstance(exc, _CONNECTION_ERRORS) or not isinstance(exc, Exception):
+                await conn.invalidate(exc if isinstance(exc, Exception) else None)
+            raise
+
+
+__all__ = ["fetchrow"]
