@@ -9,6 +9,7 @@ from typing import Any, cast
 from sqlalchemy import CursorResult, select, update
 from sqlalchemy.orm import selectinload
 
+from ballast_api.auth.session_cache import sessions as session_cache
 from ballast_api.auth.throttle import LoginThrottle
 from ballast_api.principal import Principal
 from ballast_common.config import AppConfig
@@ -16,6 +17,7 @@ from ballast_common.db import (
     DB,
     UnitOfWork,
     WriteContext,
+    on_commit,
     retry_db_async,
     run_tx_async,
 )
@@ -27,6 +29,9 @@ from ballast_common.security import (
     new_token,
     permissions_for,
 )
+
+# A committed change to a user or a session forgets its cached sessions (this process).
+on_commit(session_cache.forget_tags)
 
 # Refresh last_seen_at at most this often: each request must not become a write ...
 _TOUCH_EVERY = timedelta(seconds=15)
@@ -172,13 +177,22 @@ async def login(
 async def authenticate(db: DB, config: AppConfig, token: str) -> Principal:
     """The principal for a bearer token, or AuthenticationError (expired, revoked, unknown).
 
-    Every request passes here, so it is one autocommit query (session, user and role
-    names in one round trip); last_seen_at is refreshed at most every `touch_interval`. A
-    dropped connection is retried like a transaction (`retry_db_async`).
+    Every request passes here. A session resolved in the last few seconds is answered
+    from process memory (`auth/session_cache.py`: forgotten on logout and on changes to
+    the user, other replicas see a revocation within its TTL); otherwise it is one
+    autocommit query (session, user and role names in one round trip). last_seen_at is
+    refreshed at most every `touch_interval` (a cached entry is not used once a refresh
+    is due). A dropped connection is retried like a transaction (`retry_db_async`).
     """
     digest = hash_token(token, config.security.secret_key.get_secret_value())
     idle = timedelta(seconds=config.security.session_idle_timeout_s)
     touch_every = touch_interval(config.security.session_idle_timeout_s)
+    scope = id(db)
+    cached = session_cache.get(scope, digest)
+    if cached is not None:
+        now = utcnow()
+        if cached.expires_at > now and now - cached.last_seen_at < touch_every:
+            return cached.principal
     stmt = (
         select(
             UserSession.id,
@@ -218,14 +232,16 @@ async def authenticate(db: DB, config: AppConfig, token: str) -> Principal:
                 )
             if not first.is_active or first.deleted_at is not None:
                 raise AuthenticationError("account disabled")
-            if now - first.last_seen_at >= touch_every:
+            last_seen = first.last_seen_at
+            if now - last_seen >= touch_every:
                 await conn.execute(
                     update(UserSession)
                     .where(UserSession.id == first.id)
                     .values(last_seen_at=now)
                 )
+                last_seen = now
         roles = tuple(sorted({r.name for r in rows if r.name is not None}))
-        return Principal(
+        principal = Principal(
             user_id=first.user_id,
             username=first.username,
             display_name=first.display_name,
@@ -233,6 +249,14 @@ async def authenticate(db: DB, config: AppConfig, token: str) -> Principal:
             permissions=frozenset(str(p) for p in permissions_for(roles)),
             session_id=first.id,
         )
+        session_cache.put(
+            scope,
+            digest,
+            principal,
+            expires_at=first.expires_at,
+            last_seen_at=last_seen,
+        )
+        return principal
 
     return await retry_db_async(lookup, db=db)
 
@@ -251,6 +275,7 @@ async def logout(db: DB, session_id: uuid.UUID, ctx: WriteContext) -> None:
             )
 
     await run_tx_async(revoke, db=db, ctx=ctx)
+    session_cache.forget(session_ids={session_id})
 
 
 def revoke_all(uow: UnitOfWork, user_id: uuid.UUID, *, by: str) -> int:
