@@ -3,9 +3,10 @@
 Pure ASGI (not BaseHTTPMiddleware): no extra task per request, and the context vars set
 here are visible to the endpoint. An incoming `traceparent` and `X-Correlation-ID` are
 honoured; both go back on the response so callers can correlate. With tracing on
-(`OTEL_*`), the OpenTelemetry ASGI instrumentation wraps the request in a server span,
-named after the route once routed, and the database engines are traced; off, the request
-still gets W3C ids from the SDK's generator (`request_span`) and nothing is recorded. A correlation id that
+(`OTEL_*`), FastAPI's native telemetry makes the request's server span (named by route)
+and the database engines, Redis, the object store and job publishing are traced; off,
+the request still gets W3C ids from the SDK's generator (`request_span`) and nothing is
+recorded. A correlation id that
 carries personal data or a secret is replaced by a fresh one (`bind_request_context`):
 it would otherwise be logged, echoed and audited as is.
 
@@ -21,7 +22,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from opentelemetry import trace
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from uvicorn.middleware.proxy_headers import ProxyHeadersMiddleware
@@ -38,8 +38,9 @@ from ballast_common.telemetry import (
     mask_value,
     request_span,
     traceparent,
+    tracing_enabled,
 )
-from ballast_common.telemetry.tracing import asgi_middleware, instrument_celery_publish
+from ballast_common.telemetry.tracing import instrument_celery_publish
 
 log = get_logger("ballast_api.access")
 
@@ -91,13 +92,17 @@ class RequestContextMiddleware:
         self.app = app
         self.service = service
         self.metrics = http_metrics()
-        self._entry: ASGIApp | None = None
+        self._traced = False
+        # Built with the app's middleware stack, before its first request (lifespan).
+        configure_tracing(service)
 
-    def _build(self, scope: Scope) -> ASGIApp:
-        """On the first request: tracing as `OTEL_*` configures it; when on, the
-        server-span instrumentation around `_handle`, and the app's database engines,
-        job publishing, Redis, object store and outbound httpx calls traced."""
-        configure_tracing(self.service)
+    def _instrument(self, scope: Scope) -> None:
+        """On the first request (the lifespan has opened the database by then), when
+        tracing is on: the app's database engines, job publishing, Redis, the object
+        store and outbound httpx calls traced."""
+        self._traced = True
+        if not tracing_enabled():
+            return
         instrument("redis", "botocore", "httpx")
         state = getattr(scope.get("app"), "state", None)
         db = getattr(state, "db", None)
@@ -106,18 +111,13 @@ class RequestContextMiddleware:
             if engine is not None:
                 instrument_engine(engine)
         instrument_celery_publish()
-        entry: ASGIApp = asgi_middleware(self._handle)
-        return entry
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        if self._entry is None:
-            self._entry = self._build(scope)
-        await self._entry(scope, receive, send)
-
-    async def _handle(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if not self._traced:
+            self._instrument(scope)
         headers = {
             k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
         }
@@ -136,7 +136,6 @@ class RequestContextMiddleware:
                 user_agent=headers.get("user-agent"),
             ) as ids,
         ):
-            span = trace.get_current_span()
 
             async def send_wrapper(message: Message) -> None:
                 if message["type"] == "http.response.start":
@@ -165,9 +164,6 @@ class RequestContextMiddleware:
                 elapsed = time.perf_counter() - start
                 template = route_template(scope)
                 method = scope["method"]
-                if span.is_recording():
-                    span.update_name(f"{method} {template}")
-                    span.set_attribute("http.route", template)
                 self.metrics.requests.labels(
                     self.service, method, template, str(status["code"])
                 ).inc()

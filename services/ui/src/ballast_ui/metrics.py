@@ -81,8 +81,9 @@ def end_action(page: str, trigger: str) -> None:
     _action.set(None)
     span, token = current
     if span.is_recording():
+        # The run's trigger, as in the rerun histogram (the last callback's note).
         span.update_name(f"ui {trigger} {page}")
-        span.set_attribute("ballast.ui.page", page)
+        span.set_attributes({"ballast.ui.trigger": trigger, "ballast.ui.page": page})
     span.end()
     otel_context.detach(token)  # type: ignore[arg-type]
 

@@ -12,8 +12,10 @@ settings of the OTLP/HTTP exporter (protocol ``http/protobuf``, port 4318).
 Ref: https://opentelemetry.io/docs/specs/otel/configuration/sdk-environment-variables/
 
 Instrumentations are applied per process by the entry points (`instrument`); the
-server ones (SQLAlchemy, Celery, redis, botocore, FastAPI) are imported only there,
-so the UI image needs the SDK, the exporter and the httpx instrumentation only.
+server ones (SQLAlchemy, Celery, redis, botocore) are imported only there, so the UI
+image needs the SDK, the exporter and the httpx instrumentation only. The api's server
+spans are FastAPI's own (its native OpenTelemetry support follows the global provider
+set here: one span per request named by route, with dependency and endpoint spans).
 """
 
 from __future__ import annotations
@@ -40,6 +42,7 @@ from opentelemetry.trace import (
     format_span_id,
     format_trace_id,
 )
+from opentelemetry.util._once import Once
 
 TRACER_NAME = "ballast"
 
@@ -103,10 +106,8 @@ def configure_tracing(
         provider = TracerProvider(resource=Resource.create(attributes))
         provider.add_span_processor(processor or BatchSpanProcessor(_otlp_exporter()))
         _state.update(provider=provider, service=service, instrumented=set())
-        if current is None:
-            # Set once per process (the API refuses a second one); tests that install
-            # their own provider use `tracer_provider()` and the explicit instrumentations.
-            trace.set_tracer_provider(provider)
+        # Global: FastAPI's native telemetry and libraries that trace use it.
+        trace.set_tracer_provider(provider)
         return provider
 
 
@@ -144,6 +145,11 @@ def shutdown_tracing() -> None:
             getattr(importlib.import_module(module), cls)().uninstrument()
     if provider is not None:
         provider.shutdown()
+        # The API sets its global provider once per process; forgetting it lets a
+        # later `configure_tracing` (tests) install another. This is what
+        # opentelemetry-test-utils' reset_trace_globals does.
+        trace._TRACER_PROVIDER_SET_ONCE = Once()
+        trace._TRACER_PROVIDER = None
 
 
 def get_tracer(name: str = TRACER_NAME) -> trace.Tracer:
@@ -285,28 +291,6 @@ def instrument_engine(engine: Any) -> None:
         meter.create_up_down_counter("db.client.connections.usage"),
     )
     sync_engine._ballast_traced = True
-
-
-def asgi_middleware(app: Any) -> Any:
-    """`app` wrapped in the ASGI instrumentation (server spans), or `app` when off."""
-    provider = tracer_provider()
-    if provider is None:
-        return app
-    module = importlib.import_module("opentelemetry.instrumentation.asgi")
-    return module.OpenTelemetryMiddleware(
-        app,
-        tracer_provider=provider,
-        excluded_urls="healthz,readyz,metrics",
-        # The method only: raw paths carry ids (and may carry personal data); the
-        # request middleware renames the span after routing ("POST /v1/forms/{form_id}").
-        default_span_details=_method_only,
-        # The per-message send/receive spans add nothing but volume.
-        exclude_spans=["receive", "send"],
-    )
-
-
-def _method_only(scope: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
-    return str(scope.get("method") or "HTTP"), {}
 
 
 def instrument_celery_publish() -> None:
