@@ -76,7 +76,11 @@ def test_multiprocess_dir_is_made_or_emptied(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     m = metrics
-    monkeypatch.delenv(m.MULTIPROC_ENV, raising=False)
+    # Set, then removed: monkeypatch records the variable and takes away whatever
+    # prepare_multiprocess_dir puts there (later tests and their children must not
+    # inherit a removed directory).
+    monkeypatch.setenv(m.MULTIPROC_ENV, "unset-below")
+    monkeypatch.delenv(m.MULTIPROC_ENV)
     assert m.prepare_multiprocess_dir(1) is None
     made = m.prepare_multiprocess_dir(2)
     assert made is not None
@@ -95,3 +99,9 @@ def test_multiprocess_dir_is_made_or_emptied(
     body, content_type = m.exposition()
     assert content_type.startswith("text/plain")
     assert b"ballast_http_requests_total" not in body
+
+
+def test_the_multiprocess_setting_does_not_outlive_its_test() -> None:
+    # The test above sets it while it runs; nothing after may see it (a process in
+    # multi-process mode fails on a directory that is gone).
+    assert metrics.MULTIPROC_ENV not in os.environ  # noqa: TID251
