@@ -9,6 +9,7 @@ from typing import Any
 import asyncpg
 import pytest
 
+from ballast_api.drafts import fast as drafts_fast
 from ballast_api.forms import fast
 from ballast_common.db import statement
 from tests.api.conftest import Api, new_id
@@ -311,3 +312,130 @@ def test_an_error_that_is_not_transient_is_not_retried(
     resp = save(api, "fast.j", {"data": {}})
     assert resp.status_code == 500
     assert calls == [1]
+
+
+@pytest.fixture
+def draft_kinds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Whether the one-statement drafts path answered (`applied`) or left a replay."""
+    seen: list[str] = []
+    original = statement.fetchrow
+
+    async def spy(*args: Any, **kwargs: Any) -> Any:
+        row = await original(*args, **kwargs)
+        seen.append("replay" if row["replay"] else "applied")
+        return row
+
+    monkeypatch.setattr(drafts_fast, "fetchrow", spy)
+    return seen
+
+
+def put_drafts(api: Api, items: list[dict[str, Any]], key: str | None = None) -> Any:
+    headers = api.h("editor", **({"Idempotency-Key": key} if key else {}))
+    return api.client.put("/v1/drafts", json={"items": items}, headers=headers)
+
+
+def draft_audit(api: Api) -> list[Any]:
+    return api.sql(
+        "SELECT a.action, a.old_values, a.new_values, a.write_id, d.field "
+        "FROM audit_log a LEFT JOIN drafts d ON a.resource_id = d.id::text "
+        "WHERE a.resource_type = 'drafts' ORDER BY a.id"
+    )
+
+
+def test_a_draft_batch_is_one_statement_audited_per_change(
+    api: Api, draft_kinds: list[str]
+) -> None:
+    key = new_id()
+    first = put_drafts(
+        api,
+        [
+            {"form_id": "fd", "field": "a", "value": 1, "seq": 1},
+            {"form_id": "fd", "field": "b", "value": "x", "seq": 1},
+            {"form_id": "fd", "field": "a", "value": 2, "seq": 2},  # newest of a wins
+            {"form_id": "fd", "field": "c", "value": None, "seq": 1},
+        ],
+        key,
+    )
+    assert first.status_code == 200, first.text
+    assert first.json()["items"] == [
+        {"form_id": "fd", "field": "a", "version": 1, "applied": True},
+        {"form_id": "fd", "field": "b", "version": 1, "applied": True},
+        {"form_id": "fd", "field": "c", "version": 1, "applied": True},
+    ]
+    again = put_drafts(
+        api, [{"form_id": "fd", "field": "a", "value": 1, "seq": 1}], key
+    )
+    assert again.status_code == 422  # the write id was used for another batch
+    replay = put_drafts(
+        api,
+        [
+            {"form_id": "fd", "field": "a", "value": 1, "seq": 1},
+            {"form_id": "fd", "field": "b", "value": "x", "seq": 1},
+            {"form_id": "fd", "field": "a", "value": 2, "seq": 2},
+            {"form_id": "fd", "field": "c", "value": None, "seq": 1},
+        ],
+        key,
+    )
+    assert replay.json() == first.json()
+    rows = draft_audit(api)
+    assert [(r[0], r[4]) for r in rows] == [
+        ("create", "a"),
+        ("create", "b"),
+        ("create", "c"),
+    ]
+    assert rows[0][2]["value"] == 2
+    assert rows[0][2]["client_seq"] == 2
+    assert rows[0][3] == key
+    assert set(rows[0][2]) == {
+        "id",
+        "user_id",
+        "form_id",
+        "field",
+        "value",
+        "version",
+        "client_seq",
+        "updated_at",
+    }
+
+    second = put_drafts(
+        api,
+        [
+            {"form_id": "fd", "field": "a", "value": 3, "seq": 3},  # changed
+            {"form_id": "fd", "field": "b", "value": "x", "seq": 5},  # same value
+            {"form_id": "fd", "field": "c", "value": "late", "seq": 0},  # stale
+        ],
+        new_id(),
+    )
+    assert second.json()["items"] == [
+        {"form_id": "fd", "field": "a", "version": 2, "applied": True},
+        {"form_id": "fd", "field": "b", "version": 1, "applied": False},
+        {"form_id": "fd", "field": "c", "version": 1, "applied": False},
+    ]
+    rows = draft_audit(api)
+    assert len(rows) == 4
+    action, old, new, _, field = rows[3]
+    assert (action, field) == ("update", "a")
+    assert set(old) == set(new) == {"value", "client_seq", "version", "updated_at"}
+    assert (old["value"], old["client_seq"], old["version"]) == (2, 2, 1)
+    assert (new["value"], new["client_seq"], new["version"]) == (3, 3, 2)
+    assert old["updated_at"] == rows[0][2]["updated_at"]
+    stored = {
+        d["field"]: (d["value"], d["seq"], d["version"])
+        for d in api.client.get("/v1/drafts?form_id=fd", headers=api.h("editor")).json()
+    }
+    assert stored == {"a": (3, 3, 2), "b": ("x", 5, 1), "c": (None, 1, 1)}
+    assert draft_kinds == ["applied", "replay", "replay", "applied"]
+
+
+def test_one_draft_batch_write_id_from_many_clients_applies_once(
+    api: Api, draft_kinds: list[str]
+) -> None:
+    key = new_id()
+    items = [
+        {"form_id": "fr", "field": f"f{n}", "value": n, "seq": 1} for n in range(5)
+    ]
+    results = concurrently(lambda _: put_drafts(api, items, key), n=10)
+    assert {r.status_code for r in results} == {200}
+    assert len({r.text for r in results}) == 1
+    assert len(draft_audit(api)) == 5
+    assert draft_kinds.count("applied") == 1

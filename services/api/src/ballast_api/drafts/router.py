@@ -6,6 +6,7 @@ from fastapi import APIRouter, Depends, Query
 
 from ballast_api.deps import DBDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.drafts import service
+from ballast_api.drafts.fast import upsert as upsert_fast
 from ballast_api.principal import Principal
 from ballast_api.writes import idempotent_write
 from ballast_common.contracts.drafts import (
@@ -14,7 +15,7 @@ from ballast_common.contracts.drafts import (
     DraftBatchResult,
     DraftRead,
 )
-from ballast_common.db import UnitOfWork, run_tx_async
+from ballast_common.db import UnitOfWork, bust_after_commit, run_tx_async
 from ballast_common.security import Permission
 
 router = APIRouter(prefix="/drafts", tags=["drafts"])
@@ -31,6 +32,14 @@ async def upsert_drafts(
     write_id: WriteIdDep,
 ) -> DraftBatchResult:
     """Batch upsert of widget values (the outbox flush); idempotent per Idempotency-Key."""
+    if not db.is_sqlite:
+        # PostgreSQL: the whole batch in one statement (drafts/fast.py); a replay comes
+        # back as None and takes the general path.
+        fast = await upsert_fast(db, ctx, principal.user_id, body, write_id)
+        if fast is not None:
+            batch_result, touched = fast
+            await bust_after_commit(touched)
+            return batch_result
 
     def work(uow: UnitOfWork) -> tuple[int, DraftBatchResult]:
         return idempotent_write(
