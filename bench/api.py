@@ -2,6 +2,9 @@
 
 Writes bench/results/api.json with
 - save_p50_ms_1c, save_p99_ms_1c: PUT /v1/forms/{id} (idempotent, audited, versioned) at 1 client;
+- save_p50_ms_tracing_off: the same with tracing explicitly off (OTEL_SDK_DISABLED=true, an
+  OTLP endpoint set all the same), same run: what tracing costs a deployment that has it off
+  (compare with save_p50_ms_1c of a run before tracing existed; target: within 3 %);
 - raw_p99_ms_1c: a raw asyncpg single-row INSERT + COMMIT on the same server, same run;
 - ratio_p99_1c = save_p99_ms_1c / raw_p99_ms_1c (target <= 3);
 - saves_per_s_16c: saves per second with 16 concurrent clients (target >= 1000).
@@ -28,6 +31,11 @@ WARMUP = 200
 SAMPLES_1C = 2000
 DURATION_16C_S = 10.0
 CLIENTS = 16
+# Tracing switched off by the SDK's own switch although an endpoint is configured.
+TRACING_OFF = {
+    "OTEL_SDK_DISABLED": "true",
+    "OTEL_EXPORTER_OTLP_ENDPOINT": "http://127.0.0.1:9",
+}
 
 
 async def _raw_insert_latencies(dsn: str, n: int) -> list[float]:
@@ -147,6 +155,9 @@ def run() -> dict[str, Any]:
         with api_process(url) as base:
             token = _login(base)
             saves = _save_latencies(base, token, SAMPLES_1C)
+        with api_process(url, env=TRACING_OFF) as base:
+            token = _login(base)
+            saves_off = _save_latencies(base, token, SAMPLES_1C)
         with api_process(url, workers=2) as base:
             token = _login(base)
             _throughput(base, token, CLIENTS, 2.0)  # warm-up: connections, caches
@@ -156,6 +167,7 @@ def run() -> dict[str, Any]:
     result = {
         "save_p50_ms_1c": round(percentile(saves, 50), 3),
         "save_p99_ms_1c": round(save_p99, 3),
+        "save_p50_ms_tracing_off": round(percentile(saves_off, 50), 3),
         "raw_p50_ms_1c": round(percentile(raw, 50), 3),
         "raw_p99_ms_1c": round(raw_p99, 3),
         "ratio_p99_1c": round(save_p99 / raw_p99, 3),
