@@ -18,12 +18,12 @@ from ballast_common.security import Permission
 from ballast_common.telemetry import context as tctx
 
 
-def get_config(request: Request) -> AppConfig:
+async def get_config(request: Request) -> AppConfig:
     config: AppConfig = request.app.state.config
     return config
 
 
-def get_database(request: Request) -> DB:
+async def get_database(request: Request) -> DB:
     db: DB = request.app.state.db
     return db
 
@@ -66,7 +66,7 @@ def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Princip
     return check
 
 
-def write_context(request: Request) -> WriteContext:
+async def write_context(request: Request) -> WriteContext:
     """Who writes and from where, for the audit rows of this request.
 
     The address is the peer's, or what a trusted proxy says it is
@@ -86,7 +86,7 @@ def write_context(request: Request) -> WriteContext:
 WriteCtxDep = Annotated[WriteContext, Depends(write_context)]
 
 
-def idempotency_key(
+async def idempotency_key(
     idempotency_key: Annotated[
         str | None,
         Header(
