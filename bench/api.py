@@ -6,8 +6,15 @@ Writes bench/results/api.json with
   OTLP endpoint set all the same), same run: what tracing costs a deployment that has it off
   (compare with save_p50_ms_1c of a run before tracing existed; target: within 3 %);
 - raw_p99_ms_1c: a raw asyncpg single-row INSERT + COMMIT on the same server, same run;
-- ratio_p99_1c = save_p99_ms_1c / raw_p99_ms_1c (target <= 3);
-- saves_per_s_16c: saves per second with 16 concurrent clients (target >= 1000).
+- ratio_p99_1c = save_p99_ms_1c / raw_p99_ms_1c (target <= 2);
+- saves_per_s_16c: saves per second with 16 concurrent clients on the production worker
+  count (2 api workers: the chart's 2 replicas x 1 worker; target >= 2000);
+- draft_batch_p50_ms / draft_batch_p99_ms: PUT /v1/drafts carrying 20 widget values
+  (one transaction) at 1 client;
+- save_p99_ms_at_1e4_audit_rows / save_p99_ms_at_1e6_audit_rows: the 1-client save p99
+  with the audit table (and the write-id table) seeded to 10^4 and to 10^6 rows
+  (generate_series), and audit_growth_ratio_p99 = the second / the first (target <= 1.1):
+  a save must not slow down as the trail grows.
 The server runs with PostgreSQL's default durability (fsync on, synchronous_commit on).
 """
 
@@ -29,6 +36,9 @@ from bench.common import api_process, percentile, write_result
 
 WARMUP = 200
 SAMPLES_1C = 2000
+SAMPLES_DRAFTS = 1000
+SAMPLES_AUDIT = 1500
+DRAFT_BATCH = 20
 DURATION_16C_S = 10.0
 CLIENTS = 16
 # Tracing switched off by the SDK's own switch although an endpoint is configured.
@@ -68,7 +78,9 @@ def _login(base: str) -> str:
     return str(resp.json()["token"])
 
 
-def _save_latencies(base: str, token: str, n: int) -> list[float]:
+def _save_latencies(
+    base: str, token: str, n: int, form: str = "bench.1c"
+) -> list[float]:
     headers = {"Authorization": f"Bearer {token}"}
     out = []
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
@@ -76,7 +88,7 @@ def _save_latencies(base: str, token: str, n: int) -> list[float]:
             body = {"data": {"name": f"bench {i}", "n": i, "tags": ["a", "b"]}}
             t0 = time.perf_counter()
             resp = client.put(
-                "/v1/forms/bench.1c",
+                f"/v1/forms/{form}",
                 json=body,
                 headers={"Idempotency-Key": uuid.uuid4().hex},
             )
@@ -86,6 +98,66 @@ def _save_latencies(base: str, token: str, n: int) -> list[float]:
             if i >= WARMUP:
                 out.append(elapsed)
     return out
+
+
+def _draft_batch_latencies(base: str, token: str, n: int) -> list[float]:
+    """PUT /v1/drafts with DRAFT_BATCH values (every value changes each time)."""
+    headers = {"Authorization": f"Bearer {token}"}
+    out = []
+    with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
+        for i in range(n + WARMUP):
+            items = [
+                {
+                    "form_id": "bench.drafts",
+                    "field": f"f{k}",
+                    "value": f"v{i}",
+                    "seq": i,
+                }
+                for k in range(DRAFT_BATCH)
+            ]
+            t0 = time.perf_counter()
+            resp = client.put(
+                "/v1/drafts",
+                json={"items": items},
+                headers={"Idempotency-Key": uuid.uuid4().hex},
+            )
+            elapsed = (time.perf_counter() - t0) * 1000
+            if resp.status_code != 200:
+                raise RuntimeError(f"drafts failed: {resp.status_code} {resp.text}")
+            if i >= WARMUP:
+                out.append(elapsed)
+    return out
+
+
+async def _grow_audit(dsn: str, rows: int) -> None:
+    """Fill audit_log and write_ids up to `rows` rows each, in SQL (generate_series)."""
+    conn = await asyncpg.connect(dsn)
+    try:
+        for table, insert in (
+            (
+                "audit_log",
+                "INSERT INTO audit_log (user_id, action, resource_type, resource_id,"
+                ' old_values, new_values, "timestamp", write_id)'
+                " SELECT NULL, 'update', 'forms', md5(g::text),"
+                " jsonb_build_object('n', g), jsonb_build_object('n', g + 1),"
+                " now() - make_interval(secs => g), 'seed-' || g"
+                " FROM generate_series(1, $1::int) AS g",
+            ),
+            (
+                "write_ids",
+                "INSERT INTO write_ids (write_id, user_id, operation, fingerprint,"
+                " status_code, response, created_at)"
+                " SELECT 'seed-' || g || '-' || md5(random()::text), NULL, 'forms.save',"
+                " md5(g::text), 200, '{}'::jsonb, now() - make_interval(secs => g)"
+                " FROM generate_series(1, $1::int) AS g",
+            ),
+        ):
+            have = await conn.fetchval(f"SELECT count(*) FROM {table}")
+            if rows > have:
+                await conn.execute(insert, rows - have)
+            await conn.execute(f"ANALYZE {table}")
+    finally:
+        await conn.close()
 
 
 async def _load_worker(
@@ -155,6 +227,11 @@ def run() -> dict[str, Any]:
         with api_process(url) as base:
             token = _login(base)
             saves = _save_latencies(base, token, SAMPLES_1C)
+            drafts = _draft_batch_latencies(base, token, SAMPLES_DRAFTS)
+            asyncio.run(_grow_audit(url, 10_000))
+            at_1e4 = _save_latencies(base, token, SAMPLES_AUDIT, "bench.audit")
+            asyncio.run(_grow_audit(url, 1_000_000))
+            at_1e6 = _save_latencies(base, token, SAMPLES_AUDIT, "bench.audit")
         with api_process(url, env=TRACING_OFF) as base:
             token = _login(base)
             saves_off = _save_latencies(base, token, SAMPLES_1C)
@@ -164,7 +241,14 @@ def run() -> dict[str, Any]:
             per_s = _throughput(base, token, CLIENTS, DURATION_16C_S)
     save_p99 = percentile(saves, 99)
     raw_p99 = percentile(raw, 99)
+    p99_1e4, p99_1e6 = percentile(at_1e4, 99), percentile(at_1e6, 99)
     result = {
+        "draft_batch_p50_ms": round(percentile(drafts, 50), 3),
+        "draft_batch_p99_ms": round(percentile(drafts, 99), 3),
+        "draft_batch_values": DRAFT_BATCH,
+        "save_p99_ms_at_1e4_audit_rows": round(p99_1e4, 3),
+        "save_p99_ms_at_1e6_audit_rows": round(p99_1e6, 3),
+        "audit_growth_ratio_p99": round(p99_1e6 / p99_1e4, 3),
         "save_p50_ms_1c": round(percentile(saves, 50), 3),
         "save_p99_ms_1c": round(save_p99, 3),
         "save_p50_ms_tracing_off": round(percentile(saves_off, 50), 3),
