@@ -234,3 +234,22 @@ def test_instrument_once_and_shutdown_undoes_it() -> None:
     from opentelemetry.instrumentation.httpx import HTTPXClientInstrumentor
 
     assert not HTTPXClientInstrumentor().is_instrumented_by_opentelemetry
+
+
+def test_urls_in_spans_are_masked(spans: InMemorySpanExporter) -> None:
+    tracer = tracing_mod.get_tracer()
+    with tracer.start_as_current_span(
+        "GET",
+        attributes={
+            "url.path": "/v1/projects",
+            "url.query": "email=alice%40example.com&page=2",
+            "url.full": "http://api/v1/x?card=4111+1111+1111+1111",
+        },
+    ):
+        pass
+    (span,) = spans.get_finished_spans()
+    attrs = dict(span.attributes or {})
+    assert attrs["url.path"] == "/v1/projects"
+    assert "alice" not in str(attrs["url.query"])
+    assert "page=2" in str(attrs["url.query"])
+    assert "4111" not in str(attrs["url.full"])

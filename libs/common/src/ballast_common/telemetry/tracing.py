@@ -44,6 +44,8 @@ from opentelemetry.trace import (
 )
 from opentelemetry.util._once import Once
 
+from ballast_common.telemetry.pii import mask_value
+
 TRACER_NAME = "ballast"
 
 _ids = RandomIdGenerator()
@@ -104,11 +106,30 @@ def configure_tracing(
         # The sampler comes from OTEL_TRACES_SAMPLER(_ARG) (default: parent-based,
         # always on); the resource merges OTEL_RESOURCE_ATTRIBUTES / OTEL_SERVICE_NAME.
         provider = TracerProvider(resource=Resource.create(attributes))
+        provider.add_span_processor(MaskUrls())
         provider.add_span_processor(processor or BatchSpanProcessor(_otlp_exporter()))
         _state.update(provider=provider, service=service, instrumented=set())
         # Global: FastAPI's native telemetry and libraries that trace use it.
         trace.set_tracer_provider(provider)
         return provider
+
+
+# Span attributes that carry a raw URL (set when the span starts): masked like the access
+# log's path and query, so a card number or an e-mail in a URL never leaves the process.
+URL_ATTRIBUTES = ("url.path", "url.query", "url.full", "http.target", "http.url")
+
+
+class MaskUrls(SpanProcessor):
+    """Masks personal data and secrets in the URL attributes of every span as it starts."""
+
+    def on_start(self, span: Span, parent_context: Any = None) -> None:
+        attributes = getattr(span, "attributes", None) or {}
+        for key in URL_ATTRIBUTES:
+            value = attributes.get(key)
+            if isinstance(value, str):
+                masked = mask_value(value)
+                if masked != value:
+                    span.set_attribute(key, masked)
 
 
 def _otlp_exporter() -> SpanExporter:
