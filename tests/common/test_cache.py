@@ -314,8 +314,16 @@ def test_redis_restart_during_use(
         t = tag()
         key = keys.key("t", "restart")
         assert a.get_or_compute(key, lambda: "v1", tags=[t]) == "v1"
+        assert a.listening
+        assert b.listening
         proc.terminate()
         proc.wait(timeout=10)
+        # Once a replica's listener has lost Redis, a bust from elsewhere could pass it
+        # by: it serves no tagged value from L1 until it listens again.
+        deadline = time.monotonic() + 15
+        while a.listening or b.listening:
+            assert time.monotonic() < deadline, "the listeners never noticed"
+            time.sleep(0.05)
         # Down: answers keep coming (computed), nothing raises.
         assert a.get_or_compute(key, lambda: "v2", tags=[t]) == "v2"
         assert b.get_or_compute(key, lambda: "v3", tags=[t]) == "v3"

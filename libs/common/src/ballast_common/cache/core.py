@@ -152,6 +152,7 @@ class Cache:
                     redis_url, socket_timeout=2.0, socket_connect_timeout=2.0
                 )
         self._down_until = 0.0
+        self._subscribed = False
         # Tags whose bust did not reach Redis: sent again once it answers.
         self._pending: set[str] = set()
         # Counts the bust listener's (re)connections: tag versions read in an earlier
@@ -394,7 +395,7 @@ class Cache:
             trusted = (
                 not entry.tags
                 or self._redis is None
-                or not (self._is_down() or self._pending)
+                or not (self._is_down() or self._pending or self._deaf())
             )
             if not fresh or not trusted:
                 self._l1.pop(key, None)
@@ -547,6 +548,7 @@ class Cache:
                         self._l1.pop(key, None)
                     self._tagv.clear()
                     self._generation += 1
+                self._subscribed = True
                 self._listening.set()
                 self._flush_pending()
                 while not self._stop.is_set():
@@ -562,6 +564,8 @@ class Cache:
                     pipe.execute()
                 pubsub.close()
             except Exception as exc:
+                # Deaf to busts from now until subscribed again: no tagged L1 answers.
+                self._subscribed = False
                 self._failed(exc, "listen")
                 self._listening.set()  # tried: start-up does not wait any longer
                 self._stop.wait(min(1.0, self.retry_redis_after_s or 1.0))
@@ -629,6 +633,16 @@ class Cache:
 
     def _is_down(self) -> bool:
         return time.monotonic() < self._down_until
+
+    def _deaf(self) -> bool:
+        """A listener that is not subscribed (Redis went away): busts of other
+        replicas would not reach this one. A cache without a listener is never deaf."""
+        return self._listener is not None and not self._subscribed
+
+    @property
+    def listening(self) -> bool:
+        """Whether busts of other replicas reach this cache now."""
+        return self._listener is not None and self._subscribed
 
     def _client(self) -> Any | None:
         if self._redis is None or self._is_down():
