@@ -45,6 +45,8 @@ L2_HITS = 2_000
 SECOND_CALLS = 50
 STAMPEDE_THREADS = 50
 BUSTS = 200
+# Every replica of one deployment shares the key (here: the bench and its children).
+KEY = b"bench-cache-signing-key"
 # A page of ten projects, roughly: what a Workbench answer weighs.
 PAYLOAD = {"items": [{"id": str(uuid.uuid4()), "name": "x" * 40} for _ in range(10)]}
 
@@ -58,7 +60,7 @@ def _p99_ms(samples: list[float]) -> float:
 
 
 def l1_hit(url: str) -> float:
-    cache = Cache(_keys(), redis_url=url)
+    cache = Cache(_keys(), redis_url=url, signing_key=KEY)
     cache.start_listener()
     try:
         key = cache.keys.key("bench", "l1")
@@ -75,7 +77,7 @@ def l1_hit(url: str) -> float:
 
 def l2_hit(url: str) -> float:
     # max_bytes=1: every value is larger than the whole L1, so it lives in Redis only.
-    cache = Cache(_keys(), redis_url=url, max_bytes=1)
+    cache = Cache(_keys(), redis_url=url, max_bytes=1, signing_key=KEY)
     try:
         key = cache.keys.key("bench", "l2")
         cache.get_or_compute(key, lambda: PAYLOAD, tags=["projects"])
@@ -132,7 +134,7 @@ def second_call(url: str, tmp: Path) -> float:
 def _child(mode: str, url: str, version: str, key: str, start_at: float) -> None:
     """In a child process: a replica that listens (`replica`) until stdin closes, or
     50 threads missing `key` at `start_at` (`stampede`)."""
-    cache = Cache(CacheKeys(version=version), redis_url=url)
+    cache = Cache(CacheKeys(version=version), redis_url=url, signing_key=KEY)
     cache.start_listener()
     if mode == "replica":
         print("ready", flush=True)

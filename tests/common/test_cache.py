@@ -4,6 +4,9 @@ Redis going away and coming back."""
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import hmac
+import pickle
 import subprocess
 import threading
 import time
@@ -27,6 +30,7 @@ from ballast_testing.servers import (
 pytestmark = pytest.mark.integration
 
 MakeCache = Callable[..., Cache]
+KEY = b"test-signing-key" * 2
 
 
 @pytest.fixture
@@ -39,6 +43,7 @@ def make_cache(keys: CacheKeys) -> Iterator[MakeCache]:
     made: list[Cache] = []
 
     def make(redis_url: str | None = None, **options: object) -> Cache:
+        options.setdefault("signing_key", KEY)
         cache = Cache(keys, redis_url=redis_url, **options)  # type: ignore[arg-type]
         cache.start_listener()
         made.append(cache)
@@ -162,6 +167,64 @@ def test_l2_is_shared_between_replicas(
     assert count.calls == 1
     assert b.stats()["l2_keys"] >= 1
     assert b.ping() == "ok"
+
+
+class _Planted:
+    """A pickle that runs code when loaded: what anyone able to write to Redis could
+    store under a cache key."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self) -> tuple[object, tuple[str, str]]:
+        return (Path.write_text, (str(self.marker), "ran"))  # type: ignore[return-value]
+
+
+def test_an_entry_not_signed_by_the_deployment_is_never_unpickled(
+    make_cache: MakeCache, keys: CacheKeys, redis_server: RedisServer, tmp_path: Path
+) -> None:
+    cache = make_cache(redis_server.url)
+    client = redis.Redis.from_url(redis_server.url)
+    count = Counter()
+    marker = tmp_path / "ran"
+    planted = pickle.dumps({"value": _Planted(marker), "tags": {}})
+    crafted = [
+        planted,  # a bare pickle, as wave 1 stored them
+        b"\0" * 32 + planted,  # a made-up signature
+        hmac.new(b"another deployment's key", planted, hashlib.sha256).digest()
+        + planted,
+        b"",
+        b"short",
+    ]
+    for i, raw in enumerate(crafted):
+        key = keys.key("t", f"planted-{i}")
+        client.set(key, raw)
+        assert cache.get_or_compute(key, count(f"computed-{i}")) == f"computed-{i}"
+    assert not marker.exists()
+    assert count.calls == len(crafted)
+    # The computed values replaced the planted ones, under this deployment's signature.
+    other = make_cache(redis_server.url)
+    assert (
+        other.get_or_compute(keys.key("t", "planted-0"), count("again")) == "computed-0"
+    )
+    assert count.calls == len(crafted)
+
+
+def test_replicas_with_different_secrets_share_no_values(
+    make_cache: MakeCache, keys: CacheKeys, redis_server: RedisServer
+) -> None:
+    ours = make_cache(redis_server.url)
+    theirs = make_cache(redis_server.url, signing_key=b"a different deployment")
+    count = Counter()
+    key = keys.key("t", "secret")
+    assert theirs.get_or_compute(key, count("theirs")) == "theirs"
+    assert ours.get_or_compute(key, count("ours")) == "ours"
+    assert count.calls == 2
+
+
+def test_a_signing_key_must_not_be_trivial(keys: CacheKeys) -> None:
+    with pytest.raises(ValueError, match="16 bytes"):
+        Cache(keys, signing_key=b"")
 
 
 def test_a_bust_reaches_every_replica_before_it_returns(
@@ -518,7 +581,9 @@ def test_a_bust_that_missed_redis_is_sent_when_it_answers(
 ) -> None:
     port = free_port()
     url = f"redis://{LOOPBACK}:{port}/0"
-    writer = Cache(keys, redis_url=url, retry_redis_after_s=0.05)  # Redis not up yet
+    writer = Cache(
+        keys, redis_url=url, retry_redis_after_s=0.05, signing_key=KEY
+    )  # Redis not up yet
     t = tag()
     key = keys.key("t", "pending")
     assert writer.bust(t) == 0  # could not reach Redis: kept

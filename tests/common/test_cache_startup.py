@@ -18,6 +18,7 @@ from ballast_common import __version__
 from ballast_common import cache as cache_api
 from ballast_common.app import init_app
 from ballast_common.cache import Cache, CacheKeys
+from ballast_common.config import load_config
 from ballast_common.db import DB, reset_db
 from ballast_testing.api import api_process
 from ballast_testing.servers import RedisServer
@@ -78,7 +79,9 @@ def test_the_cache_is_l1_only_without_redis_py(
     import sys
 
     monkeypatch.setitem(sys.modules, "redis", None)  # `import redis` fails
-    cache = Cache(CacheKeys(version="t"), redis_url=redis_server.url)
+    cache = Cache(
+        CacheKeys(version="t"), redis_url=redis_server.url, signing_key=b"k" * 32
+    )
     assert not cache.has_l2
     assert cache.get_or_compute("k", lambda: 1) == 1
 
@@ -93,7 +96,11 @@ def test_a_write_through_the_api_busts_another_replicas_cache(
         "BALLAST_REDIS_URL": redis_server.url,
     }
     # Another replica (a UI process, say) with the same keys as the api's.
-    reader = Cache(CacheKeys(version=__version__), redis_url=redis_server.url)
+    reader = Cache(
+        CacheKeys(version=__version__),
+        redis_url=redis_server.url,
+        signing_key=cache_api.signing_key(load_config()),
+    )
     reader.start_listener()
     computes = 0
 

@@ -52,7 +52,7 @@ def _installed(name: str) -> bool:
 _HAS_SQLALCHEMY = _installed("sqlalchemy")
 
 # Values that are fine on a laptop and never in a shared environment.
-DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"
+DEV_SECRET_KEY = "dev-insecure-secret-key-change-me"  # noqa: S105 - refused outside dev
 DEFAULT_SECRETS = frozenset(
     {"", "changethis", "changeme", "secret", "password", DEV_SECRET_KEY}
 )

@@ -15,7 +15,7 @@ from typing import Literal
 
 Jitter = Literal["full", "equal", "none"]
 
-_default_rng = random.Random()
+_default_rng = random.Random()  # noqa: S311 - jitter of retry pauses, not secrets
 
 
 def backoff_delays(

@@ -18,7 +18,8 @@ DEMO_USERS: tuple[tuple[str, str, str], ...] = (
     ("editor", "editor", "Eddie Editor"),
     ("viewer", "viewer", "Vera Viewer"),
 )
-DEMO_PASSWORD_SUFFIX = "-demo-pass"
+# The demo accounts of the embedded default; `ballast db seed --random-passwords` elsewhere.
+DEMO_PASSWORD_SUFFIX = "-demo-pass"  # noqa: S105
 
 DEMO_PROJECTS = (
     ("Churn model refresh", "active", 2, 12000.0, ["ml", "retention"]),

@@ -239,7 +239,9 @@ def prune(
 
 @app.command("exporter")
 def exporter(
-    host: Annotated[str, typer.Option(help="Bind address.")] = "0.0.0.0",
+    host: Annotated[
+        str, typer.Option(help="Bind address.")
+    ] = "0.0.0.0",  # noqa: S104 - a pod's exporter
     port: Annotated[
         int, typer.Option(help="Port of /metrics.", min=1, max=65535)
     ] = 9102,

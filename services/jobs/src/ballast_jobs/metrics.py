@@ -268,7 +268,7 @@ def probe_app(metrics_app: Callable[..., Any]) -> Callable[..., Any]:
 _served: dict[int, Any] = {}
 
 
-def serve(port: int, addr: str = "0.0.0.0") -> None:
+def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - a pod's probes
     """Serve /metrics (the default registry plus the jobs gauges) and /healthz."""
     if port in _served:
         return

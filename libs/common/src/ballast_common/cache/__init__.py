@@ -10,6 +10,8 @@ only the cache of the process that made it.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import threading
 from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
@@ -21,6 +23,13 @@ from ballast_common.config import AppConfig, load_config
 T = TypeVar("T")
 _lock = threading.Lock()
 _cache: Cache | None = None
+
+
+def signing_key(config: AppConfig) -> bytes:
+    """The key L2 entries are signed with: derived from `security.secret_key`, so
+    every api and ui replica of a deployment shares it and nothing else knows it."""
+    secret = config.security.secret_key.get_secret_value().encode()
+    return hmac.new(secret, b"ballast cache l2 entries v1", hashlib.sha256).digest()
 
 
 def build_cache(config: AppConfig, *, listen: bool = True) -> Cache:
@@ -38,6 +47,7 @@ def build_cache(config: AppConfig, *, listen: bool = True) -> Cache:
         lock_timeout_s=c.lock_timeout_s,
         bust_wait_ms=c.bust_wait_ms,
         retry_redis_after_s=c.retry_redis_after_s,
+        signing_key=signing_key(config),
     )
     if listen:
         cache.start_listener()

@@ -30,6 +30,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
+import hmac
 import json
 import pickle
 import threading
@@ -85,6 +87,10 @@ def _counter(name: str, doc: str) -> Counter:
     return get_or_create(name, lambda: Counter(name, doc, registry=REGISTRY))
 
 
+# An L2 entry is HMAC-SHA256(signing key, pickle) followed by the pickle.
+_MAC_SIZE = 32
+
+
 @dataclass
 class _Entry:
     value: Any
@@ -130,8 +136,12 @@ class Cache:
         bust_wait_ms: int = 50,
         retry_redis_after_s: float = 5.0,
         redis_client: Any | None = None,
+        signing_key: bytes,
     ) -> None:
+        if len(signing_key) < 16:
+            raise ValueError("the cache's signing key must have at least 16 bytes")
         self.keys = keys
+        self._signing_key = signing_key
         self.ttl = ttl
         self.lock_timeout_s = lock_timeout_s
         self.bust_wait_s = bust_wait_ms / 1000
@@ -164,6 +174,10 @@ class Cache:
         self._stop = threading.Event()
         self._errors = _counter(
             "ballast_cache_errors_total", "Redis errors the cache went on without."
+        )
+        self._forged = _counter(
+            "ballast_cache_rejected_entries_total",
+            "L2 entries not signed with this deployment's key (never unpickled).",
         )
 
     # ------------------------------------------------------------------ public
@@ -417,7 +431,12 @@ class Cache:
                 if count:
                     _requests().labels("l2", "miss").inc()
                 return _MISS
-            stored = pickle.loads(raw)
+            payload = self._opened(raw, key)
+            if payload is None:
+                if count:
+                    _requests().labels("l2", "miss").inc()
+                return _MISS
+            stored = pickle.loads(payload)  # noqa: S301 - only after its HMAC matched
             tags: dict[str, int] = stored["tags"]
             current = self._read_versions(client, tags)
             if current != tags:
@@ -443,7 +462,7 @@ class Cache:
         generation: int,
     ) -> None:
         ttl = self.ttl if ttl is None else ttl
-        raw = pickle.dumps({"value": value, "tags": versions}, protocol=5)
+        raw = self._sealed(pickle.dumps({"value": value, "tags": versions}, protocol=5))
         self._put_l1(key, value, len(raw), versions, ttl, generation)
         client = self._client()
         if client is None:
@@ -660,6 +679,25 @@ class Cache:
         if tags:
             log.info("cache_pending_busts_sent", tags=len(tags))
             self.bust(*sorted(tags))
+
+    def _sealed(self, payload: bytes) -> bytes:
+        return hmac.new(self._signing_key, payload, hashlib.sha256).digest() + payload
+
+    def _opened(self, raw: bytes, key: str) -> bytes | None:
+        """The pickled payload of an L2 entry, or None when its HMAC does not match.
+
+        Entries are unpickled only when this process's signing key (derived from
+        `security.secret_key`) made them: whoever can write to Redis must not be able
+        to run code in every api and ui process through a crafted pickle."""
+        mac, payload = raw[:_MAC_SIZE], raw[_MAC_SIZE:]
+        expected = hmac.new(self._signing_key, payload, hashlib.sha256).digest()
+        if len(raw) >= _MAC_SIZE and hmac.compare_digest(mac, expected):
+            return payload
+        self._forged.inc()
+        log.warning(
+            "cache_entry_rejected", key=key, reason="its signature does not match"
+        )
+        return None
 
     def _failed(self, exc: BaseException, doing: str) -> None:
         self._errors.inc()

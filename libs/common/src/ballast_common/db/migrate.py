@@ -147,7 +147,8 @@ def _upgrade_with_retries(
                     "table this migration changes. The migration was rolled back; "
                     "run it again when the long transaction is over"
                 ) from exc
-            pause = min(_BACKOFF_MAX_S, 0.25 * 2**attempt) * random.uniform(0.5, 1.0)
+            jitter = random.uniform(0.5, 1.0)  # noqa: S311 - not a secret
+            pause = min(_BACKOFF_MAX_S, 0.25 * 2**attempt) * jitter
             log.warning(
                 "migration_lock_busy",
                 attempt=attempt,

@@ -27,6 +27,22 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from ballast_common.db.engine import DB
 from ballast_common.db.transient import Retry
 
+# The `prior` CTE of an idempotent statement whose $1 is the write id (NULL: none): a row
+# when this write id was recorded already, so the statement answers as a replay.
+PRIOR_WRITE = """prior AS (
+    SELECT 1 FROM write_ids WHERE $1::varchar IS NOT NULL AND write_id = $1::varchar
+)"""
+
+
+def iso_utc(column: str) -> str:
+    """SQL text of timestamptz `column` as Python's isoformat() writes it for UTC (what
+    `jsonable` puts in audit rows), so rows written by SQL and by the ORM read alike."""
+    return (
+        f"(to_char({column} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US')"
+        " || '+00:00')"
+    )
+
+
 # asyncpg errors that mean the connection is unusable (discard it, run again).
 _CONNECTION_ERRORS = (
     asyncpg.exceptions.ConnectionDoesNotExistError,

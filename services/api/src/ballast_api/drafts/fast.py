@@ -21,20 +21,17 @@ from typing import Any
 from ballast_common.contracts import DraftBatch, DraftBatchResult
 from ballast_common.contracts.drafts import DraftWrite
 from ballast_common.db import DB, WriteContext, fingerprint
-from ballast_common.db.statement import fetchrow
+from ballast_common.db.statement import PRIOR_WRITE, fetchrow, iso_utc
 from ballast_common.models import utcnow
 
 OPERATION = "drafts.upsert"
 
-_ISO = "(to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00:00')"
-
 # $1 write id  $2 user  $3 form ids  $4 fields  $5 values (json text)  $6 sequences
 # $7 new row ids  $8 now  $9 now (iso)  $10 audit user  $11 fingerprint
 # $12 correlation id  $13 trace id  $14 ip  $15 user agent
+# Constant fragments only; every value is a $n parameter.
 UPSERT_DRAFTS_SQL = f"""
-WITH prior AS (
-    SELECT 1 FROM write_ids WHERE $1::varchar IS NOT NULL AND write_id = $1::varchar
-),
+WITH {PRIOR_WRITE},
 input AS MATERIALIZED (
     SELECT * FROM unnest($3::varchar[], $4::varchar[], $5::text[], $6::bigint[],
         $7::uuid[]) WITH ORDINALITY AS t(form_id, field, value_text, seq, new_id, ord)
@@ -86,7 +83,7 @@ aud AS (
             || CASE WHEN p.seq <> p.old_seq
                 THEN jsonb_build_object('client_seq', p.old_seq) ELSE '{{}}'::jsonb END
             || jsonb_build_object('version', p.old_version,
-                'updated_at', {_ISO.format("p.old_updated_at")})
+                'updated_at', {iso_utc("p.old_updated_at")})
         END,
         CASE WHEN p.kind = 'create' THEN jsonb_build_object(
                 'id', p.new_id, 'user_id', $2::uuid, 'form_id', p.form_id,
@@ -124,7 +121,7 @@ rec AS (
 )
 SELECT EXISTS (SELECT 1 FROM prior) AS replay, o.response::text AS response, o.touched
 FROM outcome AS o
-"""
+"""  # noqa: S608
 
 
 def _newest(batch: DraftBatch) -> list[DraftWrite]:

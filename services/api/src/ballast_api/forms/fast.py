@@ -34,22 +34,18 @@ from typing import Any
 
 from ballast_common.contracts import FormRead, FormSave
 from ballast_common.db import DB, WriteContext, fingerprint
-from ballast_common.db.statement import fetchrow
+from ballast_common.db.statement import PRIOR_WRITE, fetchrow, iso_utc
 from ballast_common.models import utcnow
 
 OPERATION = "forms.save"
-
-# A timestamp as Python's isoformat() writes it for UTC (what `jsonable` puts in audit rows).
-_ISO = "(to_char({0} AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.US') || '+00:00')"
 
 # $1 write id (NULL: not idempotent)  $2 form id   $3 data (json text)
 # $4 updated_by                       $5 audit user $6 expected version  $7 force
 # $8 now                              $9 now (iso)  $10 new row id       $11 fingerprint
 # $12 correlation id  $13 trace id    $14 ip        $15 user agent  $16 clear drafts
+# Constant fragments only; every value is a $n parameter.
 SAVE_FORM_SQL = f"""
-WITH prior AS (
-    SELECT 1 FROM write_ids WHERE $1::varchar IS NOT NULL AND write_id = $1::varchar
-),
+WITH {PRIOR_WRITE},
 old AS MATERIALIZED (
     SELECT id, form_id, data, updated_by, version, created_at, updated_at
     FROM forms WHERE form_id = $2::varchar
@@ -79,8 +75,8 @@ plan AS MATERIALIZED (
             'current', jsonb_build_object(
                 'id', c.id, 'form_id', c.form_id, 'data', c.data,
                 'updated_by', c.updated_by, 'version', c.version,
-                'created_at', {_ISO.format("c.created_at")},
-                'updated_at', {_ISO.format("c.updated_at")}))
+                'created_at', {iso_utc("c.created_at")},
+                'updated_at', {iso_utc("c.updated_at")}))
         END AS overwrote
     FROM cmp AS c
 ),
@@ -110,7 +106,7 @@ aud AS (
             || CASE WHEN p.by_changed THEN jsonb_build_object('updated_by', p.updated_by)
                 ELSE '{{}}'::jsonb END
             || jsonb_build_object('version', p.version,
-                'updated_at', {_ISO.format("p.updated_at")})
+                'updated_at', {iso_utc("p.updated_at")})
         END,
         CASE WHEN p.kind = 'create' THEN jsonb_build_object(
                 'id', $10::uuid, 'form_id', $2::varchar, 'data', $3::jsonb,
@@ -141,7 +137,7 @@ del_aud AS (
     SELECT $5::uuid, 'delete', 'drafts', d.id::text,
         jsonb_build_object('id', d.id, 'user_id', d.user_id, 'form_id', d.form_id,
             'field', d.field, 'value', d.value, 'version', d.version,
-            'client_seq', d.client_seq, 'updated_at', {_ISO.format("d.updated_at")}),
+            'client_seq', d.client_seq, 'updated_at', {iso_utc("d.updated_at")}),
         NULL, $8::timestamptz, $12::varchar, $13::varchar, $14::varchar, $15::varchar,
         $1::varchar
     FROM del AS d
@@ -155,7 +151,7 @@ outcome AS (
             'version', CASE p.kind WHEN 'create' THEN 1 WHEN 'update' THEN p.version + 1
                 ELSE p.version END,
             'updated_at', CASE WHEN p.kind = 'unchanged'
-                THEN {_ISO.format("p.updated_at")} ELSE $9::text END,
+                THEN {iso_utc("p.updated_at")} ELSE $9::text END,
             'updated_by', CASE WHEN p.kind = 'unchanged' THEN p.updated_by
                 ELSE $4::uuid END,
             'overwrote', CASE WHEN p.kind = 'create' THEN NULL ELSE p.overwrote END)
@@ -174,7 +170,7 @@ rec AS (
 SELECT kind, status_code, response::text AS response, id,
     (SELECT array_agg(id::text) FROM del) AS drafts
 FROM outcome
-"""
+"""  # noqa: S608
 
 
 def payload(form_id: str, body: FormSave) -> dict[str, Any]:
