@@ -59,36 +59,31 @@ def _p99_ms(samples: list[float]) -> float:
     return round(percentile(samples, 99) * 1000, 4)
 
 
-def l1_hit(url: str) -> float:
-    cache = Cache(_keys(), redis_url=url, signing_key=KEY)
-    cache.start_listener()
+def _hit_p99_ms(cache: Cache, name: str, hits: int, warmup: int) -> float:
+    """p99 of `hits` lookups of one cached value, the first `warmup` not counted."""
     try:
-        key = cache.keys.key("bench", "l1")
+        key = cache.keys.key("bench", name)
         cache.get_or_compute(key, lambda: PAYLOAD, tags=["projects"])
         samples = []
-        for _ in range(HITS):
+        for _ in range(hits):
             start = time.perf_counter()
             cache.get_or_compute(key, lambda: PAYLOAD, tags=["projects"])
             samples.append(time.perf_counter() - start)
-        return _p99_ms(samples[1000:])
+        return _p99_ms(samples[warmup:])
     finally:
         cache.close()
+
+
+def l1_hit(url: str) -> float:
+    cache = Cache(_keys(), redis_url=url, signing_key=KEY)
+    cache.start_listener()
+    return _hit_p99_ms(cache, "l1", HITS, warmup=1000)
 
 
 def l2_hit(url: str) -> float:
     # max_bytes=1: every value is larger than the whole L1, so it lives in Redis only.
     cache = Cache(_keys(), redis_url=url, max_bytes=1, signing_key=KEY)
-    try:
-        key = cache.keys.key("bench", "l2")
-        cache.get_or_compute(key, lambda: PAYLOAD, tags=["projects"])
-        samples = []
-        for _ in range(L2_HITS):
-            start = time.perf_counter()
-            cache.get_or_compute(key, lambda: PAYLOAD, tags=["projects"])
-            samples.append(time.perf_counter() - start)
-        return _p99_ms(samples[100:])
-    finally:
-        cache.close()
+    return _hit_p99_ms(cache, "l2", L2_HITS, warmup=100)
 
 
 def second_call(url: str, tmp: Path) -> float:
