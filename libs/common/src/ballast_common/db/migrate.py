@@ -66,9 +66,12 @@ def alembic_config(
     return cfg
 
 
-def _run(db: DB | None, fn: str, revision: str) -> None:
+def _run(
+    db: DB | None, fn: str, revision: str, *, extra_versions: Path | None = None
+) -> None:
+    """Alembic `command.<fn>(revision)` in one transaction on `db`."""
     database = db or get_db()
-    cfg = alembic_config(database)
+    cfg = alembic_config(database, extra_versions=extra_versions)
     with database.engine.begin() as conn:
         cfg.attributes["connection"] = conn
         getattr(command, fn)(cfg, revision)
@@ -97,12 +100,10 @@ def migrate(
             waited for it was rolled back (earlier ones stay applied).
     """
     database = db or get_db()
-    cfg = alembic_config(database, extra_versions=extra_versions)
     if database.is_sqlite:
-        with database.engine.begin() as conn:
-            cfg.attributes["connection"] = conn
-            command.upgrade(cfg, revision)
+        _run(database, "upgrade", revision, extra_versions=extra_versions)
         return current_revision(database)
+    cfg = alembic_config(database, extra_versions=extra_versions)
     with database.engine.connect() as conn:
         try:
             _session_setup(conn, lock_timeout_s, statement_timeout_s)
