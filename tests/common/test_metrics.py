@@ -1,5 +1,6 @@
 import importlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,16 @@ from ballast_common.telemetry.metrics import (
     http_metrics,
     set_db_pool_stats,
 )
+
+
+@pytest.fixture(autouse=True)
+def _the_multiprocess_setting_does_not_outlive_a_test() -> Iterator[None]:
+    """A test here may set it while it runs; nothing after may see it (a process in
+    multi-process mode fails on a directory that is gone). Checked after every test
+    of this module, whatever order they run in."""
+    before = os.environ.get(metrics.MULTIPROC_ENV)  # noqa: TID251
+    yield
+    assert os.environ.get(metrics.MULTIPROC_ENV) == before  # noqa: TID251
 
 
 def test_http_metrics_are_singletons_and_record() -> None:
@@ -99,9 +110,3 @@ def test_multiprocess_dir_is_made_or_emptied(
     body, content_type = m.exposition()
     assert content_type.startswith("text/plain")
     assert b"ballast_http_requests_total" not in body
-
-
-def test_the_multiprocess_setting_does_not_outlive_its_test() -> None:
-    # The test above sets it while it runs; nothing after may see it (a process in
-    # multi-process mode fails on a directory that is gone).
-    assert metrics.MULTIPROC_ENV not in os.environ  # noqa: TID251
