@@ -10,6 +10,7 @@ from ballast_api.events.router import router as events
 from ballast_api.forms.router import router as forms
 from ballast_api.jobs.router import router as jobs
 from ballast_api.projects.router import router as projects
+from ballast_api.schedules.router import router as schedules
 from ballast_api.users.router import router as users
 from ballast_api.webhooks.router import router as webhooks
 
@@ -23,6 +24,7 @@ for r in (
     audit,
     events,
     jobs,
+    schedules,
     datasets,
     webhooks,
 ):

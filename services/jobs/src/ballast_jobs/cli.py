@@ -1,4 +1,4 @@
-"""`ballast jobs worker | list | cancel | retry` (loaded through the `ballast.cli`
+"""`ballast jobs worker | list | cancel | retry | schedule ...` (loaded through the `ballast.cli`
 entry-point group; also `python -m ballast_jobs ...`)."""
 
 from __future__ import annotations
@@ -18,10 +18,12 @@ from ballast_common.jobs import QUEUES, JobStatus, JobView, request_cancel, retr
 from ballast_common.models import Job
 from ballast_jobs.celery_app import app as celery_app
 from ballast_jobs.dispatch import WorkerSender
+from ballast_jobs.schedule_cli import app as schedule_app
 
 app = typer.Typer(
     no_args_is_help=True, help="Background jobs: workers and job control."
 )
+app.add_typer(schedule_app, name="schedule")
 
 
 @app.command()

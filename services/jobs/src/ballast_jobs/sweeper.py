@@ -9,7 +9,9 @@ Every `sweep_interval_s` it
   takes them over) once per lost run, at the highest priority so that interrupted work
   goes ahead of a backlog of new work; only if that message too goes unanswered for
   `redispatch_after_s` is it sent again (a lost job is not re-sent on every pass);
-- terminates jobs whose cancel grace period or time limit is over.
+- terminates jobs whose cancel grace period or time limit is over;
+- starts the jobs of recurring schedules whose tick has come (`ballast_common.jobs.
+  schedules.run_due`: each tick once across every sweeper, one run after downtime).
 
 Several workers may sweep at once: every change is a conditional update on a row
 locked with SKIP LOCKED (PostgreSQL) or under SQLite's single writer, and a duplicate
@@ -19,6 +21,7 @@ message is harmless (the claim ignores it).
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
@@ -27,13 +30,15 @@ from functools import partial
 from ballast_common import jobs
 from ballast_common.config import AppConfig
 from ballast_common.db import DB, UnitOfWork, run_tx
-from ballast_common.jobs import MAX_PRIORITY, JobMessage, JobStatus
+from ballast_common.jobs import MAX_PRIORITY, JobMessage, JobStatus, schedules
 from ballast_common.jobs.repository import JobRepository
 from ballast_common.models import utcnow
 from ballast_common.telemetry import get_logger, log_error
 
 log = get_logger(__name__)
 BATCH = 500
+# Handled schedule ticks older than their retention are pruned this often (in seconds).
+PRUNE_EVERY_S = 3600.0
 
 
 @dataclass
@@ -43,6 +48,7 @@ class SweepStats:
     dependency_failed: int = 0
     terminated: int = 0
     timed_out: int = 0
+    scheduled: int = 0
     terminate_ids: list[str] = field(default_factory=list)
 
 
@@ -134,6 +140,11 @@ def sweep(
             if job.task_id:
                 stats.terminate_ids.append(job.task_id)
 
+    try:
+        # Before `pending`: a schedule's job is sent after its own commit already.
+        stats.scheduled = len(schedules.run_due(db, send, now=now))
+    except Exception as exc:  # the rest of the pass goes on; the next pass retries
+        log_error(exc, {"stage": "schedules"})
     run_tx(pending, db=db)
     run_tx(running, db=db)
     for task_id in stats.terminate_ids:
@@ -166,13 +177,22 @@ class Sweeper(threading.Thread):
 
     def run(self) -> None:
         interval = self.config.jobs.sweep_interval_s
+        pruned_at = 0.0
         while not self.stopped.wait(interval):
             try:
                 stats = sweep(self.db, self.config, self.send, self.terminate)
+                if time.monotonic() - pruned_at >= PRUNE_EVERY_S:
+                    pruned_at = time.monotonic()
+                    schedules.prune_runs(self.db)
                 if self.on_pass is not None:
                     self.on_pass(self.db)
                 self.passes += 1
-                if stats.sent or stats.resent_lost or stats.terminated:
+                if (
+                    stats.sent
+                    or stats.resent_lost
+                    or stats.terminated
+                    or stats.scheduled
+                ):
                     log.info("sweep", **{k: v for k, v in vars(stats).items() if v})
             except Exception as exc:  # keep sweeping: the database may be back soon
                 log_error(exc, {"stage": "sweep"})

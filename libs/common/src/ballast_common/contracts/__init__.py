@@ -51,6 +51,11 @@ from ballast_common.contracts.projects import (
     ProjectUpdate,
     ProjectWriteResult,
 )
+from ballast_common.contracts.schedules import (
+    ScheduleCreate,
+    ScheduleUpdate,
+    ScheduleView,
+)
 from ballast_common.contracts.users import (
     Preferences,
     UserAdminRead,
@@ -89,6 +94,9 @@ __all__ = [
     "ProjectRead",
     "ProjectUpdate",
     "ProjectWriteResult",
+    "ScheduleCreate",
+    "ScheduleUpdate",
+    "ScheduleView",
     "SessionRead",
     "TaskInfo",
     "UserAdminRead",

@@ -24,6 +24,8 @@ requests, views, messages), `registry` (the tasks and their parameters), `lifecy
 
 from __future__ import annotations
 
+# Imported last: it builds on the modules above.
+from ballast_common.jobs import schedules
 from ballast_common.jobs.broker import (
     broker_priority,
     broker_settings,
@@ -97,6 +99,7 @@ __all__ = [
     "request_cancel",
     "retry",
     "retry_backoff",
+    "schedules",
     "send_job",
     "suggested_action",
     "transition",

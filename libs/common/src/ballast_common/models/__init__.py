@@ -8,6 +8,7 @@ from ballast_common.models.event import EventRow
 from ballast_common.models.form import Form
 from ballast_common.models.job import Job, JobResult
 from ballast_common.models.project import PROJECT_STATUSES, Project
+from ballast_common.models.schedule import JobSchedule, JobScheduleRun
 from ballast_common.models.user import (
     Permission,
     Role,
@@ -35,6 +36,8 @@ __all__ = [
     "Form",
     "Job",
     "JobResult",
+    "JobSchedule",
+    "JobScheduleRun",
     "Model",
     "Permission",
     "Project",
