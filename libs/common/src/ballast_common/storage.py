@@ -1,8 +1,9 @@
 """Object storage: one interface, two implementations.
 
 - `LocalObjectStore`: a directory (the embedded default, under ``paths.data_dir``).
-- `S3ObjectStore`: any S3-compatible server through boto3, multipart for large objects,
-  SHA-256 checksums verified by the server on every part and stored as metadata.
+- `S3ObjectStore`: any S3-compatible server through boto3's managed transfers (parallel
+  multipart for large objects, any size, each written once), the object's SHA-256 stored
+  with it.
 
 Both write atomically (a reader sees the whole object or none), record the object's
 SHA-256 and size, and refuse keys that could escape their namespace.
@@ -12,7 +13,6 @@ SHA-256 and size, and refuse keys that could escape their namespace.
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import fcntl
 import hashlib
@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import IO, Any, Protocol, runtime_checkable
 
 import boto3
+from boto3.exceptions import S3UploadFailedError
+from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import (
     BotoCoreError,
@@ -43,7 +45,8 @@ CHUNK = 1024 * 1024
 # S3 parts: 8 MiB (the minimum is 5 MiB for every part but the last).
 PART_SIZE = 8 * 1024 * 1024
 _KEY = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-/]{0,900}$")
-# Multipart uploads go to `<key>.upload-<12 hex>` first (see S3ObjectStore._multipart).
+# Earlier releases uploaded to `<key>.upload-<12 hex>` and copied into place; a leftover of
+# such an upload never shows in `list`.
 _S3_TMP = re.compile(r"\.upload-[0-9a-f]{12}$")
 # Incomplete multipart uploads (the server was unreachable when one had to be aborted)
 # are removed by a bucket lifecycle rule after this many days.
@@ -289,27 +292,36 @@ class LocalObjectStore:
 
 
 class S3ObjectStore:
-    """An S3-compatible bucket through boto3.
+    """An S3-compatible bucket through boto3's managed transfers.
 
-    Uploads of one part go through ``PutObject``; larger ones through multipart uploads
-    of `part_size` bytes. Every request body carries a ``Content-MD5`` (verified by every
-    S3-compatible server) and a SHA-256 checksum (``x-amz-checksum-sha256``, verified by
-    servers that implement the flexible checksums); the whole object's SHA-256 is stored
-    as the ``sha256`` user metadata, because a multipart object's own checksum is a
-    checksum of part checksums, and `download` verifies it. An upload that fails (or is
-    too large) is aborted; if the server is unreachable at that moment, the bucket's
-    lifecycle rule (`ensure_bucket`) removes the parts later, and the temporary key
-    never shows in `list`. Unreachable servers and 5xx errors raise
-    `StorageUnavailableError` (a `TransientError`), refusals a `StorageError` naming
-    the bucket, key and the server's error code.
+    Objects up to `part_size` go up in one ``PutObject``; larger ones as a multipart
+    upload of `part_size` parts (more when 10,000 would not do), several in parallel,
+    straight to their key: an object is written once, whatever its size, and becomes
+    visible whole when the upload completes. Every part carries a SHA-256 checksum
+    (``x-amz-checksum-sha256``, verified by servers that implement the flexible
+    checksums); the whole object's SHA-256 is stored as its ``sha256`` metadata (inputs
+    that can be read twice) or ``sha256`` tag (streams), `stat` reports it and `download`
+    verifies it. The stored size is checked against the bytes read. A failed upload is
+    aborted; if the server is unreachable at that moment, the bucket's lifecycle rule
+    (`ensure_bucket`) removes the parts later. Unreachable servers and 5xx errors raise
+    `StorageUnavailableError` (a `TransientError`), refusals a `StorageError` naming the
+    bucket, key and the server's error code.
     """
 
-    def __init__(self, client: Any, bucket: str, *, part_size: int = PART_SIZE) -> None:
+    def __init__(
+        self,
+        client: Any,
+        bucket: str,
+        *,
+        part_size: int = PART_SIZE,
+        max_concurrency: int = 4,
+    ) -> None:
         if part_size < 5 * 1024 * 1024:
             raise ValueError("S3 parts must be at least 5 MiB")
         self.client = client
         self.bucket = bucket
         self.part_size = part_size
+        self.max_concurrency = max_concurrency
 
     @classmethod
     def from_config(cls, config: AppConfig) -> S3ObjectStore:
@@ -361,30 +373,21 @@ class S3ObjectStore:
                 f"object store refused {where}: {reason}",
                 details={**details, "code": code},
             ) from exc
+        except S3UploadFailedError as exc:
+            raise StorageUnavailableError(
+                f"object store upload failed for {where}: {exc}", details=details
+            ) from exc
         except (BotoCoreError, Urllib3Error, OSError) as exc:
             raise StorageUnavailableError(
                 f"object store unreachable for {where}: {exc}", details=details
             ) from exc
 
-    @staticmethod
-    def _b64_sha256(data: bytes) -> str:
-        return base64.b64encode(hashlib.sha256(data).digest()).decode()
-
-    @staticmethod
-    def _b64_md5(data: bytes) -> str:
-        # Content-MD5 is an integrity check here, not a security one.
-        return base64.b64encode(
-            hashlib.md5(data, usedforsecurity=False).digest()
-        ).decode()
-
-    def _read_part(self, data: IO[bytes]) -> bytes:
-        buf = bytearray()
-        while len(buf) < self.part_size:
-            chunk = data.read(min(CHUNK, self.part_size - len(buf)))
-            if not chunk:
-                break
-            buf += chunk
-        return bytes(buf)
+    def _transfer_config(self) -> TransferConfig:
+        return TransferConfig(
+            multipart_threshold=self.part_size,
+            multipart_chunksize=self.part_size,
+            max_concurrency=self.max_concurrency,
+        )
 
     def put(
         self,
@@ -394,116 +397,55 @@ class S3ObjectStore:
         content_type: str = "application/octet-stream",
         max_bytes: int | None = None,
     ) -> ObjectInfo:
+        """Store `data` under `key` through boto3's managed transfer: one PutObject for a
+        small object, a multipart upload straight to `key` for a large one (parts in
+        parallel, any size S3 allows, the object written once: no temporary key and no
+        server-side copy, which S3 limits to 5 GiB).
+
+        A seekable input (a file, a spooled upload) is read twice: once for its SHA-256,
+        which then goes into the object's metadata at creation, and once for the upload.
+        A stream is read once; its SHA-256 is known only at the end and is recorded as
+        the object's `sha256` tag (`stat` reads either).
+        """
         check_key(key)
-        digest = hashlib.sha256()
-        first = self._read_part(data)
-        digest.update(first)
-        size = len(first)
-        if max_bytes is not None and size > max_bytes:
-            raise TooLargeError(
-                f"upload is larger than {max_bytes} bytes",
-                details={"max_bytes": max_bytes},
-            )
-        second = self._read_part(data) if len(first) == self.part_size else b""
+        seekable = bool(getattr(data, "seekable", lambda: False)())
+        extra: dict[str, Any] = {
+            "ContentType": content_type,
+            "ChecksumAlgorithm": "SHA256",
+        }
+        if seekable:
+            start = data.tell()
+            sha, size = _hash_stream(data, max_bytes)
+            data.seek(start)
+            extra["Metadata"] = {"sha256": sha}
+            source: io.RawIOBase = _Limited(data, size)
+        else:
+            source = hashing = _Hashing(data, max_bytes)
         with self._errors(key):
-            if not second:
-                self.client.put_object(
+            self.client.upload_fileobj(
+                source,
+                self.bucket,
+                key,
+                ExtraArgs=extra,
+                Config=self._transfer_config(),
+            )
+            if not seekable:
+                sha, size = hashing.sha256(), hashing.size
+                self.client.put_object_tagging(
                     Bucket=self.bucket,
                     Key=key,
-                    Body=first,
-                    ContentType=content_type,
-                    ContentMD5=self._b64_md5(first),
-                    ChecksumSHA256=self._b64_sha256(first),
-                    Metadata={"sha256": digest.hexdigest()},
+                    Tagging={"TagSet": [{"Key": "sha256", "Value": sha}]},
                 )
-                return ObjectInfo(key, size, digest.hexdigest(), content_type)
-            return self._multipart(
-                key, first, second, data, digest, content_type, max_bytes
+            stored = int(
+                self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
             )
-
-    def _multipart(
-        self,
-        key: str,
-        first: bytes,
-        second: bytes,
-        data: IO[bytes],
-        digest: Any,
-        content_type: str,
-        max_bytes: int | None,
-    ) -> ObjectInfo:
-        # The whole-object SHA-256 is only known at the end; S3 metadata is fixed at
-        # creation, so the upload goes to a temporary key and is copied into place
-        # with the metadata (server-side copy, then the temporary key is deleted).
-        tmp_key = f"{key}.upload-{os.urandom(6).hex()}"
-        upload = self.client.create_multipart_upload(
-            Bucket=self.bucket,
-            Key=tmp_key,
-            ContentType=content_type,
-            ChecksumAlgorithm="SHA256",
-        )
-        upload_id = upload["UploadId"]
-        parts: list[dict[str, Any]] = []
-        size = len(first)
-        try:
-            part: bytes = first
-            pending: bytes | None = second
-            number = 1
-            while part:
-                response = self.client.upload_part(
-                    Bucket=self.bucket,
-                    Key=tmp_key,
-                    UploadId=upload_id,
-                    PartNumber=number,
-                    Body=part,
-                    ContentMD5=self._b64_md5(part),
-                    ChecksumAlgorithm="SHA256",
-                    ChecksumSHA256=self._b64_sha256(part),
-                )
-                parts.append(
-                    {
-                        "PartNumber": number,
-                        "ETag": response["ETag"],
-                        "ChecksumSHA256": response.get(
-                            "ChecksumSHA256", self._b64_sha256(part)
-                        ),
-                    }
-                )
-                number += 1
-                part = pending if pending is not None else self._read_part(data)
-                pending = None
-                if part:
-                    digest.update(part)
-                    size += len(part)
-                    if max_bytes is not None and size > max_bytes:
-                        raise TooLargeError(
-                            f"upload is larger than {max_bytes} bytes",
-                            details={"max_bytes": max_bytes},
-                        )
-            self.client.complete_multipart_upload(
-                Bucket=self.bucket,
-                Key=tmp_key,
-                UploadId=upload_id,
-                MultipartUpload={"Parts": parts},
-            )
-        except BaseException:
+        if stored != size:
             with contextlib.suppress(Exception):
-                self.client.abort_multipart_upload(
-                    Bucket=self.bucket, Key=tmp_key, UploadId=upload_id
-                )
-            raise
-        sha = digest.hexdigest()
-        try:
-            self.client.copy_object(
-                Bucket=self.bucket,
-                Key=key,
-                CopySource={"Bucket": self.bucket, "Key": tmp_key},
-                MetadataDirective="REPLACE",
-                ContentType=content_type,
-                Metadata={"sha256": sha},
+                self.client.delete_object(Bucket=self.bucket, Key=key)
+            raise StorageError(
+                f"object store kept {stored} of {size} bytes of {self.bucket}/{key}",
+                details={"bucket": self.bucket, "key": key},
             )
-        finally:
-            with contextlib.suppress(Exception):
-                self.client.delete_object(Bucket=self.bucket, Key=tmp_key)
         return ObjectInfo(key, size, sha, content_type)
 
     def open(self, key: str) -> IO[bytes]:
@@ -516,10 +458,16 @@ class S3ObjectStore:
     def stat(self, key: str) -> ObjectInfo:
         with self._errors(key):
             head = self.client.head_object(Bucket=self.bucket, Key=check_key(key))
+            sha = str(head.get("Metadata", {}).get("sha256", ""))
+            if not sha:  # a streamed upload: its checksum is a tag
+                tags = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
+                sha = next(
+                    (t["Value"] for t in tags["TagSet"] if t["Key"] == "sha256"), ""
+                )
         return ObjectInfo(
             key,
             int(head["ContentLength"]),
-            str(head.get("Metadata", {}).get("sha256", "")),
+            sha,
             str(head.get("ContentType", "application/octet-stream")),
         )
 
@@ -571,6 +519,83 @@ class S3ObjectStore:
                     ]
                 },
             )
+
+
+def _too_large(max_bytes: int) -> TooLargeError:
+    return TooLargeError(
+        f"upload is larger than {max_bytes} bytes", details={"max_bytes": max_bytes}
+    )
+
+
+def _hash_stream(data: IO[bytes], max_bytes: int | None) -> tuple[str, int]:
+    """SHA-256 (hex) and size of what is left of `data`, refusing more than `max_bytes`."""
+    digest = hashlib.sha256()
+    size = 0
+    while chunk := data.read(CHUNK):
+        size += len(chunk)
+        if max_bytes is not None and size > max_bytes:
+            raise _too_large(max_bytes)
+        digest.update(chunk)
+    return digest.hexdigest(), size
+
+
+class _Hashing(io.RawIOBase):
+    """A stream read once by the transfer: hashed on the way, cut at `max_bytes`."""
+
+    def __init__(self, data: IO[bytes], max_bytes: int | None) -> None:
+        self._data = data
+        self._max = max_bytes
+        self._digest = hashlib.sha256()
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        chunk = self._data.read(len(view))
+        self.size += len(chunk)
+        if self._max is not None and self.size > self._max:
+            raise _too_large(self._max)
+        self._digest.update(chunk)
+        view[: len(chunk)] = chunk
+        return len(chunk)
+
+    def sha256(self) -> str:
+        return self._digest.hexdigest()
+
+
+class _Limited(io.RawIOBase):
+    """The `size` bytes of `data` from where it stands, and no more: a file that grows
+    while it is uploaded cannot put bytes under a checksum that does not cover them."""
+
+    def __init__(self, data: IO[bytes], size: int) -> None:
+        self._data = data
+        self._start = data.tell()
+        self._size = size
+        self._pos = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def tell(self) -> int:
+        return self._pos
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        base = {io.SEEK_SET: 0, io.SEEK_CUR: self._pos, io.SEEK_END: self._size}
+        self._pos = max(0, min(base[whence] + offset, self._size))
+        self._data.seek(self._start + self._pos)
+        return self._pos
+
+    def readinto(self, buffer: Any) -> int:
+        view = memoryview(buffer).cast("B")
+        chunk = self._data.read(min(len(view), self._size - self._pos))
+        self._pos += len(chunk)
+        view[: len(chunk)] = chunk
+        return len(chunk)
 
 
 class _S3Body(io.RawIOBase):
