@@ -8,11 +8,13 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+from pydantic import SecretStr
 from sqlalchemy import select, update
 from standardwebhooks import Webhook
 
@@ -28,6 +30,7 @@ from ballast_common.models import (
 )
 from ballast_common.models.webhook import system_job
 from ballast_common.outbound import Outbound
+from ballast_common.sealing import SealError
 from ballast_common.webhooks import deliveries
 from tests.fixtures.receiver import Receiver, receiver
 from tests.jobs.conftest import Stack
@@ -61,13 +64,27 @@ CONFIG = AppConfig(
 )
 
 
-def subscribe(db: DB, url: str, events: list[str]) -> WebhookSubscription:
-    return run_tx(
+@dataclass
+class Subscribed:
+    id: uuid.UUID
+    secret: str  # the plaintext, as the api shows it once
+
+
+def subscribe(
+    db: DB, url: str, events: list[str], config: AppConfig = CONFIG
+) -> Subscribed:
+    sub, secret = run_tx(
         lambda uow: deliveries.create_subscription(
-            uow, url=url, events=events, description="test", created_by=None
+            uow,
+            url=url,
+            events=events,
+            description="test",
+            created_by=None,
+            sealing_key=deliveries.secret_key(config),
         ),
         db=db,
     )
+    return Subscribed(sub.id, secret)
 
 
 def finish_job(
@@ -184,6 +201,60 @@ class TestDelivery:
             1,
             200,
         )
+
+    def test_the_database_holds_the_secret_sealed(self, db: DB) -> None:
+        sub = subscribe(db, "http://127.0.0.1:9/hook", ["job.completed"])
+        with db.engine.connect() as conn:
+            (stored,) = conn.execute(
+                select(WebhookSubscription.secret).where(
+                    WebhookSubscription.id == sub.id
+                )
+            ).one()
+            dump = "\n".join(
+                str(r) for r in conn.execute(select(WebhookSubscription)).all()
+            )
+        assert sub.secret.startswith("whsec_")
+        assert stored.startswith("sealed:v1:")
+        assert sub.secret not in dump
+        assert sub.secret.removeprefix("whsec_") not in dump
+        # A sealed secret copied onto another row does not open there.
+        other = subscribe(db, "http://127.0.0.1:9/other", ["job.completed"])
+        with db.engine.begin() as conn:
+            conn.execute(
+                update(WebhookSubscription)
+                .where(WebhookSubscription.id == other.id)
+                .values(secret=stored)
+            )
+        with db.session() as session:
+            moved = session.get(WebhookSubscription, other.id)
+            assert moved is not None
+            with pytest.raises(SealError):
+                deliveries.open_secret(CONFIG, moved)
+
+    def test_a_secret_sealed_under_another_key_fails_the_delivery_clearly(
+        self, db: DB, recv: Receiver
+    ) -> None:
+        rotated = CONFIG.model_copy(
+            update={
+                "security": CONFIG.security.model_copy(
+                    update={"secret_key": SecretStr("another-secret-key-0123456789")}
+                )
+            }
+        )
+        subscribe(db, recv.url, ["job.completed"], config=rotated)
+        finish_job(db)
+        (row,) = delivery_rows(db)
+        outbound = Outbound(CONFIG, engine=db.engine)
+        try:
+            done = deliveries.deliver(db, CONFIG, outbound, row.id)
+        finally:
+            outbound.close()
+        assert done.outcome == "failed"
+        assert "signing secret cannot be read" in (done.error or "")
+        assert recv.requests == []
+        (after,) = delivery_rows(db)
+        assert after.status == "FAILED"
+        assert "security.secret_key changed" in (after.last_error or "")
 
     def test_failures_back_off_open_the_breaker_then_recover(
         self, db: DB, recv: Receiver

@@ -31,10 +31,35 @@ from ballast_common.outbound import (
     OutboundUnavailable,
     full_jitter_delay,
 )
+from ballast_common.sealing import SealError, is_sealed, seal, sealing_key, unseal
+from ballast_common.telemetry import get_logger
 from ballast_common.webhooks.signing import new_secret, sign
+
+log = get_logger(__name__)
 
 PENDING, SUCCEEDED, FAILED = "PENDING", "SUCCEEDED", "FAILED"
 TARGET = "webhooks"
+
+
+def secret_key(config: AppConfig) -> bytes:
+    """The key subscription secrets are sealed with (from ``security.secret_key``)."""
+    return sealing_key(config, "webhook subscription secrets")
+
+
+def _seal_context(subscription_id: uuid.UUID) -> str:
+    return f"webhook_subscriptions:{subscription_id}"
+
+
+def open_secret(config: AppConfig, sub: WebhookSubscription) -> str:
+    """The signing secret of `sub` (a row of an earlier build may hold it unsealed).
+
+    Raises:
+        SealError: the sealed secret does not open (`security.secret_key` changed, or
+            the row was altered): the subscription must be created again.
+    """
+    if not is_sealed(sub.secret):
+        return sub.secret
+    return unseal(sub.secret, secret_key(config), context=_seal_context(sub.id))
 
 
 def breaker_key(subscription_id: uuid.UUID) -> str:
@@ -52,8 +77,14 @@ def create_subscription(
     events: list[str],
     description: str,
     created_by: uuid.UUID | None,
-) -> WebhookSubscription:
-    """Add a subscription with a fresh secret (audited without the secret)."""
+    sealing_key: bytes,
+) -> tuple[WebhookSubscription, str]:
+    """Add a subscription with a fresh secret (audited without the secret).
+
+    Returns:
+        The subscription, whose row holds the secret sealed under `sealing_key`
+        (`secret_key(config)`), and the secret itself, to be shown once.
+    """
     unknown = sorted(set(events) - set(WEBHOOK_EVENTS))
     if unknown or not events:
         raise ValidationError(
@@ -62,11 +93,13 @@ def create_subscription(
             details={"fields": ["events"], "known": list(WEBHOOK_EVENTS)},
         )
     now = utcnow()
+    sub_id = uuid.uuid4()
+    secret = new_secret()
     sub = WebhookSubscription(
-        id=uuid.uuid4(),
+        id=sub_id,
         url=url,
         events=sorted(set(events)),
-        secret=new_secret(),
+        secret=seal(secret, sealing_key, context=_seal_context(sub_id)),
         description=description,
         enabled=True,
         created_by=created_by,
@@ -81,7 +114,7 @@ def create_subscription(
         str(sub.id),
         new={"url": url, "events": sub.events, "description": description},
     )
-    return sub
+    return sub, secret
 
 
 def delete_subscription(uow: UnitOfWork, subscription_id: uuid.UUID) -> None:
@@ -168,8 +201,18 @@ def deliver(
             delivery.message_id,
             delivery.attempts,
         )
-        url, secret, enabled, sub_id = sub.url, sub.secret, sub.enabled, sub.id
+        url, enabled, sub_id = sub.url, sub.enabled, sub.id
+        try:
+            secret = open_secret(config, sub)
+        except SealError as exc:
+            secret = None
+            unreadable = str(exc)
     now = utcnow()
+    if secret is None:
+        why = f"the subscription's signing secret cannot be read: {unreadable}"
+        _record(db, delivery_id, status=FAILED, completed_at=now, last_error=why)
+        log.error("webhook_secret_unreadable", subscription_id=str(sub_id))
+        return Attempt("failed", error=why)
     if not enabled:
         _record(
             db,

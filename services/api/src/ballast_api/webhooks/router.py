@@ -68,20 +68,27 @@ def _read(sub: WebhookSubscription, circuits: dict[str, str]) -> SubscriptionRea
 
 @router.post("/subscriptions", response_model=SubscriptionCreated, status_code=201)
 async def create_subscription(
-    body: SubscriptionCreate, principal: Admin, db: DBDep, ctx: WriteCtxDep
+    body: SubscriptionCreate,
+    principal: Admin,
+    db: DBDep,
+    ctx: WriteCtxDep,
+    settings: SettingsDep,
 ) -> SubscriptionCreated:
-    """Subscribe an endpoint to events; the answer carries its signing secret once."""
+    """Subscribe an endpoint to events; the answer carries its signing secret once
+    (the database holds it sealed)."""
+    key = deliveries.secret_key(settings)
 
     def work(uow: UnitOfWork) -> SubscriptionCreated:
-        sub = deliveries.create_subscription(
+        sub, secret = deliveries.create_subscription(
             uow,
             url=str(body.url),
             events=list(body.events),
             description=body.description,
             created_by=principal.user_id,
+            sealing_key=key,
         )
         return SubscriptionCreated(
-            **_read(sub, {}).model_dump(exclude={"secret"}), secret=sub.secret
+            **_read(sub, {}).model_dump(exclude={"secret"}), secret=secret
         )
 
     return await run_tx_async(work, db=db, ctx=ctx)
