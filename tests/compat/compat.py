@@ -19,6 +19,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
 DRIVER = Path(__file__).with_name("old_code_driver.py")
+RELEASES = Path(__file__).with_name("releases.txt")
 OLD_SRC = "libs/common/src"
 
 
@@ -43,22 +44,64 @@ def version_at(ref: str, root: Path = ROOT) -> str | None:
         return None
 
 
-def previous_release(current: str | None = None, root: Path = ROOT) -> str | None:
-    """The commit of the release before `current` (default: the VERSION file), or None.
+def recorded_releases(path: Path = RELEASES) -> dict[str, str]:
+    """Version -> commit from `releases.txt` (comments and blank lines ignored)."""
+    out: dict[str, str] = {}
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            version, commit = line.split()
+            out[version] = commit
+    return out
 
-    A tag `v<version>` reachable from HEAD wins; without tags (CI clones carry the history of
-    main, not always its tags) it is the last commit before VERSION was bumped to `current`.
+
+def _is_strict_ancestor(commit: str, root: Path) -> bool:
+    head = git("rev-parse", "HEAD", root=root)
+    try:
+        full = git(
+            "rev-parse", "--verify", "--quiet", f"{commit}^{{commit}}", root=root
+        )
+    except subprocess.CalledProcessError:
+        raise LookupError(
+            f"release commit {commit} is not in this clone (a shallow clone? "
+            "fetch the history of main)"
+        ) from None
+    if full == head:
+        return False
+    proc = subprocess.run(
+        ["git", "-C", str(root), "merge-base", "--is-ancestor", full, head],
+        check=False,
+        timeout=60,
+    )
+    return proc.returncode == 0
+
+
+def previous_release(
+    current: str | None = None,
+    root: Path = ROOT,
+    releases: dict[str, str] | None = None,
+) -> str | None:
+    """The commit of the newest release before HEAD whose version is at most `current`
+    (default: the VERSION file), or None.
+
+    Releases are tags `v<version>` reachable from HEAD, then `releases.txt` (CI clones
+    carry the history of main, not always its tags); without either, the last commit
+    before VERSION was bumped to `current`.
     """
     current = current or (root / "VERSION").read_text().strip()
-    tags = [
-        t
-        for t in git("tag", "--list", "v*", "--merged", "HEAD", root=root).splitlines()
-        if re.fullmatch(r"v\d+(\.\d+)*", t)
-        and _version_key(t[1:]) < _version_key(current)
-    ]
-    if tags:
-        newest = max(tags, key=lambda t: _version_key(t[1:]))
-        return git("rev-list", "-n", "1", newest, root=root)
+    found: dict[str, str] = {
+        v: c
+        for v, c in (recorded_releases() if releases is None else releases).items()
+        if _version_key(v) <= _version_key(current)
+    }
+    for tag in git("tag", "--list", "v*", "--merged", "HEAD", root=root).splitlines():
+        if re.fullmatch(r"v\d+(\.\d+)*", tag) and _version_key(tag[1:]) <= _version_key(
+            current
+        ):
+            found[tag[1:]] = git("rev-list", "-n", "1", tag, root=root)
+    for version in sorted(found, key=_version_key, reverse=True):
+        if _is_strict_ancestor(found[version], root):
+            return git("rev-parse", found[version], root=root)
     for commit in git("rev-list", "HEAD", "--", "VERSION", root=root).splitlines():
         if version_at(commit, root) != current:
             continue

@@ -1,8 +1,8 @@
 """The previous release's code runs against the newest schema (expand/contract).
 
-Until Ballast has a previous release, the mechanism is proven on synthetic schema pairs
-(an "old release" module with its own models, and migrations that expand or break the
-contract), and the git path runs with HEAD's own code standing in for the previous release.
+The mechanism is proven on synthetic schema pairs (an "old release" module with its own
+models, and migrations that expand or break the contract); the git path runs the released
+0.1.0 (tests/compat/releases.txt, or a tag v0.1.0) against the schema at head.
 """
 
 from __future__ import annotations
@@ -18,7 +18,13 @@ from sqlalchemy import create_engine, text
 from ballast_common.db import DB
 from ballast_common.db.migrate import head_revision, migrate
 from ballast_testing.servers import PostgresServer
-from tests.compat.compat import extract, git, previous_release, run_old_code
+from tests.compat.compat import (
+    extract,
+    git,
+    previous_release,
+    recorded_releases,
+    run_old_code,
+)
 
 pytestmark = pytest.mark.integration
 
@@ -156,25 +162,44 @@ def test_previous_release_is_found_in_the_history(tmp_path: Path) -> None:
     repo = tmp_path / "repo"
     repo.mkdir()
     git("init", "-q", root=repo)
-    _commit(repo, "first", VERSION="0.1.0\n", a="1")
-    assert previous_release(root=repo) is None  # one version only: no previous release
+    first = _commit(repo, "first", VERSION="0.1.0\n", a="1")
+    # One version only, nothing released: no previous release.
+    assert previous_release(root=repo, releases={}) is None
     last_of_0_1 = _commit(repo, "fix", a="2")
     _commit(repo, "bump", VERSION="0.2.0\n")
     _commit(repo, "work", a="3")
-    # Without tags: the last commit before VERSION became 0.2.0.
-    assert previous_release(root=repo) == last_of_0_1
-    # A release tag wins over the history.
-    tagged = git("rev-list", "--max-parents=0", "HEAD", root=repo)
-    git("tag", "v0.1.0", tagged, root=repo)
-    assert previous_release(root=repo) == tagged
-    assert previous_release("0.1.0", root=repo) is None
+    # Without tags or records: the last commit before VERSION became 0.2.0.
+    assert previous_release(root=repo, releases={}) == last_of_0_1
+    # A recorded release wins over the history, the newest one at most the version.
+    records = {"0.1.0": first, "0.3.0": last_of_0_1}
+    assert previous_release(root=repo, releases=records) == first
+    # A release tag wins over the record of the same version.
+    git("tag", "v0.1.0", last_of_0_1, root=repo)
+    assert previous_release(root=repo, releases=records) == last_of_0_1
+    # The released commit of the current version counts, HEAD itself never does.
+    assert previous_release("0.1.0", root=repo, releases={}) == last_of_0_1
+    head = git("rev-parse", "HEAD", root=repo)
+    assert previous_release("0.1.0", root=repo, releases={"0.1.0": head}) == (
+        last_of_0_1
+    )
+    # A recorded commit the clone lacks is a clear error, not a silent fallback.
+    with pytest.raises(LookupError, match="not in this clone"):
+        previous_release(root=repo, releases={"0.1.5": "0" * 40})
+
+
+def test_the_recorded_release_is_in_the_history() -> None:
+    """releases.txt names commits of main: the compat test below runs 0.1.0's code."""
+    releases = recorded_releases()
+    assert "0.1.0" in releases
+    assert previous_release() == releases["0.1.0"]
 
 
 def test_previous_release_code_runs_against_the_head_schema(
     database: str, tmp_path: Path
 ) -> None:
-    """The previous release (until there is one: HEAD itself) on the schema at head."""
-    ref = previous_release() or "HEAD"
+    """The previous release's code on the schema at head."""
+    ref = previous_release()
+    assert ref is not None, "no previous release: tag one or record it in releases.txt"
     old_src = extract(ref, tmp_path)
     assert (old_src / "ballast_common" / "models" / "__init__.py").exists()
     db = DB(_sqlalchemy(database))
