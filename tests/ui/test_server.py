@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
@@ -67,3 +68,16 @@ def test_streamlit_options_are_real_streamlit_settings() -> None:
     assert argv[:2] == ["streamlit", "run"]
     assert argv[argv.index("--server.port") + 1] == "8765"
     assert argv[argv.index("--runner.postScriptGC") + 1] == "false"
+    assert "server.maxUploadSize" in known
+
+
+@pytest.mark.parametrize(("mb", "limit"), [(200.0, "200"), (1.5, "2"), (0.1, "1")])
+def test_streamlit_upload_limit_follows_the_datasets_limit(
+    mb: float, limit: str
+) -> None:
+    # Behind the chart, config.maxUploadMB sets BALLAST_DATASETS__MAX_UPLOAD_MB; the ui
+    # must not refuse (Streamlit's default is 200 MB) what the api and the Ingress take.
+    from ballast_ui.__main__ import streamlit_argv
+
+    argv = streamlit_argv("127.0.0.1", 8765, mb)
+    assert argv[argv.index("--server.maxUploadSize") + 1] == limit

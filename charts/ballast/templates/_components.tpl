@@ -143,10 +143,59 @@ podSelector:
     {{- toYaml . | nindent 4 }}
   {{- end }}
 {{- end }}
+{{/* DNS queries, to cluster DNS only (networkPolicy.dnsPeers: kube-dns in kube-system). */}}
 {{- define "ballast.np.dns" -}}
+{{- if not .Values.networkPolicy.dnsPeers }}
+{{- fail "networkPolicy.dnsPeers is empty: name where cluster DNS runs (default: namespace kube-system, pods k8s-app=kube-dns), or DNS egress would be open to any address" }}
+{{- end }}
 - ports:
     - protocol: UDP
       port: 53
     - protocol: TCP
       port: 53
+  to:
+    {{- toYaml .Values.networkPolicy.dnsPeers | nindent 4 }}
+{{- end }}
+
+{{/*
+Egress to a server outside the release: (dict "root" $ "what" "databasePeers" "port" N). Its peers,
+or anywhere on that port while none are given -- refused when config.env is prod, where the
+NetworkPolicies must name where PostgreSQL, Redis and the object store live. No object-store
+rule without s3.endpointUrl (the api then keeps objects in its data directory).
+*/}}
+{{- define "ballast.np.server" -}}
+{{- $peers := index .root.Values.networkPolicy .what }}
+{{- if or (ne .what "s3Peers") .root.Values.s3.endpointUrl }}
+{{- if and (not $peers) (eq .root.Values.config.env "prod") }}
+{{- fail (printf "networkPolicy.%s is empty with config.env=prod: name where the server lives (namespaceSelector/podSelector or ipBlock), or egress on port %v is open to any address" .what .port) }}
+{{- end }}
+{{- include "ballast.np.external" (dict "peers" $peers "port" .port) }}
+{{- end }}
+{{- end }}
+
+{{/*
+Pod-spec extras of a component: (dict "root" $ "component" "api" "color" "blue"); color may be "".
+priorityClassName and topologySpreadConstraints (an entry without labelSelector gets the pods' own).
+*/}}
+{{- define "ballast.podExtras" -}}
+{{- $v := index .root.Values .component }}
+{{- with $v.priorityClassName }}
+priorityClassName: {{ . | quote }}
+{{- end }}
+{{- if $v.topologySpreadConstraints }}
+{{- $own := include "ballast.componentSelector" . | fromYaml }}
+{{- with .color }}
+{{- $_ := set $own "ballast.io/color" . }}
+{{- end }}
+{{- $constraints := list }}
+{{- range $c := $v.topologySpreadConstraints }}
+{{- $c = deepCopy $c }}
+{{- if not (hasKey $c "labelSelector") }}
+{{- $_ := set $c "labelSelector" (dict "matchLabels" $own) }}
+{{- end }}
+{{- $constraints = append $constraints $c }}
+{{- end }}
+topologySpreadConstraints:
+  {{- toYaml $constraints | nindent 2 }}
+{{- end }}
 {{- end }}

@@ -88,14 +88,63 @@ Image of a component in a colour: (dict "root" $ "component" "api" "color" "blue
 {{- printf "http://%s-api-%s:%v" (include "ballast.fullname" .root) .color .root.Values.api.port }}
 {{- end }}
 
-{{/* Non-secret settings shared by every process, as a name -> value map (YAML). */}}
+{{/*
+The password guard: secrets live in the existing Secret, never in values (values end up in the
+release's history, in Git and in `kubectl get -o yaml` of ConfigMaps and pod specs).
+"ballast.passwordInValue": (dict "what" "database.url" "value" V "hint" "...") fails when V carries
+a password: user:password@ in a URL, or a password=/pass=/pwd= query parameter.
+"ballast.secretLiteral": (dict "what" "api.env" "name" N "value" V) also fails on a secret-looking
+variable name with a literal value.
+*/}}
+{{- define "ballast.passwordInValue" -}}
+{{- $v := toString .value }}
+{{- if or (regexMatch "^[A-Za-z][A-Za-z0-9+.-]*://[^/@?#]*:[^/@?#]*@" $v) (regexMatch "(?i)[?&](password|passwd|pass|pwd)=" $v) }}
+{{- fail (printf "%s must not contain a password (user:password@ or ?password= in a URL): %s" .what .hint) }}
+{{- end }}
+{{- end }}
+
+{{- define "ballast.secretLiteral" -}}
+{{- if regexMatch "(?i)(^|_)(PASSWORD|PASSWD|PASS|SECRET|SECRET_KEY|SECRET_ACCESS_KEY|TOKEN|API_KEY|PRIVATE_KEY|CREDENTIALS?)$" .name }}
+{{- fail (printf "%s: %s looks like a secret and must not be a literal value: put it in the existing Secret and reference it with extraEnv valueFrom.secretKeyRef" .what .name) }}
+{{- end }}
+{{- include "ballast.passwordInValue" (dict "what" (printf "%s: %s" .what .name) "value" .value "hint" "put it in the existing Secret and reference it with extraEnv valueFrom.secretKeyRef") }}
+{{- end }}
+
+{{/* Every literal env value of the components' env maps and extraEnv lists passes the password guard. */}}
+{{- define "ballast.validateEnvLiterals" -}}
+{{- range $component := list "api" "ui" "worker" "backup" }}
+{{- $v := index $.Values $component }}
+{{- range $name, $value := $v.env }}
+{{- include "ballast.secretLiteral" (dict "what" (printf "%s.env" $component) "name" $name "value" $value) }}
+{{- end }}
+{{- range $e := $v.extraEnv }}
+{{- if hasKey $e "value" }}
+{{- include "ballast.secretLiteral" (dict "what" (printf "%s.extraEnv" $component) "name" $e.name "value" $e.value) }}
+{{- end }}
+{{- end }}
+{{- end }}
+{{- end }}
+
+{{/* Non-secret settings shared by every process, as a name -> value map (YAML): the chart's own and config.extra. */}}
 {{- define "ballast.configData" -}}
-{{- if regexMatch "^[a-z+]+://[^/@]*:[^/@]*@" .Values.database.url }}
-{{- fail "database.url must not contain a password: put it in the existing Secret (secrets.databasePasswordKey)" }}
+{{- $base := include "ballast.configBase" . }}
+{{- $names := $base | fromYaml }}
+{{- include "ballast.validateEnvLiterals" . }}
+{{- $base }}
+{{- range $k, $v := .Values.config.extra }}
+{{- if hasKey $names $k }}
+{{- fail (printf "config.extra.%s is set by the chart itself (from its own value): set that value instead" $k) }}
 {{- end }}
-{{- if regexMatch "^rediss?://[^/@]*:[^/@]*@" .Values.redis.url }}
-{{- fail "redis.url must not contain a password: put the full URL in the existing Secret (secrets.redisUrlKey)" }}
+{{- include "ballast.secretLiteral" (dict "what" "config.extra" "name" $k "value" $v) }}
+{{ $k }}: {{ $v | quote }}
 {{- end }}
+{{- end }}
+
+{{- define "ballast.configBase" -}}
+{{- include "ballast.passwordInValue" (dict "what" "database.url" "value" .Values.database.url "hint" "put it in the existing Secret (secrets.databasePasswordKey)") }}
+{{- include "ballast.passwordInValue" (dict "what" "redis.url" "value" .Values.redis.url "hint" "put the full URL in the existing Secret (secrets.redisUrlKey)") }}
+{{- include "ballast.passwordInValue" (dict "what" "s3.endpointUrl" "value" .Values.s3.endpointUrl "hint" "the secret access key belongs in the existing Secret (secrets.s3SecretAccessKeyKey)") }}
+{{- include "ballast.passwordInValue" (dict "what" "otel.endpoint" "value" .Values.otel.endpoint "hint" "give the collector's address only") }}
 BALLAST_ENV: {{ .Values.config.env | quote }}
 BALLAST_LOG_LEVEL: {{ .Values.config.logLevel | quote }}
 BALLAST_LOG_FORMAT: {{ .Values.config.logFormat | quote }}
@@ -104,6 +153,7 @@ BALLAST_DATABASE__POOL_SIZE: {{ .Values.database.poolSize | quote }}
 BALLAST_DATABASE__MAX_OVERFLOW: {{ .Values.database.maxOverflow | quote }}
 BALLAST_DATABASE__POOL_TIMEOUT: {{ .Values.database.poolTimeoutSeconds | quote }}
 BALLAST_PATHS__DATA_DIR: "/var/lib/ballast"
+BALLAST_DATASETS__MAX_UPLOAD_MB: {{ .Values.config.maxUploadMB | quote }}
 {{- if and .Values.worker.enabled (not .Values.redis.url) }}
 {{- fail "worker.enabled needs redis.url: the api and the workers share Redis as the Celery broker" }}
 {{- end }}
@@ -124,9 +174,6 @@ BALLAST_SECURITY__TRUSTED_PROXIES: {{ toJson . | quote }}
 {{- end }}
 {{- if not (kindIs "invalid" .Values.config.apiDocs) }}
 BALLAST_SECURITY__API_DOCS: {{ .Values.config.apiDocs | quote }}
-{{- end }}
-{{- range $k, $v := .Values.config.extra }}
-{{ $k }}: {{ $v | quote }}
 {{- end }}
 {{- end }}
 

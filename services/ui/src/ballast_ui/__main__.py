@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -30,11 +31,16 @@ STREAMLIT_OPTIONS: dict[str, str] = {
 }
 
 
-def streamlit_argv(host: str, port: int) -> list[str]:
-    """The ``streamlit run`` command line serving the Workbench on ``host:port``."""
+def streamlit_argv(host: str, port: int, max_upload_mb: float = 200.0) -> list[str]:
+    """The ``streamlit run`` command line serving the Workbench on ``host:port``.
+
+    Streamlit's own upload limit (whole megabytes) follows ``datasets.max_upload_mb``,
+    the limit the api enforces, so a file the api would take is not refused earlier.
+    """
     server = Path(__file__).with_name("server.py")
     args = ["streamlit", "run", str(server), "--server.address", host]
     args += ["--server.port", str(port)]
+    args += ["--server.maxUploadSize", str(math.ceil(max_upload_mb))]
     for name, value in STREAMLIT_OPTIONS.items():
         args += [f"--{name}", value]
     return args
@@ -43,7 +49,7 @@ def streamlit_argv(host: str, port: int) -> list[str]:
 def main() -> None:
     """Start Streamlit (headless) serving the app with the UI's extra routes."""
     cfg = load_config()
-    sys.argv = streamlit_argv(cfg.ui.host, cfg.ui.port)
+    sys.argv = streamlit_argv(cfg.ui.host, cfg.ui.port, cfg.datasets.max_upload_mb)
     sys.exit(stcli.main())
 
 
