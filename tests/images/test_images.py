@@ -407,6 +407,8 @@ def test_backup_containers_run_as_rendered(
             "s3.bucket": bucket,
             "s3.region": s3_server.region,
             "s3.accessKeyId": s3_server.access_key,
+            # prod renders need the object store's peers (here: the loopback server)
+            "networkPolicy.s3Peers[0].ipBlock.cidr": "127.0.0.1/32",
         },
     )
     config = one(objs, "ConfigMap", "rel-ballast-config")["data"]
