@@ -7,6 +7,12 @@ and try again, up to ``lock_attempts`` times. Each migration file runs in its ow
 transaction under a session advisory lock (two runners never migrate at once), so a
 migration can run statements that refuse a transaction, such as
 ``CREATE INDEX CONCURRENTLY``, in ``op.get_context().autocommit_block()``.
+
+After an upgrade the revisions of the script directory up to the database's revision are
+recorded in ``schema_lineage`` (parent and contract flag), so that an older release that
+meets a revision it has never heard of can tell (``schema_status``) a newer release's
+expand-only schema, which it may run on, from a contracted or foreign one, which it must not.
+A migration that contracts the schema says so with ``contract = True`` in its file.
 """
 
 from __future__ import annotations
@@ -14,16 +20,23 @@ from __future__ import annotations
 import os
 import random
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection
+from alembic.util.exc import CommandError
+from sqlalchemy import Connection, inspect, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import DBAPIError
 
 from ballast_common.db.engine import DB, get_db
+from ballast_common.models.base import utcnow
+from ballast_common.models.schema import SchemaLineage
 from ballast_common.telemetry import get_logger
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
@@ -102,6 +115,9 @@ def migrate(
     database = db or get_db()
     if database.is_sqlite:
         _run(database, "upgrade", revision, extra_versions=extra_versions)
+        cfg = alembic_config(database, extra_versions=extra_versions)
+        with database.engine.begin() as conn:
+            record_lineage(conn, ScriptDirectory.from_config(cfg))
         return current_revision(database)
     cfg = alembic_config(database, extra_versions=extra_versions)
     with database.engine.connect() as conn:
@@ -110,6 +126,8 @@ def migrate(
             cfg.attributes["connection"] = conn
             cfg.attributes["transaction_per_migration"] = True
             _upgrade_with_retries(cfg, conn, revision, lock_timeout_s, lock_attempts)
+            record_lineage(conn, ScriptDirectory.from_config(cfg))
+            conn.commit()
         finally:
             # Session settings and the advisory lock go with the connection: it is
             # closed, never handed back to the pool.
@@ -179,3 +197,173 @@ def head_revision() -> str | None:
 def pending(db: DB | None = None) -> bool:
     """Whether the database is behind the scripts."""
     return current_revision(db) != head_revision()
+
+
+def _parents(down_revision: str | Iterable[str] | None) -> tuple[str, ...]:
+    if down_revision is None:
+        return ()
+    if isinstance(down_revision, str):
+        return (down_revision,)
+    return tuple(down_revision)
+
+
+def record_lineage(conn: Connection, script: ScriptDirectory) -> int:
+    """Record the revisions of `script` up to the database's revision in ``schema_lineage``.
+
+    Rows already there are kept (a revision's parent never changes). Nothing happens
+    while the table does not exist yet (a database migrated to an earlier revision).
+
+    Returns:
+        The number of revisions offered.
+    """
+    current = MigrationContext.configure(conn).get_current_revision()
+    if current is None or not inspect(conn).has_table(SchemaLineage.__tablename__):
+        return 0
+    try:
+        revisions = list(script.walk_revisions(base="base", head=current))
+    except CommandError:
+        return 0  # the database is at a revision this script directory does not know
+    rows = [
+        {
+            "revision": rev.revision,
+            "down_revision": ",".join(_parents(rev.down_revision)) or None,
+            "contract": bool(getattr(rev.module, "contract", False)),
+            "recorded_at": utcnow(),
+        }
+        for rev in revisions
+    ]
+    insert = pg_insert if conn.dialect.name == "postgresql" else sqlite_insert
+    conn.execute(
+        insert(SchemaLineage)
+        .values(rows)
+        .on_conflict_do_nothing(index_elements=["revision"])
+    )
+    return len(rows)
+
+
+@dataclass(frozen=True)
+class SchemaStatus:
+    """Where the database's schema stands for this release's code.
+
+    state: ``ready`` (at this release's head, or at a newer release's revision that
+    descends from it by expand-only migrations), ``behind`` (empty, or at an older
+    revision of this release: the migration has not run yet), ``unknown`` (a revision
+    this release does not know and cannot place after its head) or ``contracted`` (a
+    newer release contracted the schema after this release's head).
+    """
+
+    state: str
+    current: str | None
+    head: str | None
+    detail: str
+
+    @property
+    def runnable(self) -> bool:
+        return self.state == "ready"
+
+    @property
+    def final(self) -> bool:
+        """Waiting cannot change it: only a migration of this release or an operator can."""
+        return self.state in ("unknown", "contracted")
+
+
+def schema_status(db: DB, script: ScriptDirectory | None = None) -> SchemaStatus:
+    """Compare the database's revision with this release's head (see `SchemaStatus`).
+
+    Raises:
+        sqlalchemy.exc.SQLAlchemyError: the database cannot be reached.
+    """
+    script = script or ScriptDirectory.from_config(alembic_config())
+    head = script.get_current_head()
+    with db.engine.connect() as conn:
+        current = MigrationContext.configure(conn).get_current_revision()
+        if current == head:
+            return SchemaStatus(
+                "ready", current, head, f"at this release's head {head}"
+            )
+        if current is None:
+            return SchemaStatus("behind", None, head, "no schema yet")
+        if _known(script, current):
+            return SchemaStatus(
+                "behind",
+                current,
+                head,
+                f"at {current}, before this release's head {head}",
+            )
+        lineage: dict[str, tuple[str | None, bool]] = {}
+        if inspect(conn).has_table(SchemaLineage.__tablename__):
+            query = select(
+                SchemaLineage.revision,
+                SchemaLineage.down_revision,
+                SchemaLineage.contract,
+            )
+            lineage = {
+                rev: (down, contract) for rev, down, contract in conn.execute(query)
+            }
+    return _place_newer(script, current, head, lineage)
+
+
+def _known(script: ScriptDirectory, revision: str) -> bool:
+    try:
+        return script.get_revision(revision) is not None
+    except CommandError:
+        return False
+
+
+def _place_newer(
+    script: ScriptDirectory,
+    current: str,
+    head: str | None,
+    lineage: dict[str, tuple[str | None, bool]],
+) -> SchemaStatus:
+    """Walk the recorded parents of `current` back to revisions this release knows."""
+    newer: list[str] = []
+    reached_head = False
+    todo, seen = [current], set()
+    while todo:
+        rev = todo.pop()
+        if rev in seen:
+            continue
+        seen.add(rev)
+        if _known(script, rev):
+            reached_head = reached_head or rev == head
+            continue
+        if rev not in lineage:
+            return SchemaStatus(
+                "unknown",
+                current,
+                head,
+                f"the database is at revision {current}, which this release (head {head}) "
+                f"does not know, and no release recorded where {rev} comes from "
+                "(schema_lineage): it is not a known successor of this release. Deploy the "
+                "release that wrote it, or restore a backup taken by this release",
+            )
+        newer.append(rev)
+        down = lineage[rev][0]
+        todo.extend(down.split(",") if down else ())
+    if not reached_head:
+        return SchemaStatus(
+            "unknown",
+            current,
+            head,
+            f"the database is at revision {current}, which does not descend from this "
+            f"release's head {head} (another branch of the migrations): refusing to run "
+            "this release on it",
+        )
+    contracted = sorted(r for r in newer if lineage[r][1])
+    if contracted:
+        return SchemaStatus(
+            "contracted",
+            current,
+            head,
+            f"the database is at revision {current}, and a newer release contracted the "
+            f"schema after this release's head {head} ({', '.join(contracted)}): this "
+            "release's code may use what was removed. Run the newer release",
+        )
+    return SchemaStatus(
+        "ready",
+        current,
+        head,
+        f"at {current}, a newer release's revision that follows this release's head "
+        f"{head} by expand-only migrations ({len(newer)} newer)",
+    )

@@ -9,6 +9,7 @@ from ballast_common.models.form import Form
 from ballast_common.models.job import Job, JobResult
 from ballast_common.models.project import PROJECT_STATUSES, Project
 from ballast_common.models.schedule import JobSchedule, JobScheduleRun
+from ballast_common.models.schema import SchemaLineage
 from ballast_common.models.user import (
     Permission,
     Role,
@@ -42,6 +43,7 @@ __all__ = [
     "Permission",
     "Project",
     "Role",
+    "SchemaLineage",
     "User",
     "UserSession",
     "WebhookDelivery",

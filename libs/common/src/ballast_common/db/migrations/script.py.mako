@@ -16,6 +16,9 @@ revision: str = ${repr(up_revision)}
 down_revision: str | None = ${repr(down_revision)}
 branch_labels: str | Sequence[str] | None = ${repr(branch_labels)}
 depends_on: str | Sequence[str] | None = ${repr(depends_on)}
+# True when this migration removes or tightens what the release before it used (contract
+# step): older releases' wait-for-migrations then refuse to run on this schema.
+contract: bool = False
 
 
 def upgrade() -> None:
