@@ -64,6 +64,10 @@ CALLS: dict[str, tuple[str, str]] = {
     "import_dataset": ("POST", "/v1/datasets"),
     "list_datasets": ("GET", "/v1/datasets"),
     "get_dataset": ("GET", "/v1/datasets/{dataset_id}"),
+    "list_subscriptions": ("GET", "/v1/webhooks/subscriptions"),
+    "create_subscription": ("POST", "/v1/webhooks/subscriptions"),
+    "list_deliveries": ("GET", "/v1/webhooks/deliveries"),
+    "redeliver": ("POST", "/v1/webhooks/deliveries/{delivery_id}/redeliver"),
 }
 # The client's other calls: they send a body or read no model.
 OTHER_CALLS: dict[str, tuple[str, str]] = {
@@ -72,6 +76,7 @@ OTHER_CALLS: dict[str, tuple[str, str]] = {
     "delete_project": ("DELETE", "/v1/projects/{project_id}"),
     "post_events": ("POST", "/v1/events"),
     "jobs_summary": ("GET", "/v1/jobs/summary"),
+    "delete_subscription": ("DELETE", "/v1/webhooks/subscriptions/{subscription_id}"),
 }
 # The client's transport, not calls of one route.
 TRANSPORT = {"request", "with_token"}

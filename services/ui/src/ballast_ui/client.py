@@ -27,6 +27,7 @@ from ballast_common.contracts import (
     DatasetFormat,
     DatasetImport,
     DatasetRead,
+    DeliveryRead,
     DraftBatchResult,
     DraftRead,
     DraftResult,
@@ -39,6 +40,8 @@ from ballast_common.contracts import (
     Preferences,
     ProjectWriteResult,
     SessionRead,
+    SubscriptionCreated,
+    SubscriptionRead,
     TaskInfo,
     UserAdminRead,
     UserRead,
@@ -558,6 +561,59 @@ class ApiClient:
                 "PUT", "/users/me/preferences", json=prefs.model_dump(mode="json")
             )
         )
+
+    # ------------------------------------------------------------------ webhooks
+
+    def list_subscriptions(self) -> list[SubscriptionRead]:
+        """Every outbound webhook subscription, without secrets (admin)."""
+        body = self.request("GET", "/webhooks/subscriptions")
+        return [SubscriptionRead.model_validate(s) for s in body]
+
+    def create_subscription(
+        self,
+        url: str,
+        events: Sequence[str],
+        *,
+        description: str = "",
+        write_id: str | None = None,
+    ) -> SubscriptionCreated:
+        """Subscribe an endpoint; the answer carries its signing secret, this once."""
+        body = self.request(
+            "POST",
+            "/webhooks/subscriptions",
+            json={"url": url, "events": list(events), "description": description},
+            write_id=write_id or new_write_id(),
+        )
+        return SubscriptionCreated.model_validate(body)
+
+    def delete_subscription(self, subscription_id: uuid.UUID | str) -> None:
+        """Stop sending to an endpoint (its delivery log goes with it)."""
+        self.request("DELETE", f"/webhooks/subscriptions/{subscription_id}")
+
+    def list_deliveries(
+        self,
+        *,
+        subscription_id: uuid.UUID | str | None = None,
+        status: str | None = None,
+        limit: int = 50,
+    ) -> list[DeliveryRead]:
+        """The delivery log, newest first (admin)."""
+        params: dict[str, Any] = {"limit": limit}
+        if subscription_id:
+            params["subscription_id"] = str(subscription_id)
+        if status:
+            params["status"] = status
+        body = self.request("GET", "/webhooks/deliveries", params=params)
+        return [DeliveryRead.model_validate(d) for d in body]
+
+    def redeliver(self, delivery_id: uuid.UUID | str) -> DeliveryRead:
+        """Send a delivery again with the same webhook-id (admin)."""
+        body = self.request(
+            "POST",
+            f"/webhooks/deliveries/{delivery_id}/redeliver",
+            write_id=new_write_id(),
+        )
+        return DeliveryRead.model_validate(body)
 
     # ------------------------------------------------------------------ events
 

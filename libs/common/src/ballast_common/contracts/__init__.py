@@ -62,6 +62,12 @@ from ballast_common.contracts.users import (
     UserCreate,
     UserUpdate,
 )
+from ballast_common.contracts.webhooks import (
+    DeliveryRead,
+    SubscriptionCreate,
+    SubscriptionCreated,
+    SubscriptionRead,
+)
 
 __all__ = [
     "RETRYABLE",
@@ -71,6 +77,7 @@ __all__ = [
     "DatasetFormat",
     "DatasetImport",
     "DatasetRead",
+    "DeliveryRead",
     "DraftBatch",
     "DraftBatchResult",
     "DraftRead",
@@ -98,6 +105,9 @@ __all__ = [
     "ScheduleUpdate",
     "ScheduleView",
     "SessionRead",
+    "SubscriptionCreate",
+    "SubscriptionCreated",
+    "SubscriptionRead",
     "TaskInfo",
     "UserAdminRead",
     "UserCreate",

@@ -8,6 +8,7 @@ from ballast_ui.pages.home import HomePage
 from ballast_ui.pages.jobs import JobsPage
 from ballast_ui.pages.projects import ProjectsPage
 from ballast_ui.pages.settings import SettingsPage
+from ballast_ui.pages.webhooks import WebhooksPage
 
 ALL_PAGES = (
     HomePage(),
@@ -17,6 +18,7 @@ ALL_PAGES = (
     JobsPage(),
     AuditPage(),
     AdminPage(),
+    WebhooksPage(),
     SettingsPage(),
 )
 
@@ -30,4 +32,5 @@ __all__ = [
     "JobsPage",
     "ProjectsPage",
     "SettingsPage",
+    "WebhooksPage",
 ]
