@@ -63,3 +63,19 @@ def install_ctx(
 
 def pending(ctx: Ctx) -> dict[str, Any]:
     return ctx.outbox.pending_values()
+
+
+def render_current_page(ctx: Ctx) -> None:
+    """What the frame does for a session: the pages it may see (as ``nav=a,b,...``),
+    then the page of the address, or ``denied``."""
+    from ballast_ui.pages import ALL_PAGES
+    from ballast_ui.router import Router
+
+    r = Router(ALL_PAGES, default="home")
+    r.sync_from_url()
+    st.text("nav=" + ",".join(p.name for p in r.visible(ctx)))
+    page = r.pages[r.current_page]
+    if ctx.can(page.permission):
+        page.render(ctx, r)
+    else:
+        st.text("denied")

@@ -249,20 +249,12 @@ def install(permissions: Sequence[str]) -> Any:
 def page_app() -> None:
     import streamlit as st
 
-    from ballast_ui.pages import ALL_PAGES
     from ballast_ui.pages.jobs import job_toasts
-    from ballast_ui.router import Router
+    from tests.ui.fakes import render_current_page
     from tests.ui.test_jobs_pages import EDITOR, install
 
     ctx = install(st.session_state.get("perms", EDITOR))
-    r = Router(ALL_PAGES, default="home")
-    r.sync_from_url()
-    st.text("nav=" + ",".join(p.name for p in r.visible(ctx)))
-    page = r.pages[r.current_page]
-    if ctx.can(page.permission):
-        page.render(ctx, r)
-    else:
-        st.text("denied")
+    render_current_page(ctx)
     job_toasts()
 
 

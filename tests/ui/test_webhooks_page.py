@@ -49,10 +49,8 @@ def page_app() -> None:
 
     from ballast_ui.client import ApiClient, make_http
     from ballast_ui.outbox import Outbox
-    from ballast_ui.pages import ALL_PAGES
-    from ballast_ui.router import Router
     from ballast_ui.state import CTX, Ctx
-    from tests.ui.fakes import _send
+    from tests.ui.fakes import _send, render_current_page
     from tests.ui.test_webhooks_page import API, OPEN
 
     ctx = st.session_state.get(CTX)
@@ -67,14 +65,7 @@ def page_app() -> None:
         ctx.user = session.user
         ctx.drafts_loaded = True
         st.session_state[CTX] = ctx
-    r = Router(ALL_PAGES, default="home")
-    r.sync_from_url()
-    st.text("nav=" + ",".join(p.name for p in r.visible(ctx)))
-    page = r.pages[r.current_page]
-    if ctx.can(page.permission):
-        page.render(ctx, r)
-    else:
-        st.text("denied")
+    render_current_page(ctx)
 
 
 def open_page(who: str = "admin") -> AppTest:
