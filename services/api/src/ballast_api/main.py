@@ -21,6 +21,7 @@ from ballast_common.config import AppConfig
 from ballast_common.db import DB
 from ballast_common.security import configure_password_hashing
 from ballast_common.telemetry import get_logger
+from ballast_common.telemetry.tracing import untraced
 
 API_DESCRIPTION = "Ballast state API: sessions, drafts, forms, projects, audit, events."
 
@@ -49,6 +50,8 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
         version=version,
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        # Probes and scrapes make no server span (see telemetry.tracing.untraced).
+        telemetry={"exclude": untraced},
     )
     if db is not None:
         app.state.config = config or AppConfig()

@@ -40,7 +40,10 @@ from ballast_common.telemetry import (
     traceparent,
     tracing_enabled,
 )
-from ballast_common.telemetry.tracing import instrument_celery_publish
+from ballast_common.telemetry.tracing import (
+    instrument_celery_publish,
+    quiet_if_untraced,
+)
 
 log = get_logger("ballast_api.access")
 
@@ -127,6 +130,7 @@ class RequestContextMiddleware:
         status = {"code": 500}
         start = time.perf_counter()
         with (
+            quiet_if_untraced(scope),
             request_span(headers) as (trace_id, span_id),
             bind_request_context(
                 trace_id=trace_id,

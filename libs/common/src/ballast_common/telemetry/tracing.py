@@ -23,12 +23,13 @@ from __future__ import annotations
 import importlib
 import os
 import threading
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from typing import Any
+from collections.abc import Iterator, Mapping, MutableMapping
+from contextlib import contextmanager, nullcontext
+from typing import Any, Final
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
+from opentelemetry.instrumentation.utils import suppress_instrumentation
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter
@@ -43,6 +44,7 @@ from opentelemetry.trace import (
     format_trace_id,
 )
 from opentelemetry.util._once import Once
+from opentelemetry.util.http import ExcludeList, parse_excluded_urls
 
 from ballast_common.telemetry.pii import mask_value
 
@@ -50,7 +52,12 @@ TRACER_NAME = "ballast"
 
 _ids = RandomIdGenerator()
 _lock = threading.Lock()
-_state: dict[str, Any] = {"provider": None, "service": None, "instrumented": set()}
+_state: dict[str, Any] = {
+    "provider": None,
+    "service": None,
+    "instrumented": set(),
+    "excluded": None,
+}
 # Celery publishes in flight (api side): task id -> (span, context token).
 _publishing: dict[str, tuple[Span, object]] = {}
 
@@ -108,10 +115,48 @@ def configure_tracing(
         provider = TracerProvider(resource=Resource.create(attributes))
         provider.add_span_processor(MaskUrls())
         provider.add_span_processor(processor or BatchSpanProcessor(_otlp_exporter()))
-        _state.update(provider=provider, service=service, instrumented=set())
+        _state.update(
+            provider=provider,
+            service=service,
+            instrumented=set(),
+            excluded=_excluded_urls(env),
+        )
         # Global: FastAPI's native telemetry and libraries that trace use it.
         trace.set_tracer_provider(provider)
         return provider
+
+
+# Probes and scrapes reach every pod every few seconds: no trace wants them, and they
+# would drown a collector's sampling budget. More paths are excluded by the standard
+# OTEL_PYTHON_FASTAPI_EXCLUDED_URLS (or OTEL_PYTHON_EXCLUDED_URLS): comma-separated
+# regular expressions, searched in the request's path.
+UNTRACED_PATHS: Final = frozenset({"/healthz", "/readyz", "/metrics"})
+
+
+def _excluded_urls(env: Mapping[str, str]) -> ExcludeList | None:
+    given = env.get(
+        "OTEL_PYTHON_FASTAPI_EXCLUDED_URLS", env.get("OTEL_PYTHON_EXCLUDED_URLS", "")
+    )
+    return parse_excluded_urls(given) if given.strip() else None
+
+
+def untraced(scope: MutableMapping[str, Any]) -> bool:
+    """Whether an ASGI request goes untraced: a probe or scrape path, or one the
+    ``OTEL_PYTHON_*_EXCLUDED_URLS`` setting names (FastAPI's ``telemetry.exclude``)."""
+    path = str(scope.get("path", ""))
+    if path in UNTRACED_PATHS:
+        return True
+    excluded: ExcludeList | None = _state["excluded"]
+    return excluded is not None and excluded.url_disabled(path)
+
+
+def quiet_if_untraced(scope: MutableMapping[str, Any]) -> Any:
+    """A context manager that, for an `untraced` request with tracing on, suppresses
+    every instrumentation inside it: its SQL, Redis and object-store calls would
+    otherwise become root spans of their own."""
+    if _state["provider"] is not None and untraced(scope):
+        return suppress_instrumentation()
+    return nullcontext()
 
 
 # Span attributes that carry a raw URL (set when the span starts): masked like the access
@@ -155,7 +200,7 @@ def shutdown_tracing() -> None:
     with _lock:
         provider: TracerProvider | None = _state["provider"]
         done: set[str] = _state["instrumented"]
-        _state.update(provider=None, service=None, instrumented=set())
+        _state.update(provider=None, service=None, instrumented=set(), excluded=None)
     for name in done:
         if name == "celery_publish":
             signals = importlib.import_module("celery.signals")
