@@ -179,7 +179,7 @@ def _measure(
     }
 
 
-def _ballast(page: Page, base: str, project_id: str) -> dict[str, Any]:
+def _ballast(page: Page, base: str, metrics: str, project_id: str) -> dict[str, Any]:
     page.goto(f"{base}/?page=projects&id={project_id}")
     page.get_by_label("Username").fill("admin")
     page.get_by_role("textbox", name="Password").fill("admin-demo-pass")
@@ -191,7 +191,7 @@ def _ballast(page: Page, base: str, project_id: str) -> dict[str, Any]:
     page.locator(".ballast-nav").wait_for()
     page.get_by_role("checkbox", name="Public").wait_for(state="attached")
     page.wait_for_timeout(1500)
-    before = _histogram(base)
+    before = _histogram(metrics)
     result = _measure(
         page,
         lambda name: f"nav.ballast-nav a[data-page='{name.lower()}']",
@@ -207,7 +207,7 @@ def _ballast(page: Page, base: str, project_id: str) -> dict[str, Any]:
         " if (w.__lastMod === undefined) { w.__lastMod = n; return false; }"
         " if (n !== w.__lastMod) { w.__lastMod = n; return true; } return false; }",
     )
-    result["rerun_p95_ms"] = round(_hist_p95_ms(before, _histogram(base)), 1)
+    result["rerun_p95_ms"] = round(_hist_p95_ms(before, _histogram(metrics)), 1)
     result["title_top_spread_px"] = _title_top_spread(page)
     return result
 
@@ -273,7 +273,9 @@ def run() -> dict[str, Any]:
                 f"{api_base}/v1/projects",
                 headers={"Authorization": f"Bearer {token}"},
             ).json()["items"][0]["id"]
-            ui_port, bare_port = free_port(), free_port()
+            ui_port, bare_port, metrics_port = free_port(), free_port(), free_port()
+            # The UI serves /metrics on its metrics port only.
+            ui_metrics = f"http://127.0.0.1:{metrics_port}"
             with (
                 _streamlit(
                     ["-m", "ballast_ui"],
@@ -281,6 +283,7 @@ def run() -> dict[str, Any]:
                         "BALLAST_API_URL": api_base,
                         "BALLAST_UI__HOST": "127.0.0.1",
                         "BALLAST_UI__PORT": str(ui_port),
+                        "BALLAST_UI__METRICS_PORT": str(metrics_port),
                     },
                     ui_port,
                 ) as ui_base,
@@ -312,7 +315,7 @@ def run() -> dict[str, Any]:
                 try:
                     out: dict[str, Any] = {}
                     for name, fn in (
-                        ("", lambda p: _ballast(p, ui_base, project_id)),
+                        ("", lambda p: _ballast(p, ui_base, ui_metrics, project_id)),
                         ("bare_", lambda p: _bare(p, bare_base, log)),
                     ):
                         ctx = browser.new_context(

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from ballast_common.telemetry.metrics import exposition
 from tests.api.conftest import Api
 
 TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -35,7 +36,9 @@ def test_metrics_expose_requests_latency_and_pool(api: Api) -> None:
     api.client.get(
         "/v1/projects/00000000-0000-0000-0000-000000000001", headers=api.h("viewer")
     )
-    text = api.client.get("/metrics").text
+    # Not on the main port (which the Ingress routes): the metrics port serves them.
+    assert api.client.get("/metrics").status_code == 404
+    text = exposition()[0].decode()
     assert (
         'ballast_http_requests_total{method="GET",route="/v1/projects",service="api",status="200"}'
         in text

@@ -243,6 +243,9 @@ def test_a_bad_value_in_the_file_names_the_field(config_file: Path) -> None:
             "security.session_idle_timeout_s",
         ),
         ("BALLAST_API__PORT", "70000", "api.port"),
+        ("BALLAST_API__METRICS_PORT", "0", "api.metrics_port"),
+        # The metrics port is apart from the main one (which the Ingress routes).
+        ("BALLAST_UI__METRICS_PORT", "8501", "ui"),
         ("BALLAST_DATABASE__POOL_SIZE", "0", "database.pool_size"),
         ("BALLAST_THEME", "purple", "theme"),
         ("BALLAST_LOG_LEVEL", "CHATTY", "log_level"),
@@ -255,6 +258,17 @@ def test_a_bad_value_is_a_one_line_error_naming_the_field(
 ) -> None:
     monkeypatch.setenv(name, value)
     assert error_of().startswith(f"invalid configuration: {field}: ")
+
+
+def test_a_partial_ui_setting_keeps_the_ui_port(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Before, BALLAST_UI__HOST alone put the ui on the api's default port 8000.
+    monkeypatch.setenv("BALLAST_UI__HOST", "0.0.0.0")
+    monkeypatch.setenv("BALLAST_UI__METRICS_PORT", "9104")
+    cfg = load_config()
+    assert (cfg.ui.host, cfg.ui.port, cfg.ui.metrics_port) == ("0.0.0.0", 8501, 9104)
+    assert (cfg.api.port, cfg.api.metrics_port) == (8000, None)
 
 
 def test_unsupported_database_says_what_is_supported(

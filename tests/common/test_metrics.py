@@ -1,8 +1,10 @@
 import importlib
 import os
+import socket
 from collections.abc import Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from prometheus_client import REGISTRY, Counter
 
@@ -13,6 +15,7 @@ from ballast_common.telemetry.metrics import (
     db_pool_gauge,
     get_or_create,
     http_metrics,
+    serve_metrics,
     set_db_pool_stats,
 )
 
@@ -110,3 +113,34 @@ def test_multiprocess_dir_is_made_or_emptied(
     body, content_type = m.exposition()
     assert content_type.startswith("text/plain")
     assert b"ballast_http_requests_total" not in body
+
+
+def test_the_multiprocess_setting_does_not_outlive_its_test() -> None:
+    # The test above sets it while it runs; nothing after may see it (a process in
+    # multi-process mode fails on a directory that is gone).
+    assert metrics.MULTIPROC_ENV not in os.environ  # noqa: TID251
+
+
+def test_serve_metrics_answers_get_metrics_only() -> None:
+    http_metrics().requests.labels("unit", "GET", "/served", "200").inc()
+    server = serve_metrics(0)
+    try:
+        base = f"http://127.0.0.1:{server.server_port}"
+        resp = httpx.get(base + "/metrics", timeout=5)
+        assert resp.status_code == 200
+        assert resp.headers["content-type"].startswith("text/plain; version=")
+        assert 'route="/served"' in resp.text
+        assert httpx.head(base + "/metrics", timeout=5).content == b""
+        for method, path in (("GET", "/"), ("GET", "/metrics/x"), ("POST", "/metrics")):
+            assert httpx.request(method, base + path, timeout=5).status_code == 404
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def test_serve_metrics_on_a_taken_port_raises() -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(OSError, match="in use"):
+            serve_metrics(taken.getsockname()[1])

@@ -142,7 +142,22 @@ def api_server(
 
 
 @pytest.fixture(scope="session")
-def ui_url(api_server: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+def ui_metrics_port() -> int:
+    """The metrics port of `ui_url`'s process."""
+    return free_port()
+
+
+@pytest.fixture(scope="session")
+def ui_metrics_url(ui_url: str, ui_metrics_port: int) -> str:
+    """Where `ui_url`'s process serves /metrics (not on its main port)."""
+    del ui_url  # the process must run, not only have a port
+    return f"http://127.0.0.1:{ui_metrics_port}"
+
+
+@pytest.fixture(scope="session")
+def ui_url(
+    api_server: Proc, ui_metrics_port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
     """The UI (Streamlit + its routes) on a free port, talking to `api_server`."""
     port = free_port()
     api_url = api_server.health_url.removesuffix("/healthz")
@@ -154,6 +169,7 @@ def ui_url(api_server: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterat
             BALLAST_API_URL=api_url,
             BALLAST_UI__HOST="127.0.0.1",
             BALLAST_UI__PORT=str(port),
+            BALLAST_UI__METRICS_PORT=str(ui_metrics_port),
         ),
         f"http://127.0.0.1:{port}/_stcore/health",
         logs / "ui.log",

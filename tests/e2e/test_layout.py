@@ -117,17 +117,17 @@ def report(what: str, t0: float, entries: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-def status_polls(ui_url: str) -> float:
+def status_polls(metrics_url: str) -> float:
     """How many status polls the UI has run so far."""
-    return rerun_counts(ui_url).get(("status", "poll"), 0.0)
+    return rerun_counts(metrics_url).get(("status", "poll"), 0.0)
 
 
-def wait_polled(page: Page, ui_url: str, times: int = 2) -> None:
+def wait_polled(page: Page, metrics_url: str, times: int = 2) -> None:
     """Wait until the status poll has run ``times`` more times (and was drawn)."""
-    start = status_polls(ui_url)
+    start = status_polls(metrics_url)
     expect(page.locator(".st-key-b-status")).to_be_visible()
     for _ in range(PATIENCE_MS // 100):
-        if status_polls(ui_url) >= start + times:
+        if status_polls(metrics_url) >= start + times:
             break
         page.evaluate(NEXT_FRAME_JS)
         page.wait_for_timeout(100)
@@ -211,7 +211,9 @@ class SlowLink:
             self._deliver()
 
 
-def test_full_load_does_not_shift(context: BrowserContext, ui_url: str) -> None:
+def test_full_load_does_not_shift(
+    context: BrowserContext, ui_url: str, ui_metrics_url: str
+) -> None:
     page = context.new_page()
     link = SlowLink(page)
     login(page, ui_url, "admin")
@@ -221,7 +223,7 @@ def test_full_load_does_not_shift(context: BrowserContext, ui_url: str) -> None:
             lambda: bool(page.evaluate("() => !!document.body.dataset.bloaded")),
         )
         drawn(page, name)
-        wait_polled(page, ui_url)
+        wait_polled(page, ui_metrics_url)
         fcp = page.evaluate(FCP_JS)
         assert fcp is not None
         shifts = shifts_after(page, fcp)
@@ -270,7 +272,10 @@ def _project_drawn(page: Page) -> None:
 
 
 def test_project_page_does_not_move_after_first_paint(
-    context: BrowserContext, ui_url: str, new_project: Callable[..., str]
+    context: BrowserContext,
+    ui_url: str,
+    ui_metrics_url: str,
+    new_project: Callable[..., str],
 ) -> None:
     name = "Layout steady project"
     pid = new_project(name)
@@ -284,7 +289,7 @@ def test_project_page_does_not_move_after_first_paint(
         page.locator(f".st-key-projects--open--{pid} button").click()
         painted = _first_paint(page)
         _project_drawn(page)
-        wait_polled(page, ui_url)
+        wait_polled(page, ui_metrics_url)
         shifts = shifts_after(page, painted)
         assert score(shifts) <= MAX_SHIFT, report(
             f"{visit} visit: project", painted, shifts
@@ -295,7 +300,7 @@ def test_project_page_does_not_move_after_first_paint(
         painted = _first_paint(page)
         drawn(page, "projects")
         expect(page.locator(f".st-key-projects--open--{pid} button")).to_be_visible()
-        wait_polled(page, ui_url)
+        wait_polled(page, ui_metrics_url)
         shifts = shifts_after(page, painted)
         # Mostly 0; once in a few runs the rows moved 7 px (0.0001) about 100 ms after
         # the heading's first paint, cause not found yet: held to the load budget.

@@ -53,6 +53,7 @@ def ui_proc(
         BALLAST_API_URL=api_url_of(api_server),
         BALLAST_UI__HOST="127.0.0.1",
         BALLAST_UI__PORT=str(port),
+        BALLAST_UI__METRICS_PORT=str(free_port()),
     )
     proc = Proc(
         "ui-phantom",
@@ -163,9 +164,10 @@ BOOTSTRAP = re.compile(
 )
 
 
-def bootstraps(base: str) -> int:
+def bootstraps(proc: Proc) -> int:
     """How many sessions of the UI process drew the projects page first."""
-    found = BOOTSTRAP.search(httpx.get(base + "/metrics", timeout=5).text)
+    metrics = f"http://127.0.0.1:{proc.env['BALLAST_UI__METRICS_PORT']}/metrics"
+    found = BOOTSTRAP.search(httpx.get(metrics, timeout=5).text)
     return int(float(found.group(1))) if found else 0
 
 
@@ -245,16 +247,16 @@ def test_no_phantom_edits_over_a_random_walk(
                 page.evaluate("() => history.forward()")
                 walk.at += 1
             elif kind == "reload":
-                before = bootstraps(base)
+                before = bootstraps(ui_proc)
                 page.reload()
-                until(page, lambda b=before: bootstraps(base) > b, "a new session")
+                until(page, lambda b=before: bootstraps(ui_proc) > b, "a new session")
             else:
                 kill(ui_proc)
                 ui_proc.start()
                 if kind == "kill_reload":
                     page.reload()
                 # else: the page reconnects by itself, to a new session.
-                until(page, lambda: bootstraps(base) > 0, "a new session")
+                until(page, lambda: bootstraps(ui_proc) > 0, "a new session")
             walk.wait_shown()
             found = phantom_drafts(sql, pids)
             assert not found, f"step {n}: drafts nobody made: {found}"

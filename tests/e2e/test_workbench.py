@@ -33,9 +33,9 @@ def _patient(context: BrowserContext) -> None:
 PAGES = ("Home", "Projects", "Data", "Analysis", "Jobs", "Audit", "Admin", "Settings")
 
 
-def rerun_counts(ui_url: str) -> dict[tuple[str, str], float]:
+def rerun_counts(metrics_url: str) -> dict[tuple[str, str], float]:
     """``{(page, trigger): runs}`` from the UI's ``ballast_ui_rerun_seconds``."""
-    text = httpx.get(f"{ui_url}/metrics", timeout=10).text
+    text = httpx.get(f"{metrics_url}/metrics", timeout=10).text
     out: dict[tuple[str, str], float] = {}
     for line in text.splitlines():
         m = re.match(
@@ -67,7 +67,7 @@ def open_first_project(page) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_every_page_and_deep_links_back_forward(
-    context: BrowserContext, ui_url: str
+    context: BrowserContext, ui_url: str, ui_metrics_url: str
 ) -> None:
     page = context.new_page()
     login(page, ui_url, "admin")
@@ -81,14 +81,14 @@ def test_every_page_and_deep_links_back_forward(
         ).to_be_visible()
         no_exception(page)
         screenshot(page, name.lower())
-    # Every rerun was timed, by page and trigger, on the UI's /metrics (the server
+    # Every rerun was timed, by page and trigger, on the UI's metrics port (the server
     # runs the last navigation's rerun after the browser already shows the page).
     wanted = {("home", "bootstrap"), ("settings", "nav"), ("status", "poll")}
     deadline = time.monotonic() + 30
-    counts = rerun_counts(ui_url)
+    counts = rerun_counts(ui_metrics_url)
     while not wanted <= set(counts) and time.monotonic() < deadline:
         page.wait_for_timeout(250)
-        counts = rerun_counts(ui_url)
+        counts = rerun_counts(ui_metrics_url)
     assert wanted <= set(counts), sorted(counts)
     page.go_back()
     expect(page).to_have_url(re.compile("page=admin"))

@@ -1,14 +1,24 @@
-"""The UI's ASGI entry: the packaged Streamlit script and the /metrics route."""
+"""The UI's ASGI entry: the packaged Streamlit script, /metrics on the metrics port only
+(the main port, which the Ingress routes, answers 404)."""
 
 from __future__ import annotations
 
+import contextlib
+import os
+import subprocess
+import sys
+import time
 from pathlib import Path
 
+import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
 
 import ballast_ui
+from ballast_common.telemetry.metrics import exposition
+from ballast_testing.api import stop_process
+from ballast_testing.servers import free_port
 from ballast_ui import server
 from ballast_ui.metrics import note_trigger, take_trigger, timed_run
 
@@ -25,17 +35,61 @@ def test_entry_script_ships_inside_the_package() -> None:
     assert not (server.SCRIPT.parent / "pages").exists()
 
 
-def test_metrics_route_exports_rerun_histogram_by_page_and_trigger() -> None:
+def test_the_main_port_answers_404_on_metrics() -> None:
+    client = TestClient(Starlette(routes=server.ROUTES))
+    resp = client.get("/metrics")
+    assert resp.status_code == 404
+    assert "metrics port" in resp.text
+
+
+def test_the_ui_process_serves_metrics_on_its_metrics_port_only(
+    tmp_path: Path,
+) -> None:
+    """A real `python -m ballast_ui`: Streamlit would answer any other path with its
+    page (200), so the 404 of the main port is its own route's."""
+    port, metrics_port = free_port(), free_port()
+    env = {
+        **os.environ,  # noqa: TID251 - the child inherits our environment
+        "BALLAST_API_URL": "http://127.0.0.1:9",
+        "BALLAST_UI__HOST": "127.0.0.1",
+        "BALLAST_UI__PORT": str(port),
+        "BALLAST_UI__METRICS_PORT": str(metrics_port),
+    }
+    with (tmp_path / "ui.log").open("wb") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ballast_ui"],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        base = f"http://127.0.0.1:{port}"
+        deadline = time.monotonic() + 120
+        while True:
+            assert proc.poll() is None, (tmp_path / "ui.log").read_text()[-2000:]
+            assert time.monotonic() < deadline, "the ui did not start"
+            with contextlib.suppress(httpx.HTTPError):
+                if httpx.get(base + "/_stcore/health", timeout=2).status_code == 200:
+                    break
+            time.sleep(0.2)
+        assert httpx.get(base + "/some/page", timeout=5).status_code == 200
+        assert httpx.get(base + "/metrics", timeout=5).status_code == 404
+        scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
+        assert scrape.status_code == 200
+        assert "# TYPE ballast_ui_rerun_seconds histogram" in scrape.text
+    finally:
+        stop_process(proc)
+
+
+def test_metrics_exports_rerun_histogram_by_page_and_trigger() -> None:
     state: dict[str, str] = {}
     note_trigger(state, "button")
     with timed_run("unit-page", take_trigger(state, "widget")):
         pass
     with timed_run("unit-page", take_trigger(state, "widget")):
         pass
-    client = TestClient(Starlette(routes=server.ROUTES))
-    resp = client.get("/metrics")
-    assert resp.status_code == 200
-    lines = resp.text.splitlines()
+    lines = exposition()[0].decode().splitlines()
     count = {
         trigger: next(
             float(line.rsplit(" ", 1)[1])

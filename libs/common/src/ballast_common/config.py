@@ -361,6 +361,21 @@ class ServerConfig(BaseModel):
     workers: int = Field(default=1, ge=1, le=64)
     # Largest JSON request body (KiB) the api reads; larger ones get 413 unread.
     max_json_body_kb: int = Field(default=DEFAULT_MAX_BODY_KB, ge=1, le=1024 * 1024)
+    # Port of the Prometheus /metrics endpoint, on `host`, apart from `port` so the
+    # Ingress (which routes `port` only) never exposes it; None: no metrics endpoint.
+    # The main port answers /metrics with 404.
+    metrics_port: int | None = Field(default=None, ge=1, le=65535)
+
+    @model_validator(mode="after")
+    def _metrics_apart(self) -> ServerConfig:
+        if self.metrics_port == self.port:
+            raise ValueError(f"metrics_port must differ from port ({self.port})")
+        return self
+
+
+class UiServerConfig(ServerConfig):
+    # Its own default, kept when only some ui settings are given (BALLAST_UI__HOST).
+    port: int = Field(default=8501, ge=1, le=65535)
 
 
 class OutboundTargetConfig(BaseModel):
@@ -567,7 +582,7 @@ class AppConfig(BaseSettings):
     paths: PathsConfig = PathsConfig()
     backup: BackupConfig = BackupConfig()
     api: ServerConfig = ServerConfig()
-    ui: ServerConfig = ServerConfig(port=8501)
+    ui: UiServerConfig = UiServerConfig()
     outbound: OutboundConfig = OutboundConfig()
     webhooks: WebhooksConfig = WebhooksConfig()
     features: dict[str, bool] = Field(default_factory=dict)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.metadata
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -10,6 +12,7 @@ from fastapi import FastAPI
 
 from ballast_api import errors, openapi
 from ballast_api.auth.throttle import close_login_throttle
+from ballast_api.health.router import publish_pool_stats
 from ballast_api.health.router import router as health_router
 from ballast_api.input_guard import InputGuardMiddleware
 from ballast_api.middleware import ClientAddressMiddleware, RequestContextMiddleware
@@ -36,9 +39,13 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
             app.state.config, app.state.db = ctx.config, ctx.db
         configure_password_hashing(app.state.config.security.password_hash_workers)
         get_logger(__name__).info("api_started", database=repr(app.state.db))
+        pool_stats = asyncio.create_task(publish_pool_stats(app.state.db))
         try:
             yield
         finally:
+            pool_stats.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await pool_stats
             await close_login_throttle(app)
             if db is None:
                 reset_cache()

@@ -9,6 +9,8 @@ from pathlib import Path
 from streamlit.web import cli as stcli
 
 from ballast_common.config import load_config
+from ballast_common.telemetry.metrics import serve_metrics
+from ballast_ui.metrics import RERUN_SECONDS
 
 # Streamlit's settings for the Workbench, passed on the command line so they hold
 # whatever the working directory (no .streamlit/config.toml to find or forget).
@@ -30,6 +32,10 @@ STREAMLIT_OPTIONS: dict[str, str] = {
     "runner.postScriptGC": "false",
 }
 
+# Registered when the server starts, not when the first session runs the script: a
+# scrape of an idle pod already shows the histogram (empty), so no alert sees it absent.
+REGISTERED_AT_START = (RERUN_SECONDS,)
+
 
 def streamlit_argv(host: str, port: int, max_upload_mb: float = 200.0) -> list[str]:
     """The ``streamlit run`` command line serving the Workbench on ``host:port``.
@@ -49,6 +55,15 @@ def streamlit_argv(host: str, port: int, max_upload_mb: float = 200.0) -> list[s
 def main() -> None:
     """Start Streamlit (headless) serving the app with the UI's extra routes."""
     cfg = load_config()
+    # /metrics on its own port (the Ingress routes the main one only); same process,
+    # so it reads the rerun histogram the sessions of this server observe.
+    if cfg.ui.metrics_port is not None:
+        try:
+            serve_metrics(cfg.ui.metrics_port, cfg.ui.host)
+        except OSError as exc:
+            sys.exit(
+                f"error: cannot serve metrics on {cfg.ui.host}:{cfg.ui.metrics_port}: {exc.strerror or exc}"
+            )
     sys.argv = streamlit_argv(cfg.ui.host, cfg.ui.port, cfg.datasets.max_upload_mb)
     sys.exit(stcli.main())
 

@@ -1,6 +1,6 @@
 """The ASGI entry point: Streamlit plus the UI's own routes.
 
-- ``GET /metrics``: Prometheus metrics of this UI process (rerun histogram and more).
+- ``GET /metrics``: 404 (the metrics are on ``ui.metrics_port``; see ``__main__``).
 - ``POST /_ballast/session``: redeem a login hand-off nonce into an HttpOnly cookie.
 - ``POST /_ballast/logout``: end the api session named by the cookie and delete it.
 """
@@ -13,9 +13,8 @@ from pathlib import Path
 
 import httpx
 import streamlit as st
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response
+from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ballast_common.config import load_config
@@ -27,8 +26,11 @@ SCRIPT = Path(str(resources.files("ballast_ui.script") / "streamlit_app.py"))
 
 
 async def metrics(_request: Request) -> Response:
-    """Prometheus exposition of this process's metrics."""
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """Not here: 404. Metrics are served on the metrics port (ui.metrics_port), which
+    the Ingress never routes; without this route Streamlit would answer its page."""
+    return PlainTextResponse(
+        "not found: /metrics is served on the metrics port\n", status_code=404
+    )
 
 
 def _secure(request: Request) -> bool:

@@ -17,10 +17,12 @@ from __future__ import annotations
 import os
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Final, TypeVar, cast
+from socketserver import ThreadingMixIn
+from typing import Any, Final, TypeVar, cast
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import (
     CONTENT_TYPE_LATEST,
@@ -211,3 +213,51 @@ def exposition() -> tuple[bytes, str]:
         multiprocess.MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
         return generate_latest(registry), CONTENT_TYPE_LATEST
     return generate_latest(REGISTRY), CONTENT_TYPE_LATEST
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # scrapes every few seconds: no access lines
+
+
+def _metrics_app(
+    environ: dict[str, Any], start_response: Callable[..., Any]
+) -> Iterable[bytes]:
+    if environ.get("PATH_INFO") != "/metrics" or environ.get("REQUEST_METHOD") not in (
+        "GET",
+        "HEAD",
+    ):
+        start_response("404 Not Found", [("Content-Type", "text/plain")])
+        return [b"not found: GET /metrics\n"]
+    body, content_type = exposition()
+    start_response(
+        "200 OK",
+        [("Content-Type", content_type), ("Content-Length", str(len(body)))],
+    )
+    return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+
+
+def serve_metrics(port: int, host: str = "127.0.0.1") -> WSGIServer:
+    """Serve ``GET /metrics`` (`exposition`: this process, or every process of a
+    multi-process directory) on ``host:port`` from a daemon thread; anything else 404.
+
+    The ui and the api serve their metrics here, apart from the port the Ingress
+    routes, so /metrics is never reachable from outside the cluster.
+
+    Raises:
+        OSError: The port cannot be bound (in use, not permitted).
+
+    Returns:
+        The running server (``shutdown()`` stops it).
+    """
+    server = make_server(
+        host, port, _metrics_app, _ThreadingServer, handler_class=_QuietHandler
+    )
+    threading.Thread(
+        target=server.serve_forever, name="ballast-metrics", daemon=True
+    ).start()
+    return server

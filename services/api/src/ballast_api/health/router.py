@@ -11,8 +11,8 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from ballast_common.cache import current_cache
+from ballast_common.db import DB
 from ballast_common.telemetry import set_db_pool_stats
-from ballast_common.telemetry.metrics import exposition
 
 router = APIRouter(tags=["health"])
 
@@ -85,9 +85,25 @@ async def readyz(request: Request) -> JSONResponse:
     )
 
 
-@router.get("/metrics", include_in_schema=False)
-async def metrics(request: Request) -> Response:
-    """Prometheus metrics."""
-    set_db_pool_stats("api", **request.app.state.db.pool_stats())
-    body, content_type = exposition()
-    return Response(body, media_type=content_type)
+# The pool gauges are refreshed this often (in seconds): /metrics is served by another
+# thread (or, with several workers, the parent process), which cannot see the pool.
+POOL_STATS_EVERY_S = 5.0
+
+
+async def publish_pool_stats(db: DB, every: float = POOL_STATS_EVERY_S) -> None:
+    """Publish the connection pools' state now and every ``every`` seconds (a lifespan
+    task; cancelled when the app stops). Reading the pools is in memory and cheap."""
+    while True:
+        set_db_pool_stats("api", **db.pool_stats())
+        await asyncio.sleep(every)
+
+
+@router.get("/metrics", include_in_schema=False, status_code=404)
+async def metrics() -> Response:
+    """Not here: metrics are served on the metrics port (api.metrics_port), which the
+    Ingress never routes."""
+    return Response(
+        "not found: /metrics is served on the metrics port\n",
+        status_code=404,
+        media_type="text/plain",
+    )
