@@ -145,8 +145,8 @@ FLOWS = [
     (BACKUP, S3, 443),
     (EXPORTER, POSTGRES, 5432),
     (EXPORTER, S3, 443),
-    (PROMETHEUS, UI, 8501),
-    (PROMETHEUS, API, 8000),
+    (PROMETHEUS, UI, 9104),  # the metrics ports
+    (PROMETHEUS, API, 9103),
     (PROMETHEUS, WORKER, 9101),
     (PROMETHEUS, EXPORTER, 9102),
     (TEST, UI, 8501),
@@ -176,6 +176,15 @@ DENIED = [
     (OTHER, EXPORTER, 9102),
     (PROMETHEUS, BACKUP, 9102),  # the CronJob pods serve nothing
     (WORKER, Peer(ip="8.8.8.8"), 22),
+    # /metrics lives on the metrics ports, which only Prometheus reaches ...
+    (INGRESS, UI, 9104),
+    (OTHER, UI, 9104),
+    (OTHER, API, 9103),
+    (UI, API, 9103),
+    (TEST, API, 9103),
+    # ... and Prometheus reaches nothing else of the ui and api.
+    (PROMETHEUS, UI, 8501),
+    (PROMETHEUS, API, 8000),
 ]
 
 

@@ -10,6 +10,10 @@ Only the first two depend on activeColor, and only in their selectors.
 {{- include "ballast.validateColors" $root }}
 {{- $component := .component }}
 {{- $port := .port }}
+{{- $metricsPort := .metricsPort }}
+{{- if and $metricsPort (eq (int $port) (int $metricsPort)) }}
+{{- fail (printf "%s.metricsPort must differ from %s.port (%v): the Ingress must never route /metrics" $component $component $port) }}
+{{- end }}
 {{- $targets := list (list "" "active" $root.Values.activeColor) (list "-preview" "preview" (include "ballast.previewColor" $root)) }}
 {{- range $color := list "blue" "green" }}
 {{- if (index $root.Values.colors $color).enabled }}
@@ -35,9 +39,25 @@ spec:
       port: {{ $port }}
       targetPort: http
       protocol: TCP
+    {{- if and $metricsPort (eq (index $t 1) "color") }}
+    # Scraped by the ServiceMonitor; never on the Services the Ingress or clients use.
+    - name: metrics
+      port: {{ $metricsPort }}
+      targetPort: metrics
+      protocol: TCP
+    {{- end }}
   selector:
     {{- include "ballast.componentSelector" (dict "root" $root "component" $component) | nindent 4 }}
     ballast.io/color: {{ index $t 2 }}
+{{- end }}
+{{- end }}
+
+{{/* Prometheus scrape annotations of a pod (metrics.scrapeAnnotations): (dict "root" $ "port" 9103) */}}
+{{- define "ballast.scrapeAnnotations" -}}
+{{- if .root.Values.metrics.scrapeAnnotations }}
+prometheus.io/scrape: "true"
+prometheus.io/port: {{ .port | quote }}
+prometheus.io/path: /metrics
 {{- end }}
 {{- end }}
 
@@ -142,6 +162,16 @@ podSelector:
   to:
     {{- toYaml . | nindent 4 }}
   {{- end }}
+{{- end }}
+{{/* (dict "np" .Values.networkPolicy "port" N): Prometheus's namespace may scrape PORT. */}}
+{{- define "ballast.np.scrape" -}}
+- from:
+    - namespaceSelector:
+        matchLabels:
+          {{- toYaml .np.prometheusNamespaceLabels | nindent 10 }}
+  ports:
+    - protocol: TCP
+      port: {{ .port }}
 {{- end }}
 {{/* DNS queries, to cluster DNS only (networkPolicy.dnsPeers: kube-dns in kube-system). */}}
 {{- define "ballast.np.dns" -}}
