@@ -1,5 +1,8 @@
 from __future__ import annotations
 
+import importlib.metadata
+
+from ballast_common.db.migrate import head_revision
 from ballast_common.telemetry.metrics import exposition
 from tests.api.conftest import Api
 
@@ -46,6 +49,10 @@ def test_metrics_expose_requests_latency_and_pool(api: Api) -> None:
     assert 'route="/v1/projects/{project_id}"' in text
     assert "ballast_http_request_duration_seconds_bucket" in text
     assert 'ballast_db_pool_connections{service="api",state="size"}' in text
+    # What the dashboards' release and migration annotations read.
+    version = importlib.metadata.version("ballast-api")
+    info = f'ballast_build_info{{schema="{head_revision()}",service="api",version="{version}"}} 1.0'
+    assert info in text
 
 
 def test_openapi_lists_every_route_with_bearer_security(api: Api) -> None:

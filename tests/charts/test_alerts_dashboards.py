@@ -56,7 +56,7 @@ def test_rules_pass_promtool_check(tmp_path: Path) -> None:
     path.write_text(yaml.safe_dump(_rules()))
     proc = _promtool("check", "rules", str(path))
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "SUCCESS: 13 rules found" in proc.stdout
+    assert "SUCCESS: 14 rules found" in proc.stdout
 
 
 def test_promtool_check_can_fail(tmp_path: Path) -> None:

@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib.metadata
 import os
 import subprocess
 import sys
@@ -78,6 +79,11 @@ def test_the_ui_process_serves_metrics_on_its_metrics_port_only(
         scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5)
         assert scrape.status_code == 200
         assert "# TYPE ballast_ui_rerun_seconds histogram" in scrape.text
+        version = importlib.metadata.version("ballast-ui")
+        assert (
+            f'ballast_build_info{{schema="",service="ui",version="{version}"}} 1.0'
+            in scrape.text
+        )
     finally:
         stop_process(proc)
 

@@ -22,8 +22,10 @@ from ballast_common.app import init_app
 from ballast_common.cache import reset_cache
 from ballast_common.config import AppConfig
 from ballast_common.db import DB
+from ballast_common.db.migrate import head_revision
 from ballast_common.security import configure_password_hashing
 from ballast_common.telemetry import get_logger
+from ballast_common.telemetry.metrics import set_build_info
 from ballast_common.telemetry.tracing import untraced
 
 API_DESCRIPTION = "Ballast state API: sessions, drafts, forms, projects, audit, events."
@@ -39,6 +41,8 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
             app.state.config, app.state.db = ctx.config, ctx.db
         configure_password_hashing(app.state.config.security.password_hash_workers)
         get_logger(__name__).info("api_started", database=repr(app.state.db))
+        schema: str | None = await asyncio.to_thread(head_revision)
+        set_build_info("api", version, schema or "")
         pool_stats = asyncio.create_task(publish_pool_stats(app.state.db))
         try:
             yield

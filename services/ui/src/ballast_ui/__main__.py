@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import math
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 from streamlit.web import cli as stcli
 
 from ballast_common.config import load_config
-from ballast_common.telemetry.metrics import serve_metrics
+from ballast_common.telemetry.metrics import serve_metrics, set_build_info
 from ballast_ui.metrics import RERUN_SECONDS
 
 # Streamlit's settings for the Workbench, passed on the command line so they hold
@@ -55,6 +56,7 @@ def streamlit_argv(host: str, port: int, max_upload_mb: float = 200.0) -> list[s
 def main() -> None:
     """Start Streamlit (headless) serving the app with the UI's extra routes."""
     cfg = load_config()
+    set_build_info("ui", version("ballast-ui"))
     # /metrics on its own port (the Ingress routes the main one only); same process,
     # so it reads the rerun histogram the sessions of this server observe.
     if cfg.ui.metrics_port is not None:

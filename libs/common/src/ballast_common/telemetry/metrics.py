@@ -174,6 +174,32 @@ def set_db_pool_stats(
         gauge.labels(service=service, state=state).set(value)
 
 
+def set_build_info(service: str, version: str, schema: str = "") -> None:
+    """Publish ``ballast_build_info{service,version,schema} 1`` for this process.
+
+    The dashboards' deployment annotations read it: a new ``version`` is a release, a new
+    ``schema`` (the migration head this code runs against) a migration; the scrape adds
+    the pod's ``color``. In multi-process mode the live processes' maximum is exported.
+
+    Args:
+        service: ``api``, ``ui``, ``worker``.
+        version: The package version.
+        schema: The Alembic head revision the code expects ("" for the ui, which has no
+            database).
+    """
+    gauge = get_or_create(
+        "ballast_build_info",
+        lambda: Gauge(
+            "ballast_build_info",
+            "Version and schema revision of this process (always 1).",
+            ("service", "version", "schema"),
+            registry=REGISTRY,
+            multiprocess_mode="livemax",
+        ),
+    )
+    gauge.labels(service=service, version=version, schema=schema).set(1)
+
+
 # prometheus_client's own switch for multi-process mode (read when it is imported).
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 
