@@ -2,6 +2,7 @@
 
 pytest_plugins = [
     "tests.fixtures.servers",
+    "tests.fixtures.oidc",
     "tests.fixtures.s3",
     "tests.fixtures.watchdog",
 ]

@@ -262,6 +262,103 @@ class SecurityConfig(BaseModel):
         return value
 
 
+class RoleMappingConfig(BaseModel):
+    """How an external identity's groups become Ballast roles (OIDC and trusted header)."""
+
+    # Group (or role) name at the identity provider -> Ballast role (viewer, editor,
+    # admin). In the environment a JSON object:
+    # BALLAST_AUTH__OIDC__GROUP_ROLES='{"ballast-admins": "admin"}'.
+    group_roles: dict[str, Literal["viewer", "editor", "admin"]] = Field(
+        default_factory=dict
+    )
+    # Role of a user none of whose groups is mapped; None: such a user is refused.
+    default_role: Literal["viewer", "editor", "admin"] | None = None
+
+    def roles_for(self, groups: list[str]) -> list[str]:
+        """The Ballast roles of `groups` (sorted), the default role when none is mapped."""
+        roles = {self.group_roles[g] for g in groups if g in self.group_roles}
+        if not roles and self.default_role is not None:
+            roles = {self.default_role}
+        return sorted(roles)
+
+
+class OidcConfig(RoleMappingConfig):
+    """Single sign-on through an OpenID Connect provider (authorization code + PKCE).
+
+    The api runs the flow: it builds the authorization URL (state, nonce and PKCE
+    verifier sealed into `state`), exchanges the code, verifies the ID token (signature
+    against the provider's JWKS, issuer, audience, expiry, nonce) and opens a session.
+    """
+
+    enabled: bool = False
+    # Issuer URL exactly as the provider names itself (its discovery document must
+    # say the same), e.g. https://login.example.com/realms/ballast.
+    issuer: str = ""
+    client_id: str = ""
+    # Confidential clients only; a public client (PKCE alone) leaves it unset.
+    # Environment only: BALLAST_AUTH__OIDC__CLIENT_SECRET.
+    client_secret: SecretStr | None = None
+    # Where the provider sends the browser back: the ui's public URL (its first page
+    # finishes the sign-in). Registered at the provider as is.
+    redirect_uri: str = ""
+    scopes: list[str] = Field(default_factory=lambda: ["openid", "profile", "email"])
+    # Claim holding the user's groups or roles: a list or a space/comma separated
+    # string; dotted for nested claims (realm_access.roles).
+    role_claim: str = "groups"
+    # Claims tried in order for the Ballast username (the first one present).
+    username_claims: list[str] = Field(
+        default_factory=lambda: ["preferred_username", "email", "sub"]
+    )
+    # Label of the sign-in button.
+    display_name: str = "single sign-on"
+    # Seconds a started sign-in may take before its state is refused.
+    state_ttl_s: int = Field(default=600, ge=30, le=3600)
+    # Clock skew (in seconds) allowed on exp / iat / nbf of ID tokens.
+    leeway_s: int = Field(default=60, ge=0, le=600)
+    # Discovery document and JWKS are fetched again after this many seconds (and the
+    # JWKS at once when a token names an unknown key, at most once a minute).
+    metadata_ttl_s: int = Field(default=3600, ge=60)
+
+    @model_validator(mode="after")
+    def _check_enabled(self) -> OidcConfig:
+        if self.enabled:
+            missing = [
+                name
+                for name in ("issuer", "client_id", "redirect_uri")
+                if not getattr(self, name)
+            ]
+            if missing:
+                raise ValueError(
+                    "OIDC is enabled but " + ", ".join(missing) + " is not set"
+                )
+            if "openid" not in self.scopes:
+                raise ValueError("scopes must include 'openid'")
+        return self
+
+
+class ProxyAuthConfig(RoleMappingConfig):
+    """Trusted-header sign-in behind an authenticating proxy (e.g. oauth2-proxy).
+
+    The headers are believed only from a peer in `security.trusted_proxies`; from anyone
+    else they are ignored, logged and audited.
+    """
+
+    enabled: bool = False
+    user_header: str = "X-Forwarded-User"
+    email_header: str = "X-Forwarded-Email"
+    # Comma-separated groups.
+    groups_header: str = "X-Forwarded-Groups"
+    # Display name (optional).
+    name_header: str = "X-Forwarded-Preferred-Username"
+
+
+class AuthConfig(BaseModel):
+    # Username + password accounts; False: only single sign-on (OIDC or proxy).
+    local_passwords: bool = True
+    oidc: OidcConfig = OidcConfig()
+    proxy: ProxyAuthConfig = ProxyAuthConfig()
+
+
 class S3Config(BaseModel):
     # None: use the local directory object store under paths.data_dir.
     endpoint_url: str | None = None
@@ -471,6 +568,7 @@ SECRET_FIELDS: tuple[tuple[str, ...], ...] = (
     ("security", "secret_key"),
     ("s3", "secret_access_key"),
     ("backup", "pitr", "cipher_pass"),
+    ("auth", "oidc", "client_secret"),
 )
 # Secret fields of every entry of a mapping (`webhooks.sources.<name>.secret`).
 SECRET_MAP_FIELDS: tuple[tuple[tuple[str, ...], str], ...] = (
@@ -577,6 +675,7 @@ class AppConfig(BaseSettings):
     jobs: JobConfig = JobConfig()
     datasets: DatasetConfig = DatasetConfig()
     security: SecurityConfig = SecurityConfig()
+    auth: AuthConfig = AuthConfig()
     s3: S3Config = S3Config()
     performance: PerformanceConfig = PerformanceConfig()
     paths: PathsConfig = PathsConfig()
@@ -626,6 +725,13 @@ class AppConfig(BaseSettings):
             problems.append(
                 "BALLAST_S3__SECRET_ACCESS_KEY is missing or a default value"
             )
+        oidc = self.auth.oidc
+        if (
+            oidc.enabled
+            and oidc.client_secret is not None
+            and oidc.client_secret.get_secret_value() in DEFAULT_SECRETS
+        ):
+            problems.append("BALLAST_AUTH__OIDC__CLIENT_SECRET is a default value")
         if problems:
             raise ValueError(
                 f"refusing to start in {self.env.value}: " + "; ".join(problems)

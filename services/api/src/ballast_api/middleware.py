@@ -47,6 +47,9 @@ from ballast_common.telemetry.tracing import (
 
 log = get_logger("ballast_api.access")
 
+# Scope key of the connection's own peer (host, port), set by ClientAddressMiddleware.
+PEER_SCOPE_KEY = "ballast.peer"
+
 # Longer paths and query strings are cut in the access line (after masking).
 _MAX_LOGGED_URL_PART = 2048
 
@@ -215,6 +218,9 @@ class ClientAddressMiddleware:
         if scope["type"] not in ("http", "websocket"):
             await self.app(scope, receive, send)
             return
+        # The TCP peer itself, before X-Forwarded-For may replace `client`: trusted-header
+        # sign-in (auth/proxy.py) believes only a peer that is a trusted proxy.
+        scope[PEER_SCOPE_KEY] = scope.get("client")
         if self._proxied is None:
             self._proxied = self._build(scope)
         await (self._proxied or self.app)(scope, receive, send)

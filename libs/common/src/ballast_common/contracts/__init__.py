@@ -19,7 +19,14 @@ with a default (expand), remove one a release later (contract).
 from __future__ import annotations
 
 from ballast_common.contracts.audit import AuditRead
-from ballast_common.contracts.auth import LoginRequest, SessionRead, UserRead
+from ballast_common.contracts.auth import (
+    LoginRequest,
+    OidcAuthorization,
+    OidcCallback,
+    SessionRead,
+    SignInMethods,
+    UserRead,
+)
 from ballast_common.contracts.common import ErrorBody, Page, Paged
 from ballast_common.contracts.datasets import (
     DatasetDetail,
@@ -94,6 +101,8 @@ __all__ = [
     "JobStatus",
     "JobView",
     "LoginRequest",
+    "OidcAuthorization",
+    "OidcCallback",
     "Page",
     "Paged",
     "Preferences",
@@ -105,6 +114,7 @@ __all__ = [
     "ScheduleUpdate",
     "ScheduleView",
     "SessionRead",
+    "SignInMethods",
     "SubscriptionCreate",
     "SubscriptionCreated",
     "SubscriptionRead",

@@ -36,3 +36,29 @@ class SessionRead(BaseModel):
     expires_at: datetime
     idle_timeout_s: int
     user: UserRead
+
+
+class SignInMethods(BaseModel):
+    """How a user may sign in here (what the login page offers)."""
+
+    password: bool = Field(description="Username + password accounts are on.")
+    oidc: bool = Field(description="Single sign-on through an OpenID Connect provider.")
+    oidc_label: str | None = Field(
+        default=None, description="Label of the single sign-on button."
+    )
+    proxy: bool = Field(
+        description="Trusted-header sign-in behind an authenticating proxy."
+    )
+
+
+class OidcAuthorization(BaseModel):
+    authorization_url: str = Field(
+        description="Send the browser here; the provider comes back with code and state."
+    )
+
+
+class OidcCallback(BaseModel):
+    """What the provider sent back to the redirect URI."""
+
+    code: str = Field(min_length=1, max_length=2048)
+    state: str = Field(min_length=1, max_length=4096)

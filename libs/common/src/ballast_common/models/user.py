@@ -4,7 +4,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, ForeignKey, String, Table, Text
+from sqlalchemy import Column, ForeignKey, String, Table, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ballast_common.models.base import (
@@ -86,3 +86,21 @@ class UserSession(UUIDPk, Model):
     revoked_at: Mapped[datetime | None] = mapped_column(default=None)
     ip: Mapped[str | None] = mapped_column(String(64), default=None)
     user_agent: Mapped[str | None] = mapped_column(String(512), default=None)
+
+
+class UserIdentity(UUIDPk, Model):
+    """An external identity signed in as a user: (issuer, subject) of an OIDC provider,
+    or ("proxy", user) of a trusted authenticating proxy. Users are linked by this pair,
+    never by a claimed e-mail or name, so nobody takes over a local account by naming it.
+    """
+
+    __tablename__ = "user_identities"
+    __table_args__ = (UniqueConstraint("issuer", "subject"),)
+
+    user_id: Mapped[uuid.UUID] = mapped_column(
+        ForeignKey("users.id", ondelete="CASCADE"), index=True
+    )
+    issuer: Mapped[str] = mapped_column(String(255))
+    subject: Mapped[str] = mapped_column(String(255))
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    last_login_at: Mapped[datetime] = mapped_column(default=utcnow)

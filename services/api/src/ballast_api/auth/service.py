@@ -76,7 +76,6 @@ async def login(
     session token `replaces`, when the client sent one, is ended in the same
     transaction as the new session opens: a login always rotates the session.
     """
-    pepper = config.security.secret_key.get_secret_value()
     throttled = await throttle.check(username, ctx.ip)
     if throttled is not None:
         raise LoginThrottled(
@@ -130,48 +129,70 @@ async def login(
         raise AuthenticationError("wrong username or password")
     await throttle.succeeded(username, ctx.ip)
     token = new_token()
-    now = utcnow()
-    sec = config.security
-    replaced_hash = hash_token(replaces, pepper) if replaces else None
-
-    def open_session(uow: UnitOfWork) -> UserSession:
-        if replaced_hash is not None:
-            old = uow.session.execute(
-                select(UserSession).where(
-                    UserSession.token_hash == replaced_hash,
-                    UserSession.revoked_at.is_(None),
-                )
-            ).scalar_one_or_none()
-            if old is not None:
-                old.revoked_at = now
-                uow.audit(
-                    "session_rotated",
-                    "sessions",
-                    str(old.id),
-                    old={"revoked_at": None},
-                    new={"revoked_at": now, "user_id": user.id},
-                )
-        row = UserSession(
-            user_id=user.id,
-            token_hash=hash_token(token, pepper),
-            created_at=now,
-            last_seen_at=now,
-            expires_at=now + timedelta(seconds=sec.session_absolute_timeout_s),
-            ip=ctx.ip,
-            user_agent=ctx.user_agent,
-        )
-        uow.session.add(row)
-        uow.session.flush([row])
-        uow.audit(
-            "login",
-            "sessions",
-            str(row.id),
-            new={"user_id": user.id, "expires_at": row.expires_at, "ip": ctx.ip},
-        )
-        return row
-
-    session = await run_tx_async(open_session, db=db, ctx=ctx.with_user(user.id))
+    session = await run_tx_async(
+        lambda uow: open_session(
+            uow, user, token, config=config, ctx=ctx, replaces=replaces
+        ),
+        db=db,
+        ctx=ctx.with_user(user.id),
+    )
     return token, session, user
+
+
+def open_session(
+    uow: UnitOfWork,
+    user: User,
+    token: str,
+    *,
+    config: AppConfig,
+    ctx: WriteContext,
+    replaces: str | None = None,
+    method: str = "password",
+) -> UserSession:
+    """Open a session for `user` with `token` (only its HMAC is stored); audited `login`.
+
+    The session token `replaces`, when the client sent one, is ended in the same
+    transaction: a login always rotates the session. `method` (password, oidc, proxy)
+    goes into the audit row.
+    """
+    pepper = config.security.secret_key.get_secret_value()
+    now = utcnow()
+    if replaces:
+        old = uow.session.execute(
+            select(UserSession).where(
+                UserSession.token_hash == hash_token(replaces, pepper),
+                UserSession.revoked_at.is_(None),
+            )
+        ).scalar_one_or_none()
+        if old is not None:
+            old.revoked_at = now
+            uow.audit(
+                "session_rotated",
+                "sessions",
+                str(old.id),
+                old={"revoked_at": None},
+                new={"revoked_at": now, "user_id": user.id},
+            )
+    row = UserSession(
+        user_id=user.id,
+        token_hash=hash_token(token, pepper),
+        created_at=now,
+        last_seen_at=now,
+        expires_at=now + timedelta(seconds=config.security.session_absolute_timeout_s),
+        ip=ctx.ip,
+        user_agent=ctx.user_agent,
+    )
+    uow.session.add(row)
+    uow.session.flush([row])
+    new: dict[str, Any] = {
+        "user_id": user.id,
+        "expires_at": row.expires_at,
+        "ip": ctx.ip,
+    }
+    if method != "password":
+        new["method"] = method
+    uow.audit("login", "sessions", str(row.id), new=new)
+    return row
 
 
 async def authenticate(db: DB, config: AppConfig, token: str) -> Principal:
