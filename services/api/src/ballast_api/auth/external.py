@@ -24,7 +24,7 @@ from ballast_common.models import Role, User, UserIdentity, UserSession, utcnow
 from ballast_common.security import new_token
 
 # Never a valid password hash: an externally signed-in user has no password to guess.
-NO_PASSWORD = "!external"
+UNUSABLE_HASH = "!external"
 
 _USERNAME_OK = re.compile(r"[^A-Za-z0-9._@+-]")
 
@@ -130,7 +130,7 @@ async def sign_in(
                 username=_unique_username(uow, identity),
                 email=email,
                 display_name=display,
-                password_hash=NO_PASSWORD,
+                password_hash=UNUSABLE_HASH,
                 preferences={"theme": "auto", "language": "en", "timezone": "UTC"},
                 roles=role_rows,
             )
