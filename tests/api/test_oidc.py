@@ -293,7 +293,7 @@ def test_a_disabled_user_cannot_sign_in_again(
 
 def test_sign_in_methods_and_password_switch(make_api: Any) -> None:
     client = make_api(
-        oidc={"display_name": "Company login"}, auth={"local_passwords": False}
+        oidc={"display_name": "Company login"}, auth={"local_accounts": False}
     )
     assert client.get("/v1/sessions/methods").json() == {
         "password": False,

@@ -175,6 +175,46 @@ BALLAST_SECURITY__TRUSTED_PROXIES: {{ toJson . | quote }}
 {{- if not (kindIs "invalid" .Values.config.apiDocs) }}
 BALLAST_SECURITY__API_DOCS: {{ .Values.config.apiDocs | quote }}
 {{- end }}
+{{- with .Values.config.auth }}
+{{- range $mode := list "oidc" "proxy" }}
+{{- $m := index $.Values.config.auth $mode }}
+{{- range $role := append (values $m.groupRoles) ($m.defaultRole | default "viewer") }}
+{{- if not (has $role (list "viewer" "editor" "admin")) }}
+{{- fail (printf "config.auth.%s: groupRoles and defaultRole name viewer, editor or admin, not %q" $mode (toString $role)) }}
+{{- end }}
+{{- end }}
+{{- end }}
+BALLAST_AUTH__LOCAL_ACCOUNTS: {{ .localAccounts | quote }}
+{{- if .oidc.enabled }}
+{{- if not (and .oidc.issuer .oidc.clientId .oidc.redirectUri) }}
+{{- fail "config.auth.oidc.enabled needs issuer, clientId and redirectUri" }}
+{{- end }}
+BALLAST_AUTH__OIDC__ENABLED: "true"
+BALLAST_AUTH__OIDC__ISSUER: {{ .oidc.issuer | quote }}
+BALLAST_AUTH__OIDC__CLIENT_ID: {{ .oidc.clientId | quote }}
+BALLAST_AUTH__OIDC__REDIRECT_URI: {{ .oidc.redirectUri | quote }}
+BALLAST_AUTH__OIDC__SCOPES: {{ toJson .oidc.scopes | quote }}
+BALLAST_AUTH__OIDC__ROLE_CLAIM: {{ .oidc.roleClaim | quote }}
+BALLAST_AUTH__OIDC__GROUP_ROLES: {{ toJson .oidc.groupRoles | quote }}
+BALLAST_AUTH__OIDC__DISPLAY_NAME: {{ .oidc.displayName | quote }}
+{{- with .oidc.defaultRole }}
+BALLAST_AUTH__OIDC__DEFAULT_ROLE: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- if .proxy.enabled }}
+{{- if not $.Values.config.trustedProxies }}
+{{- fail "config.auth.proxy.enabled needs config.trustedProxies: the sign-in headers are believed only from those peers" }}
+{{- end }}
+BALLAST_AUTH__PROXY__ENABLED: "true"
+BALLAST_AUTH__PROXY__USER_HEADER: {{ .proxy.userHeader | quote }}
+BALLAST_AUTH__PROXY__EMAIL_HEADER: {{ .proxy.emailHeader | quote }}
+BALLAST_AUTH__PROXY__GROUPS_HEADER: {{ .proxy.groupsHeader | quote }}
+BALLAST_AUTH__PROXY__GROUP_ROLES: {{ toJson .proxy.groupRoles | quote }}
+{{- with .proxy.defaultRole }}
+BALLAST_AUTH__PROXY__DEFAULT_ROLE: {{ . | quote }}
+{{- end }}
+{{- end }}
+{{- end }}
 {{- end }}
 
 {{/*
@@ -216,6 +256,14 @@ without the object store's key.
       name: {{ .secret }}
       key: {{ $s.redisUrlKey }}
       optional: true
+{{- if and .api .root.Values.config.auth.oidc.enabled }}
+- name: BALLAST_AUTH__OIDC__CLIENT_SECRET
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret }}
+      key: {{ $s.oidcClientSecretKey }}
+      optional: true
+{{- end }}
 {{- else if .redis }}
 {{- /* The ui: Redis for the cache's L2 only (no database, no object store). */}}
 - name: BALLAST_REDIS_URL

@@ -354,7 +354,7 @@ class ProxyAuthConfig(RoleMappingConfig):
 
 class AuthConfig(BaseModel):
     # Username + password accounts; False: only single sign-on (OIDC or proxy).
-    local_passwords: bool = True
+    local_accounts: bool = True
     oidc: OidcConfig = OidcConfig()
     proxy: ProxyAuthConfig = ProxyAuthConfig()
 

@@ -67,7 +67,7 @@ async def create_session(
 
     A session token sent along (Authorization: Bearer) is ended: login rotates it.
     """
-    if not config.auth.local_passwords:
+    if not config.auth.local_accounts:
         raise PermissionDenied(
             "password sign-in is turned off here: use single sign-on",
             code="password_login_disabled",
@@ -101,7 +101,7 @@ async def sign_in_methods(config: SettingsDep) -> SignInMethods:
     """How a user may sign in here (password, single sign-on, trusted proxy)."""
     auth = config.auth
     return SignInMethods(
-        password=auth.local_passwords,
+        password=auth.local_accounts,
         oidc=auth.oidc.enabled,
         oidc_label=auth.oidc.display_name if auth.oidc.enabled else None,
         proxy=auth.proxy.enabled,
