@@ -7,6 +7,7 @@ from ballast_api.auth.router import router as sessions
 from ballast_api.datasets.router import router as datasets
 from ballast_api.drafts.router import router as drafts
 from ballast_api.events.router import router as events
+from ballast_api.exports.router import router as exports
 from ballast_api.forms.router import router as forms
 from ballast_api.jobs.router import router as jobs
 from ballast_api.projects.router import router as projects
@@ -27,5 +28,6 @@ for r in (
     schedules,
     datasets,
     webhooks,
+    exports,
 ):
     api_router.include_router(r)
