@@ -39,6 +39,9 @@ CONTRACTS = contracts.__name__
 # Each method of the client that reads a model -> the api route it calls.
 CALLS: dict[str, tuple[str, str]] = {
     "login": ("POST", "/v1/sessions"),
+    "sign_in_methods": ("GET", "/v1/sessions/methods"),
+    "oidc_sign_in": ("POST", "/v1/sessions/oidc"),
+    "proxy_sign_in": ("POST", "/v1/sessions/proxy"),
     "me": ("GET", "/v1/sessions/me"),
     "put_drafts": ("PUT", "/v1/drafts"),
     "get_drafts": ("GET", "/v1/drafts"),
@@ -72,6 +75,7 @@ CALLS: dict[str, tuple[str, str]] = {
 # The client's other calls: they send a body or read no model.
 OTHER_CALLS: dict[str, tuple[str, str]] = {
     "logout": ("DELETE", "/v1/sessions/current"),
+    "oidc_authorize": ("POST", "/v1/sessions/oidc/authorize"),
     "delete_drafts": ("DELETE", "/v1/drafts"),
     "delete_project": ("DELETE", "/v1/projects/{project_id}"),
     "post_events": ("POST", "/v1/events"),

@@ -33,9 +33,12 @@ from ballast_ui.state import (
     Ctx,
     apply_journal,
     bootstrap_session,
+    finish_external_sign_in,
     get_config,
     login,
     logout,
+    sign_in_methods,
+    sso_url,
     values,
 )
 from ballast_ui.widgets import journal_meta
@@ -278,6 +281,20 @@ def _login(ctx: Ctx) -> None:
     st.header("Sign in")
     for notice in ctx.notices:
         st.info(notice)
+    methods = sign_in_methods(ctx)
+    if methods.oidc:
+        url = sso_url(ctx)
+        if url:
+            st.link_button(
+                f"Sign in with {methods.oidc_label or 'single sign-on'}",
+                url,
+                type="primary",
+                key="login::sso",
+            )
+        else:
+            st.error("Single sign-on is unavailable right now; please try again.")
+    if not methods.password:
+        return
     with st.form("login", border=True):
         username = st.text_input("Username", key="login::username")
         password = st.text_input("Password", type="password", key="login::password")
@@ -342,6 +359,11 @@ def main() -> None:
             # reach it), made by the first session.
             ui_cache(cfg)
         ctx = bootstrap_session()
+        if not ctx.authenticated:
+            # Before the router rewrites the URL: an OIDC redirect's code and state.
+            problem = finish_external_sign_in(ctx, get_config())
+            if problem:
+                ctx.notices.append(problem)
         r = router()
         r.sync_from_url()
         st.session_state.pop(FULL_RERUN, None)

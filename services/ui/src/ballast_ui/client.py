@@ -40,6 +40,7 @@ from ballast_common.contracts import (
     Preferences,
     ProjectWriteResult,
     SessionRead,
+    SignInMethods,
     SubscriptionCreated,
     SubscriptionRead,
     TaskInfo,
@@ -82,6 +83,7 @@ __all__ = [
     "Preferences",
     "Project",
     "Session",
+    "SignInMethods",
     "TaskInfo",
     "User",
     "error_from_response",
@@ -351,6 +353,42 @@ class ApiClient:
             headers=headers,
         )
         return Session.model_validate(body)
+
+    def sign_in_methods(self) -> SignInMethods:
+        """How users may sign in here (password, OIDC, trusted proxy)."""
+        return SignInMethods.model_validate(self.request("GET", "/sessions/methods"))
+
+    def oidc_authorize(self) -> str:
+        """The OIDC provider's authorization URL for a new single sign-on."""
+        body = self.request("POST", "/sessions/oidc/authorize")
+        return str(body["authorization_url"])
+
+    def oidc_sign_in(
+        self, code: str, state: str, *, client_address: str | None = None
+    ) -> Session:
+        """Finish a single sign-on with what the provider sent back; the api verifies it."""
+        headers = {"X-Forwarded-For": client_address} if client_address else None
+        body = self.request(
+            "POST",
+            "/sessions/oidc",
+            json={"code": code, "state": state},
+            headers=headers,
+        )
+        return Session.model_validate(body)
+
+    def proxy_sign_in(
+        self, identity_headers: Mapping[str, str], *, client_address: str | None = None
+    ) -> Session:
+        """Sign in as the user the authenticating proxy named (its headers, relayed).
+
+        The api believes them only because this ui pod is one of its trusted proxies.
+        """
+        headers = dict(identity_headers)
+        if client_address:
+            headers["X-Forwarded-For"] = client_address
+        return Session.model_validate(
+            self.request("POST", "/sessions/proxy", headers=headers)
+        )
 
     def me(self) -> User:
         """The logged-in user (401 when the session expired or was revoked)."""

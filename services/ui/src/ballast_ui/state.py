@@ -8,7 +8,8 @@ change goes value store → outbox → api drafts (`persist_input`).
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Callable, MutableMapping
+import time
+from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -20,7 +21,14 @@ from ballast_common.config import AppConfig, load_config
 from ballast_common.errors import AppError, AuthenticationError
 from ballast_common.telemetry import get_logger, log_error
 from ballast_ui.auth import COOKIE_NAME, HANDOFFS
-from ballast_ui.client import ApiClient, ApiUnavailable, Session, User, make_http
+from ballast_ui.client import (
+    ApiClient,
+    ApiUnavailable,
+    Session,
+    SignInMethods,
+    User,
+    make_http,
+)
 from ballast_ui.outbox import Outbox, OutboxPump
 
 log = get_logger(__name__)
@@ -223,6 +231,11 @@ def login(ctx: Ctx, username: str, password: str) -> Session:
         ApiUnavailable: The api is unreachable.
     """
     session = ctx.api.login(username, password, client_address=browser_address())
+    return start_session(ctx, session)
+
+
+def start_session(ctx: Ctx, session: Session) -> Session:
+    """Adopt a session the api opened (password, OIDC or proxy sign-in)."""
     ctx.api = ctx.api.with_token(session.token)
     ctx.user = session.user
     ctx.clear_cookie = False
@@ -235,6 +248,101 @@ def login(ctx: Ctx, username: str, password: str) -> Session:
     load_drafts(ctx)
     log.info("login", user_id=str(session.user.id))
     return session
+
+
+_METHODS = "_ballast_sign_in_methods"
+_SSO_URL = "_ballast_sso_url"
+# The sign-in button's provider URL is asked for again after this many seconds, well
+# within the api's state lifetime (auth.oidc.state_ttl_s, at least 30 s, default 600 s).
+SSO_URL_MAX_AGE_S = 25.0
+
+
+def sign_in_methods(ctx: Ctx) -> SignInMethods:
+    """How users may sign in (asked once per browser session; passwords while unknown)."""
+    cached = st.session_state.get(_METHODS)
+    if isinstance(cached, SignInMethods):
+        return cached
+    try:
+        methods = ctx.api.sign_in_methods()
+    except AppError:
+        # Not cached: the next run asks again.
+        return SignInMethods(password=True, oidc=False, proxy=False)
+    st.session_state[_METHODS] = methods
+    return methods
+
+
+def sso_url(ctx: Ctx) -> str | None:
+    """The provider URL of the single sign-on button, or None while the api cannot give one."""
+    cached = st.session_state.get(_SSO_URL)
+    now = time.monotonic()
+    if cached is not None and now - cached[0] < SSO_URL_MAX_AGE_S:
+        return str(cached[1])
+    try:
+        url = ctx.api.oidc_authorize()
+    except AppError as exc:
+        log.info("sso_url_failed", error=exc.code)
+        return None
+    st.session_state[_SSO_URL] = (now, url)
+    return url
+
+
+# Query parameters an OIDC provider sends back to the redirect URI.
+_OIDC_PARAMS = ("code", "state", "session_state", "iss", "error", "error_description")
+
+
+def finish_external_sign_in(ctx: Ctx, config: AppConfig) -> str | None:
+    """Sign in from what arrived with this browser session, before the router reads the URL.
+
+    An OIDC provider's redirect (``?code=&state=``, taken off the URL at once) is handed to
+    the api, which verifies it; with trusted-header mode on, the authenticating proxy's
+    identity headers of this session's request are relayed to the api, which believes
+    them only from its trusted proxies (this ui pod). The ui decides nothing.
+
+    Returns:
+        A message for the sign-in page when a sign-in failed, else ``None``.
+    """
+    query = st.query_params
+    sent = {k: query.get(k) for k in _OIDC_PARAMS if k in query}
+    for k in sent:
+        del query[k]
+    try:
+        if sent.get("error"):
+            return f"Single sign-on did not complete: {sent['error']}."
+        if sent.get("code") and sent.get("state"):
+            session = ctx.api.oidc_sign_in(
+                str(sent["code"]),
+                str(sent["state"]),
+                client_address=browser_address(),
+            )
+            start_session(ctx, session)
+            return None
+        proxy = config.auth.proxy
+        if proxy.enabled:
+            headers = _request_headers()
+            if headers.get(proxy.user_header):
+                names = (
+                    proxy.user_header,
+                    proxy.email_header,
+                    proxy.groups_header,
+                    proxy.name_header,
+                )
+                identity = {n: str(headers[n]) for n in names if headers.get(n)}
+                session = ctx.api.proxy_sign_in(
+                    identity, client_address=browser_address()
+                )
+                start_session(ctx, session)
+    except AppError as exc:
+        log.info("external_sign_in_failed", error=exc.code)
+        return exc.message
+    return None
+
+
+def _request_headers() -> Mapping[str, str]:
+    """This session's initial request headers (names case-insensitive)."""
+    try:
+        return st.context.headers
+    except Exception:  # no script run context (tests, background threads)
+        return {}
 
 
 def logout(ctx: Ctx) -> None:
