@@ -204,3 +204,32 @@ def test_no_browser_address_outside_a_session() -> None:
     from ballast_ui.state import browser_address
 
     assert browser_address() is None
+
+
+def test_download_streams_an_export_and_maps_errors() -> None:
+    seen: list[httpx.Request] = []
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        seen.append(request)
+        if request.url.path.endswith("/missing/export"):
+            return httpx.Response(
+                404, json={"code": "not_found", "message": "dataset x not found"}
+            )
+        return httpx.Response(200, content=b"a,b\r\n" * 1000)
+
+    api = client(httpx.MockTransport(handler))
+    data = api.download("/datasets/d/export", params={"format": "csv"})
+    assert data == b"a,b\r\n" * 1000
+    assert seen[0].url.params["format"] == "csv"
+    assert seen[0].headers["Authorization"] == "Bearer secret-token"
+    with pytest.raises(NotFoundError, match="not found"):
+        api.download("/datasets/missing/export")
+    with pytest.raises(Exception, match="larger than") as err:
+        api.download("/datasets/d/export", max_bytes=100)
+    assert getattr(err.value, "status", None) == 413
+
+    def down(_request: httpx.Request) -> httpx.Response:
+        raise httpx.ConnectError("refused")
+
+    with pytest.raises(ApiUnavailable):
+        client(httpx.MockTransport(down)).download("/datasets/d/export")

@@ -412,6 +412,10 @@ def test_upload_import_progress_and_preview(fake: FakeApi) -> None:
     at.run()
     frames = at.dataframe
     assert any(list(f.value.columns) == ["region"] for f in frames)
+    # A ready dataset offers its exports (fetched through the api when clicked).
+    downloads = at.get("download_button")
+    assert len(downloads) == 3
+    assert [d.proto.label for d in downloads] == ["CSV", "Excel", "Parquet"]
 
 
 @pytest.mark.parametrize(
@@ -487,3 +491,8 @@ def test_analysis_runs_a_bootstrap_job_and_charts_it(fake: FakeApi) -> None:
     assert any(s.value.startswith("Result") for s in at.subheader)
     assert list(at.dataframe[-1].value["estimate"]) == [2.0]
     assert len(at.get("vega_lite_chart")) == 2  # intervals + distribution
+    assert [d.proto.label for d in at.get("download_button")] == [
+        "CSV",
+        "Excel",
+        "Parquet",
+    ]

@@ -92,6 +92,9 @@ __all__ = [
 ]
 
 # Connect errors are safe to retry for every request: nothing reached the server.
+# The most the UI fetches for one download button (the file passes through its memory).
+MAX_DOWNLOAD_BYTES = 256 << 20
+
 _CONNECT_ERRORS: tuple[type[Exception], ...] = (
     httpx.ConnectError,
     httpx.ConnectTimeout,
@@ -333,6 +336,46 @@ class ApiClient:
                 return None
             return response.json()
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def download(
+        self,
+        path: str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        max_bytes: int = MAX_DOWNLOAD_BYTES,
+    ) -> bytes:
+        """A file the api streams (an export), read in chunks up to `max_bytes`.
+
+        Raises:
+            ApiUnavailable: The api is unreachable or answered 5xx/429.
+            AppError: The api's error (403, 404, 409, 422), or the file is larger
+                than `max_bytes` (413: download it from the api directly).
+        """
+        sent = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+        try:
+            with self._http.stream(
+                "GET", path, params=dict(params or {}), headers=sent
+            ) as response:
+                if response.status_code >= 400:
+                    response.read()
+                    raise error_from_response(response)
+                data = bytearray()
+                for chunk in response.iter_bytes():
+                    data += chunk
+                    if len(data) > max_bytes:
+                        raise AppError(
+                            f"the file is larger than {max_bytes // (1 << 20)} MiB: "
+                            f"download it from the api (GET /v1{path})",
+                            code="payload_too_large",
+                            status=413,
+                        )
+        except httpx.TimeoutException:
+            raise ApiUnavailable("the api did not answer in time") from None
+        except httpx.TransportError as exc:
+            raise ApiUnavailable(
+                f"the api connection failed ({type(exc).__name__})"
+            ) from None
+        return bytes(data)
 
     # ------------------------------------------------------------------ sessions
 

@@ -22,6 +22,7 @@ import streamlit as st
 from ballast_common.errors import AppError
 from ballast_ui import cache
 from ballast_ui.client import Dataset, DatasetDetail, Job
+from ballast_ui.downloads import download_buttons
 from ballast_ui.i18n import t
 from ballast_ui.pages.jobs import api_error_text, flash, job_panel
 from ballast_ui.router import Page, Router
@@ -246,6 +247,12 @@ class AnalysisPage(Page):
         job, data = done
         job_panel(ctx, job, key="analysis::job")
         self._result(data)
+        download_buttons(
+            ctx.api,
+            f"/jobs/{job.id}/result/export",
+            f"analysis-{str(job.id)[:8]}",
+            key=f"analysis::download::{job.id}",
+        )
 
     def _result(self, data: dict[str, Any]) -> None:
         frame = result_frame(data)

@@ -17,6 +17,7 @@ import streamlit as st
 from ballast_common.errors import AppError
 from ballast_ui import cache
 from ballast_ui.client import ApiUnavailable, Dataset, DatasetDetail
+from ballast_ui.downloads import download_buttons
 from ballast_ui.i18n import t
 from ballast_ui.pages.jobs import api_error_text, flash, job_panel
 from ballast_ui.router import Page, Router
@@ -253,6 +254,12 @@ class DataPage(Page):
                 + ", ".join(
                     f"{c['name']} ({c.get('dtype', '?')})" for c in dataset.columns
                 )
+            )
+            download_buttons(
+                ctx.api,
+                f"/datasets/{dataset.id}/export",
+                dataset.name,
+                key=f"data::download::{dataset.id}",
             )
             return
         if dataset.status == "FAILED":
