@@ -10,11 +10,13 @@ import secrets
 import threading
 import urllib.request
 from collections.abc import Iterator
+from importlib.metadata import version
 
 import psycopg
 import pytest
 
 from ballast_common.db import DB, migrate
+from ballast_common.db.migrate import head_revision
 from ballast_jobs import metrics
 from ballast_testing.servers import PostgresServer, free_port
 
@@ -50,6 +52,11 @@ def test_probes_answer_while_the_jobs_table_is_locked(db: DB) -> None:
     metrics.refresh_gauges(db, 0)
     counted = _get(base + "/metrics")[1]
     assert 'ballast_jobs{status="PENDING"} 0.0' in counted
+    info = (
+        f'ballast_build_info{{schema="{head_revision()}",service="worker",'
+        f'version="{version("ballast-jobs")}"}} 1.0'
+    )
+    assert info in counted
     url = db.url.set(drivername="postgresql").render_as_string(hide_password=False)
     with psycopg.connect(url) as locker:
         locker.execute("LOCK TABLE jobs IN ACCESS EXCLUSIVE MODE")

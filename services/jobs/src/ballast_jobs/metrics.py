@@ -21,6 +21,7 @@ import time
 import uuid
 from collections.abc import Callable, Iterator
 from datetime import datetime, timedelta
+from importlib.metadata import version
 from socketserver import ThreadingMixIn
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
@@ -31,9 +32,11 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select, text
 
 from ballast_common.db import DB
+from ballast_common.db.migrate import head_revision
 from ballast_common.jobs import QUEUES, TERMINAL, JobStatus
 from ballast_common.models import AuditLog, Job, utcnow
 from ballast_common.telemetry import get_logger, get_or_create
+from ballast_common.telemetry.metrics import set_build_info
 
 log = get_logger(__name__)
 DURATION_BUCKETS = (0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 300, 900, 1800, 3600)
@@ -275,6 +278,8 @@ def serve(port: int, addr: str = "0.0.0.0") -> None:  # noqa: S104 - a pod's pro
     REGISTRY.register(JobsCollector())
     duration_histogram()
     retries_counter()
+    # The dashboards' release annotations and the versions-by-colour table.
+    set_build_info("worker", version("ballast-jobs"), head_revision() or "")
     server = make_server(
         addr, port, probe_app(make_wsgi_app()), _Server, handler_class=_QuietHandler
     )
