@@ -302,6 +302,26 @@ def test_configuration_errors_are_one_line(
         assert "Usage" in out.output
 
 
+def test_s3_repository_with_the_pods_identity(tmp_path: Path) -> None:
+    # No static keys (IRSA): pgBackRest gets keys from STS for the pod's web identity.
+    base = {
+        "paths": {"data_dir": str(tmp_path), "backup_path": str(tmp_path / "b")},
+        "backup": {"pitr": {"pg_data": str(tmp_path / "data")}},
+    }
+    s3 = {"endpoint_url": "https://s3.eu-central-1.amazonaws.com", "bucket": "bk"}
+    text = Pitr.from_config(load_config(**base, s3=s3)).config_text()
+    assert "repo1-type=s3" in text
+    assert "repo1-s3-key-type=web-id" in text
+    assert "repo1-s3-key=" not in text
+    assert "repo1-s3-key-secret" not in text
+    keyed = {**s3, "access_key_id": "AKIAEXAMPLE", "secret_access_key": "k3y-s3cret"}
+    text = Pitr.from_config(load_config(**base, s3=keyed)).config_text()
+    assert "repo1-s3-key=AKIAEXAMPLE" in text
+    assert "repo1-s3-key-type" not in text
+    with pytest.raises(BackupError, match="go together"):
+        Pitr.from_config(load_config(**base, s3={**s3, "access_key_id": "AKIAEXAMPLE"}))
+
+
 def test_posix_repository_without_s3(tmp_path: Path) -> None:
     cfg = load_config(
         paths={"data_dir": str(tmp_path), "backup_path": str(tmp_path / "b")},

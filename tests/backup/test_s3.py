@@ -3,9 +3,13 @@ the object store going away in the middle of an upload."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
+from ballast_backup.core import Backups
 from ballast_backup.manifest import BackupError
+from ballast_common.config import S3Config
 from ballast_common.db.engine import DB
 from ballast_common.errors import AppError
 from ballast_common.storage import S3ObjectStore
@@ -95,3 +99,38 @@ def test_missing_object_on_s3(pg_env: Env, s3_server: S3Server, s3_bucket: str) 
     with pytest.raises(BackupError, match="is missing"):
         backups.verify(full.id)
     assert backups.catalog.load(full.id).status == "bad"
+
+
+def test_backups_with_the_pods_identity_need_no_static_keys(
+    pg_env: Env,
+    s3_server: S3Server,
+    s3_bucket: str,
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+) -> None:
+    # With IRSA / EKS Pod Identity the chart passes no S3 key at all: the backup code must
+    # build its client from boto3's default credential chain. Its environment provider
+    # stands in here for the web-identity provider (which needs a real STS).
+    config = pg_env.config.model_copy(
+        update={
+            "s3": S3Config(
+                endpoint_url=s3_server.endpoint_url,
+                bucket=s3_bucket,
+                region=s3_server.region,
+                access_key_id="",  # what an empty BALLAST_S3__ACCESS_KEY_ID gives
+            )
+        }
+    )
+    assert not config.s3.access_key_id
+    assert config.s3.secret_access_key is None
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", s3_server.access_key)
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", s3_server.secret_key)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(tmp_path / "none"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    seed(pg_env.db)
+    backups = Backups.from_config(config)  # the store from the config, as the CLI does
+    assert isinstance(backups.store, S3ObjectStore)
+    full = backups.snapshot_db("full")
+    assert full.status == "good"
+    assert [m.id for m in backups.catalog.all()] == [full.id]

@@ -18,6 +18,7 @@ from tests.charts.conftest import (
     find,
     helm,
     one,
+    pod_specs,
     render,
     template_args,
 )
@@ -279,3 +280,81 @@ def test_a_failed_job_mode_migration_runs_again_on_the_next_sync() -> None:
         "before-hook-creation"
         in hook["metadata"]["annotations"]["helm.sh/hook-delete-policy"]
     )
+
+
+# -- secrets per container, pod identity ----------------------------------------------------
+
+# What each process reads from the Secret, and why (README "Which pod gets which secret").
+SECRETS_BY_CONTAINER = {
+    # session pepper, cache signing, webhook sealing | PostgreSQL | broker + cache L2 | S3
+    "api": {"secret-key", "database-password", "redis-url", "s3-secret-access-key"},
+    "worker": {"secret-key", "database-password", "redis-url", "s3-secret-access-key"},
+    # cache signing and its Redis L2 only: no database, no object store
+    "ui": {"secret-key", "redis-url"},
+    # the schema only
+    "migrate": {"secret-key", "database-password"},
+    "wait-for-migrations": {"secret-key", "database-password"},
+    # PostgreSQL and the object store, never Redis
+    "backup": {"secret-key", "database-password", "s3-secret-access-key"},
+    "exporter": {"secret-key", "database-password", "s3-secret-access-key"},
+    "check": set(),
+}
+
+
+def _secret_refs(container: Obj) -> dict[str, Obj]:
+    return {
+        e["name"]: e["valueFrom"]["secretKeyRef"]
+        for e in container.get("env", [])
+        if "secretKeyRef" in (e.get("valueFrom") or {})
+    }
+
+
+def test_each_container_gets_only_the_secrets_it_uses() -> None:
+    objs = render(
+        PROD,
+        {
+            "colors.green.enabled": "true",
+            "backup.pitr.enabled": "true",
+            "backup.pitr.tlsSecret": "t",
+        },
+    )
+    seen = set()
+    for ref, spec in pod_specs(objs):
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            keys = {r["key"] for r in _secret_refs(c).values()}
+            assert keys == SECRETS_BY_CONTAINER[c["name"]], (ref, c["name"])
+            seen.add(c["name"])
+            refs = _secret_refs(c)
+            if "BALLAST_S3__SECRET_ACCESS_KEY" in refs:
+                # backups cannot work without it; the api and workers start without
+                required = c["name"] in ("backup", "exporter")
+                assert (
+                    refs["BALLAST_S3__SECRET_ACCESS_KEY"].get("optional", False)
+                    is not required
+                )
+    assert seen == set(SECRETS_BY_CONTAINER)
+
+
+def test_pod_identity_needs_no_static_s3_key() -> None:
+    role = "arn:aws:iam::123456789012:role/ballast-backup"
+    key = "eks\\.amazonaws\\.com/role-arn"
+    objs = render(
+        PROD,
+        {
+            "s3.accessKeyId": "",
+            f"backup.serviceAccount.annotations.{key}": role,
+            f"api.serviceAccount.annotations.{key}": role,
+            f"worker.serviceAccount.annotations.{key}": role,
+        },
+    )
+    assert "BALLAST_S3__ACCESS_KEY_ID" not in _config(objs)
+    assert _config(objs)["BALLAST_S3__ENDPOINT_URL"]
+    for ref, spec in pod_specs(objs):
+        for c in [*spec.get("initContainers", []), *spec["containers"]]:
+            assert "BALLAST_S3__SECRET_ACCESS_KEY" not in _secret_refs(c), ref
+    for name in ("rel-ballast-backup", "rel-ballast-api", "rel-ballast-worker"):
+        sa = one(objs, "ServiceAccount", name)
+        assert sa["metadata"]["annotations"]["eks.amazonaws.com/role-arn"] == role
+    backups = [s for r, s in pod_specs(objs) if r.startswith("CronJob/")]
+    assert backups
+    assert {s["serviceAccountName"] for s in backups} == {"rel-ballast-backup"}

@@ -347,12 +347,27 @@ def test_prod_refuses_a_default_password_inside_the_url(
     assert "BALLAST_DATABASE__PASSWORD is a default value" in error_of()
 
 
-def test_prod_refuses_an_object_store_without_a_secret(
+def test_prod_refuses_an_object_store_key_id_without_a_secret(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     prod_env(monkeypatch)
     monkeypatch.setenv("BALLAST_S3__ENDPOINT_URL", "https://s3.internal")
+    monkeypatch.setenv("BALLAST_S3__ACCESS_KEY_ID", "AKIAEXAMPLE")
     assert "BALLAST_S3__SECRET_ACCESS_KEY" in error_of()
+    monkeypatch.setenv("BALLAST_S3__SECRET_ACCESS_KEY", "changeme")
+    assert "BALLAST_S3__SECRET_ACCESS_KEY" in error_of()
+
+
+def test_prod_reaches_the_object_store_with_the_pods_identity(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # No static keys at all (IRSA / EKS Pod Identity): boto3's default credential chain.
+    prod_env(monkeypatch)
+    monkeypatch.setenv("BALLAST_DATABASE__PASSWORD", "a-real-db-password")
+    monkeypatch.setenv("BALLAST_S3__ENDPOINT_URL", "https://s3.internal")
+    cfg = load_config()
+    assert cfg.s3.access_key_id is None
+    assert cfg.s3.secret_access_key is None
 
 
 def test_prod_lists_every_problem_at_once(monkeypatch: pytest.MonkeyPatch) -> None:

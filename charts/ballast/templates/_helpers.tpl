@@ -167,7 +167,9 @@ BALLAST_JOBS__CANCEL_GRACE_S: {{ .Values.worker.cancelGraceSeconds | quote }}
 BALLAST_S3__ENDPOINT_URL: {{ . | quote }}
 BALLAST_S3__BUCKET: {{ $.Values.s3.bucket | quote }}
 BALLAST_S3__REGION: {{ $.Values.s3.region | quote }}
-BALLAST_S3__ACCESS_KEY_ID: {{ $.Values.s3.accessKeyId | quote }}
+{{- with $.Values.s3.accessKeyId }}
+BALLAST_S3__ACCESS_KEY_ID: {{ . | quote }}
+{{- end }}
 {{- end }}
 {{- with .Values.config.trustedProxies }}
 BALLAST_SECURITY__TRUSTED_PROXIES: {{ toJson . | quote }}
@@ -218,10 +220,17 @@ BALLAST_AUTH__PROXY__DEFAULT_ROLE: {{ . | quote }}
 {{- end }}
 
 {{/*
-Secret env entries: (dict "root" $ "secret" NAME "database" true|false "s3Required" true|false).
-Only processes that open the database get its password; the S3 key and a Redis URL with a
-password are optional keys of the Secret, except for backups (s3Required), which cannot work
-without the object store's key.
+Secret env entries: (dict "root" $ "secret" NAME "database" B "redis" B "broker" B "s3" B "s3Required" B).
+Each process gets only the secrets it uses (README: "Which pod gets which secret"):
+- every process: the secret key (session-token pepper in the api; the signing key of cache
+  entries in the ui, api and workers; sealing of webhook secrets), which stage/prod demand;
+- "database": the PostgreSQL password (api, workers, migrations, wait-for-migrations, backups);
+- "redis" / "broker": a Redis URL with a password, optional in the Secret, as the cache's L2
+  (ui, api, workers) / as the Celery broker (api, workers);
+- "s3": the object store's secret key (api, workers, backups), optional in the Secret except
+  for backups (s3Required). Without s3.accessKeyId there is none at all: the pods reach the
+  object store with their own identity (IRSA / EKS Pod Identity through the ServiceAccount
+  annotations; boto3's default credential chain, pgBackRest's web-id).
 */}}
 {{- define "ballast.secretEnv" -}}
 {{- $s := .root.Values.secrets -}}
@@ -236,6 +245,8 @@ without the object store's key.
     secretKeyRef:
       name: {{ .secret }}
       key: {{ $s.databasePasswordKey }}
+{{- end }}
+{{- if and .s3 .root.Values.s3.accessKeyId }}
 - name: BALLAST_S3__SECRET_ACCESS_KEY
   valueFrom:
     secretKeyRef:
@@ -244,33 +255,29 @@ without the object store's key.
       {{- if not .s3Required }}
       optional: true
       {{- end }}
+{{- end }}
+{{- if .redis }}
 - name: BALLAST_REDIS_URL
   valueFrom:
     secretKeyRef:
       name: {{ .secret }}
       key: {{ $s.redisUrlKey }}
       optional: true
+{{- end }}
+{{- if .broker }}
 - name: BALLAST_JOBS__BROKER_URL
   valueFrom:
     secretKeyRef:
       name: {{ .secret }}
       key: {{ $s.redisUrlKey }}
       optional: true
+{{- end }}
 {{- if and .api .root.Values.config.auth.oidc.enabled }}
 - name: BALLAST_AUTH__OIDC__CLIENT_SECRET
   valueFrom:
     secretKeyRef:
       name: {{ .secret }}
       key: {{ $s.oidcClientSecretKey }}
-      optional: true
-{{- end }}
-{{- else if .redis }}
-{{- /* The ui: Redis for the cache's L2 only (no database, no object store). */}}
-- name: BALLAST_REDIS_URL
-  valueFrom:
-    secretKeyRef:
-      name: {{ .secret }}
-      key: {{ $s.redisUrlKey }}
       optional: true
 {{- end }}
 {{- end }}
@@ -382,7 +389,7 @@ env:
     value: {{ $b.retention.keepDaily | quote }}
   - name: BALLAST_BACKUP__KEEP_WEEKLY
     value: {{ $b.retention.keepWeekly | quote }}
-  {{- include "ballast.secretEnv" (dict "root" .root "secret" .secret "database" true "s3Required" true) | nindent 2 }}
+  {{- include "ballast.secretEnv" (dict "root" .root "secret" .secret "database" true "s3" true "s3Required" true) | nindent 2 }}
   {{- range $name, $value := $b.env }}
   - name: {{ $name }}
     value: {{ $value | quote }}

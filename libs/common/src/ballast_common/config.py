@@ -718,12 +718,19 @@ class AppConfig(BaseSettings):
             self.database.password.get_secret_value() in DEFAULT_SECRETS
         ):
             problems.append("BALLAST_DATABASE__PASSWORD is a default value")
-        if self.s3.endpoint_url and (
-            self.s3.secret_access_key is None
-            or self.s3.secret_access_key.get_secret_value() in DEFAULT_SECRETS
+        # Without a key id the object store is reached with the pod's identity (boto3's
+        # default credential chain: IRSA, EKS Pod Identity, instance roles): no secret.
+        if (
+            self.s3.endpoint_url
+            and self.s3.access_key_id
+            and (
+                self.s3.secret_access_key is None
+                or self.s3.secret_access_key.get_secret_value() in DEFAULT_SECRETS
+            )
         ):
             problems.append(
-                "BALLAST_S3__SECRET_ACCESS_KEY is missing or a default value"
+                "BALLAST_S3__SECRET_ACCESS_KEY is missing or a default value while "
+                "BALLAST_S3__ACCESS_KEY_ID is set (unset both to use the pod's identity)"
             )
         oidc = self.auth.oidc
         if (

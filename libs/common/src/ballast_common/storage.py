@@ -330,7 +330,8 @@ class S3ObjectStore:
             "s3",
             endpoint_url=s3.endpoint_url,
             region_name=s3.region,
-            aws_access_key_id=s3.access_key_id,
+            # Neither given: boto3's default credential chain (the pod's identity).
+            aws_access_key_id=s3.access_key_id or None,
             aws_secret_access_key=(
                 s3.secret_access_key.get_secret_value()
                 if s3.secret_access_key

@@ -223,10 +223,10 @@ class Pitr:
                     f"pgBackRest needs an https S3 endpoint, not {endpoint!r}: set "
                     "backup.pitr.s3_endpoint (BALLAST_BACKUP__PITR__S3_ENDPOINT)"
                 )
-            if not cfg.s3.access_key_id or cfg.s3.secret_access_key is None:
+            if bool(cfg.s3.access_key_id) != (cfg.s3.secret_access_key is not None):
                 raise BackupError(
-                    "s3.access_key_id and s3.secret_access_key are needed for the "
-                    "pgBackRest repository"
+                    "s3.access_key_id and s3.secret_access_key go together: set both, "
+                    "or neither to use the pod's identity for the pgBackRest repository"
                 )
             options.update(
                 {
@@ -234,12 +234,19 @@ class Pitr:
                     "repo1-s3-endpoint": parts.hostname,
                     "repo1-s3-bucket": cfg.s3.bucket,
                     "repo1-s3-region": cfg.s3.region,
-                    "repo1-s3-key": cfg.s3.access_key_id,
-                    "repo1-s3-key-secret": cfg.s3.secret_access_key.get_secret_value(),
                     "repo1-s3-uri-style": "path",
                     "repo1-storage-verify-tls": "y" if pitr.verify_tls else "n",
                 }
             )
+            if cfg.s3.access_key_id and cfg.s3.secret_access_key is not None:
+                options["repo1-s3-key"] = cfg.s3.access_key_id
+                options["repo1-s3-key-secret"] = (
+                    cfg.s3.secret_access_key.get_secret_value()
+                )
+            else:
+                # IRSA: pgBackRest reads AWS_ROLE_ARN and AWS_WEB_IDENTITY_TOKEN_FILE,
+                # which the EKS pod identity webhook sets, and asks STS for keys.
+                options["repo1-s3-key-type"] = "web-id"
             if parts.port:
                 options["repo1-storage-port"] = str(parts.port)
             if pitr.ca_file is not None:
