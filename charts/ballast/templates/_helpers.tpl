@@ -230,7 +230,8 @@ Each process gets only the secrets it uses (README: "Which pod gets which secret
 - "s3": the object store's secret key (api, workers, backups), optional in the Secret except
   for backups (s3Required). Without s3.accessKeyId there is none at all: the pods reach the
   object store with their own identity (IRSA / EKS Pod Identity through the ServiceAccount
-  annotations; boto3's default credential chain, pgBackRest's web-id).
+  annotations; boto3's default credential chain, pgBackRest's web-id);
+- "api": the OIDC client secret while config.auth.oidc.enabled.
 */}}
 {{- define "ballast.secretEnv" -}}
 {{- $s := .root.Values.secrets -}}
