@@ -344,6 +344,7 @@ def test_rules_follow_the_components() -> None:
         "ballast.cache",
         "ballast.security",
         "ballast.availability",
+        "ballast.ui",
     }
     groups = {
         g["name"]
@@ -354,6 +355,7 @@ def test_rules_follow_the_components() -> None:
         "ballast.cache",
         "ballast.security",
         "ballast.availability",
+        "ballast.ui",
         "ballast.jobs",
         "ballast.backup",
     }
