@@ -77,7 +77,10 @@ class Proc:
                 if httpx.get(self.health_url, timeout=1.0).status_code == 200:
                     return
             time.sleep(0.2)
-        raise RuntimeError(f"{self.name} did not become healthy: see {self.log_path}")
+        self.stop()  # never leave a half-started server behind
+        raise RuntimeError(
+            f"{self.name} did not become healthy in {timeout:g} s: see {self.log_path}"
+        )
 
     def stop(self) -> None:
         if self.proc is None:
