@@ -42,11 +42,17 @@ def test_upload_creates_dataset_and_import_job(api: Api) -> None:
     assert job["kwargs"] == {"dataset_id": dataset["id"]}
     assert objects(api) == [f"datasets/{dataset['id']}/source.csv"]
     assert [m["queue"] for m in sent(api)] == ["imports"]
-    detail = api.client.get(f"/v1/datasets/{dataset['id']}", headers=api.h("viewer"))
+    detail = api.client.get(f"/v1/datasets/{dataset['id']}", headers=api.h("editor"))
     assert detail.status_code == 200
     assert detail.json()["preview"] == []
-    listing = api.client.get("/v1/datasets", headers=api.h("viewer")).json()
+    assert detail.json()["can"] == ["read", "write"]
+    listing = api.client.get("/v1/datasets", headers=api.h("editor")).json()
     assert listing["total"] == 1
+    # A dataset in no project is its creator's (and the admins'): others never see it.
+    hidden = api.client.get(f"/v1/datasets/{dataset['id']}", headers=api.h("viewer"))
+    assert hidden.status_code == 404
+    assert api.client.get("/v1/datasets", headers=api.h("viewer")).json()["total"] == 0
+    assert api.client.get("/v1/datasets", headers=api.h("admin")).json()["total"] == 1
 
 
 def test_format_from_the_name_or_the_query(api: Api) -> None:

@@ -97,13 +97,26 @@ class TestEnqueue:
         assert job.timeout == 60 < TASKS["demo.sleep"].default_timeout
 
     def test_routes_by_task(self, api: Api) -> None:
+        dataset = api.client.post(
+            "/v1/datasets",
+            params={"name": "D", "format": "csv"},
+            content=b"x\n1\n",
+            headers=api.h("editor"),
+        ).json()["dataset"]
         resp = create(
+            api,
+            name="analysis.bootstrap",
+            kwargs={"dataset_id": dataset["id"], "columns": ["x"]},
+        )
+        assert resp.status_code == 201, resp.text
+        assert [m["queue"] for m in sent(api)] == ["imports", "analysis"]
+        # A dataset nobody can see (here: none at all) is not analysed.
+        missing = create(
             api,
             name="analysis.bootstrap",
             kwargs={"dataset_id": str(uuid.uuid4()), "columns": ["x"]},
         )
-        assert resp.status_code == 201, resp.text
-        assert sent(api)[0]["queue"] == "analysis"
+        assert missing.status_code == 404
 
     def test_unknown_task_and_bad_params_are_refused_without_a_row(
         self, api: Api

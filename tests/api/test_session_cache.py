@@ -13,7 +13,7 @@ from ballast_api.auth import service as auth_service
 from ballast_api.auth.session_cache import SessionCache, sessions
 from ballast_api.principal import Principal
 from ballast_common.models import utcnow
-from tests.api.conftest import Api, new_id
+from tests.api.conftest import Api, new_id, open_session
 
 
 @pytest.fixture
@@ -79,6 +79,9 @@ def test_a_role_change_applies_to_the_next_request(api: Api) -> None:
             f"/v1/users/{editor}", json={"roles": ["viewer"]}, headers=api.h("admin")
         )
         assert resp.status_code == 200, resp.text
+        # The change ended the editor's sessions: the old token is refused at once.
+        assert save() == 401
+        api.tokens["editor"] = open_session(api.db, api.config, "editor")
         assert save() == 403
     finally:
         # The demo users' roles outlive the test (the fixture keeps them).
@@ -86,6 +89,7 @@ def test_a_role_change_applies_to_the_next_request(api: Api) -> None:
             f"/v1/users/{editor}", json={"roles": ["editor"]}, headers=api.h("admin")
         )
         assert restored.status_code == 200, restored.text
+    api.tokens["editor"] = open_session(api.db, api.config, "editor")
     assert save() == 200
 
 

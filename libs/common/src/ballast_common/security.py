@@ -210,6 +210,8 @@ class Permission(StrEnum):
     PROJECTS_READ = "projects:read"
     PROJECTS_WRITE = "projects:write"
     PROJECTS_DELETE = "projects:delete"
+    # Every project, whoever owns it or shares it (see ballast_api.policy).
+    PROJECTS_ADMIN = "projects:admin"
     DRAFTS_READ = "drafts:read"
     DRAFTS_WRITE = "drafts:write"
     FORMS_READ = "forms:read"
@@ -228,8 +230,8 @@ class Permission(StrEnum):
     WEBHOOKS_ADMIN = "webhooks:admin"
 
 
-# Ownership ("their own" projects, drafts, jobs) is enforced by the api's
-# queries; these sets only say which actions a role may attempt at all.
+# These sets say which actions a role may attempt at all; on which resources is decided
+# by the api's policy (ballast_api.policy: owner, project members, public projects).
 _VIEWER = frozenset(
     {
         Permission.PROJECTS_READ,

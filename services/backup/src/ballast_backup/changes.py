@@ -13,7 +13,7 @@ Tables by how they are captured:
   users, roles, permissions, projects, datasets, forms, drafts, jobs, sessions;
 - child tables, replaced as a set whenever their parent row is audited:
   user_roles and role_permissions (role changes are audited on the user / role),
-  job_results (written with the job's COMPLETED transition);
+  project_members (audited on the project), job_results (written with the job's COMPLETED transition);
 - append-only tables, by id range: audit_log itself and events (with the ids that were
   still missing at capture time looked for again later, so a transaction that commits
   late is not skipped);
@@ -86,6 +86,8 @@ CHILDREN: dict[str, tuple[str, dict[str, str]]] = {
     "user_roles": ("users", {"user_id": "id"}),
     "role_permissions": ("roles", {"role_id": "id"}),
     "job_results": ("jobs", {"job_id": "id"}),
+    # Member changes are audited on the project (projects:<id>).
+    "project_members": ("projects", {"project_id": "id"}),
 }
 APPEND_BY_ID: dict[str, str] = {"audit_log": "id", "events": "id"}
 APPEND_BY_TIME: dict[str, str] = {"write_ids": "created_at"}

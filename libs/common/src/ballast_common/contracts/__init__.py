@@ -53,7 +53,10 @@ from ballast_common.contracts.jobs import (
     TaskInfo,
 )
 from ballast_common.contracts.projects import (
+    Capability,
     ProjectCreate,
+    ProjectMemberRead,
+    ProjectMemberSet,
     ProjectRead,
     ProjectUpdate,
     ProjectWriteResult,
@@ -80,6 +83,7 @@ __all__ = [
     "RETRYABLE",
     "TERMINAL",
     "AuditRead",
+    "Capability",
     "DatasetDetail",
     "DatasetFormat",
     "DatasetImport",
@@ -107,6 +111,8 @@ __all__ = [
     "Paged",
     "Preferences",
     "ProjectCreate",
+    "ProjectMemberRead",
+    "ProjectMemberSet",
     "ProjectRead",
     "ProjectUpdate",
     "ProjectWriteResult",

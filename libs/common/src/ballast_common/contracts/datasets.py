@@ -6,9 +6,10 @@ import uuid
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from ballast_common.contracts.jobs import JobView
+from ballast_common.contracts.projects import CAN_DOC, Capability
 
 DatasetFormat = Literal["csv", "excel", "json", "parquet"]
 
@@ -34,6 +35,8 @@ class DatasetRead(BaseModel):
     version: int
     created_at: datetime
     updated_at: datetime
+    # A dataset follows its project (without one: its creator's).
+    can: list[Capability] = Field(default_factory=list, description=CAN_DOC)
 
 
 class DatasetDetail(DatasetRead):

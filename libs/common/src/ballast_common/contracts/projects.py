@@ -24,6 +24,12 @@ MAX_BUDGET = 999_999_999_999.99
 BUDGET_DOC = (
     "Numeric(14,2): 0 to 999 999 999 999.99, stored rounded to 2 decimal places."
 )
+# What the caller may do to a resource, as the api decided it (ballast_api.policy):
+# "read", "write" (change it and what hangs off it), "share" (members, is_public),
+# "delete". The ui offers only these actions; the api enforces them regardless.
+Capability = Literal["read", "write", "share", "delete"]
+CAN_DOC = "What the caller may do to it: read, write, share, delete."
+
 # Columns that are NOT NULL: PATCH may leave them out but never set them to null.
 _REQUIRED = ("name", "description", "status", "priority", "budget", "tags", "is_public")
 
@@ -84,6 +90,28 @@ class ProjectRead(ProjectBase):
     version: int
     created_at: datetime
     updated_at: datetime
+    can: list[Capability] = Field(default_factory=list, description=CAN_DOC)
+
+
+MemberRole = Literal["viewer", "editor"]
+
+
+class ProjectMemberSet(BaseModel):
+    """Share a project with a user (PUT /v1/projects/{id}/members/{user_id})."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    role: MemberRole = "viewer"
+
+
+class ProjectMemberRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    user_id: uuid.UUID
+    username: str
+    display_name: str
+    role: MemberRole
+    created_at: datetime
 
 
 class ProjectWriteResult(ProjectRead):

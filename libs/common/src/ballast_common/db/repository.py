@@ -181,6 +181,7 @@ class Repository(Generic[T]):
         search: str | None = None,
         search_fields: Sequence[str] = (),
         include_deleted: bool = False,
+        where: Sequence[ColumnElement[bool]] = (),
         **filters: Any,
     ) -> PageResult[T]:
         """One page of entities matching `filters` (and `search` in `search_fields`).
@@ -190,6 +191,8 @@ class Repository(Generic[T]):
             size: items per page (1..500).
             order_by: a column name, `-name` for descending (default: newest first when
                 the model has created_at, else the primary key).
+            where: further SQL conditions (e.g. what the caller may see), applied
+                before counting and paging.
         """
         if page < 1 or not 1 <= size <= 500:
             raise ValidationError(
@@ -203,7 +206,7 @@ class Repository(Generic[T]):
                 details={"fields": unknown},
             )
         stmt = self._live(select(self.model), include_deleted).where(
-            *self._criteria(filters)
+            *self._criteria(filters), *where
         )
         if search:
             # The search text is literal: escape LIKE's wildcards and the escape character.

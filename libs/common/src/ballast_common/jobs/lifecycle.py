@@ -57,6 +57,7 @@ def enqueue(
     send: Sender | None,
     params: Mapping[str, Any] | None = None,
     max_timeout: int | None = None,
+    project_id: uuid.UUID | None = None,
 ) -> Job:
     """Add a PENDING job in this transaction; its message is sent after commit.
 
@@ -64,6 +65,8 @@ def enqueue(
         uow: the caller's transaction (the job commits with the request's other writes).
         request: what to run.
         created_by: the owner.
+        project_id: the project the job works on (who may see and change the job
+            follows it; the api checks the caller may change that project).
         send: sends the message after commit (None: leave it to the sweeper).
         params: already validated parameters (default: validate `request.kwargs`).
         max_timeout: the longest time limit a worker allows (``jobs.soft_time_limit``):
@@ -120,6 +123,7 @@ def enqueue(
         depends_on=[str(d) for d in request.depends_on],
         tags=list(request.tags),
         created_by=created_by,
+        project_id=project_id,
         status=JobStatus.PENDING,
         dispatched_at=now if dispatch else None,
     )

@@ -7,7 +7,12 @@ from ballast_common.models.draft import Draft
 from ballast_common.models.event import EventRow
 from ballast_common.models.form import Form
 from ballast_common.models.job import Job, JobResult
-from ballast_common.models.project import PROJECT_STATUSES, Project
+from ballast_common.models.project import (
+    MEMBER_ROLES,
+    PROJECT_STATUSES,
+    Project,
+    ProjectMember,
+)
 from ballast_common.models.schedule import JobSchedule, JobScheduleRun
 from ballast_common.models.schema import SchemaLineage
 from ballast_common.models.user import (
@@ -29,6 +34,7 @@ from ballast_common.models.write import WriteRecord
 
 __all__ = [
     "DATASET_STATUSES",
+    "MEMBER_ROLES",
     "PROJECT_STATUSES",
     "AuditLog",
     "CircuitBreakerRow",
@@ -43,6 +49,7 @@ __all__ = [
     "Model",
     "Permission",
     "Project",
+    "ProjectMember",
     "Role",
     "SchemaLineage",
     "User",

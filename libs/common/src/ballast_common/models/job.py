@@ -50,6 +50,11 @@ class Job(UUIDPk, Timestamps, Versioned, Model):
     created_by: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("users.id", ondelete="SET NULL"), default=None, index=True
     )
+    # The project the job works on (e.g. its dataset's): who may see and change the
+    # job follows that project. None: the creator's own job.
+    project_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("projects.id", ondelete="SET NULL"), default=None, index=True
+    )
     status: Mapped[str] = mapped_column(String(16), default="PENDING", index=True)
     progress: Mapped[float] = mapped_column(Float, default=0.0)
     progress_message: Mapped[str] = mapped_column(String(200), default="")

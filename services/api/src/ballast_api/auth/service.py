@@ -305,7 +305,8 @@ def revoke_all(uow: UnitOfWork, user_id: uuid.UUID, *, by: str) -> int:
     Args:
         uow: The unit of work (its context names who does it).
         user_id: Whose sessions end.
-        by: ``"self"`` or ``"admin"``, for the audit row.
+        by: ``"self"``, ``"admin"`` (sign-out everywhere) or why an admin's change
+            ended them (``"role_change"``, ``"deactivated"``), for the audit row.
     """
     now = utcnow()
     result = uow.session.execute(

@@ -6,9 +6,11 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Header, Query, Request
 from starlette.concurrency import run_in_threadpool
 
+from ballast_api import policy
 from ballast_api.datasets import service
 from ballast_api.deps import DBDep, SettingsDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.jobs.dispatch import SenderDep
+from ballast_api.policy import Access
 from ballast_api.principal import Principal
 from ballast_api.schemas import MAX_PAGE
 from ballast_api.writes import idempotent_write
@@ -51,9 +53,16 @@ async def import_dataset(
         str, Header(alias="X-Filename", max_length=255, description="The file's name.")
     ] = "",
 ) -> DatasetImport:
-    """Upload a file (the raw request body) and import it as a dataset in a job;
+    """Upload a file (the raw request body) and import it as a dataset in a job, into a
+    project I may change (404 if I cannot see it, 403 if I may only read it);
     idempotent per Idempotency-Key."""
     fmt = service.infer_format(format, filename)
+    if project_id is not None:
+        # Before the upload is stored: a refused import costs no object.
+        await run_tx_async(
+            lambda uow: policy.check_project(uow, principal, project_id, Access.WRITE),
+            db=db,
+        )
     body, _size = await service.spool(
         request.stream(), service.max_upload_bytes(config)
     )
@@ -83,6 +92,9 @@ async def import_dataset(
         created.clear()
 
         def create() -> tuple[int, DatasetImport]:
+            if project_id is not None:
+                # Again in the write's transaction: sharing may have changed meanwhile.
+                policy.check_project(uow, principal, project_id, Access.WRITE)
             dataset, job = service.create_with_import(
                 uow,
                 dataset_id=dataset_id,
@@ -96,8 +108,12 @@ async def import_dataset(
                 max_timeout=config.jobs.soft_time_limit,
             )
             created.append(dataset.id)
+            read = DatasetRead.model_validate(dataset, from_attributes=True)
+            read.can = policy.capabilities(
+                principal, policy.access_to_dataset(uow, principal, dataset)
+            )
             return 202, DatasetImport(
-                dataset=DatasetRead.model_validate(dataset, from_attributes=True),
+                dataset=read,
                 job=JobView.of(job),
             )
 
@@ -121,14 +137,15 @@ async def import_dataset(
 
 @router.get("", response_model=Page[DatasetRead])
 async def list_datasets(
-    _principal: Reader,
+    principal: Reader,
     db: DBDep,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=200)] = 25,
     project_id: uuid.UUID | None = None,
     status: Annotated[list[str] | None, Query()] = None,
 ) -> Page[DatasetRead]:
-    """Datasets, newest first."""
+    """The datasets I may see (those of projects I may see, and my own without a
+    project; admins: all), newest first."""
     filters: dict[str, Any] = {}
     if project_id:
         filters["project_id"] = project_id
@@ -136,22 +153,39 @@ async def list_datasets(
         filters["status"] = status
 
     def work(uow: UnitOfWork) -> Page[DatasetRead]:
-        result = uow.repo(Dataset).paginate(page, size, **filters)
-        return Page[DatasetRead].of(
-            result, lambda d: DatasetRead.model_validate(d, from_attributes=True)
+        result = uow.repo(Dataset).paginate(
+            page, size, where=(policy.visible_datasets(principal),), **filters
         )
+        projects = {d.project_id for d in result.items if d.project_id is not None}
+        access = {
+            pid: policy.access_to_project(uow, principal, pid) for pid in projects
+        }
+
+        def read(d: Dataset) -> DatasetRead:
+            out = DatasetRead.model_validate(d, from_attributes=True)
+            level = (
+                access[d.project_id]
+                if d.project_id is not None
+                else policy.access_to_dataset(uow, principal, d)
+            )
+            out.can = policy.capabilities(principal, level)
+            return out
+
+        return Page[DatasetRead].of(result, read)
 
     return await run_tx_async(work, db=db)
 
 
 @router.get("/{dataset_id}", response_model=DatasetDetail)
 async def get_dataset(
-    dataset_id: uuid.UUID, _principal: Reader, db: DBDep
+    dataset_id: uuid.UUID, principal: Reader, db: DBDep
 ) -> DatasetDetail:
-    """One dataset with its preview rows."""
-    return await run_tx_async(
-        lambda uow: DatasetDetail.model_validate(
-            uow.repo(Dataset).get(dataset_id), from_attributes=True
-        ),
-        db=db,
-    )
+    """One dataset I may see (404 otherwise) with its preview rows."""
+
+    def work(uow: UnitOfWork) -> DatasetDetail:
+        dataset, access = policy.check_dataset(uow, principal, dataset_id, Access.READ)
+        out = DatasetDetail.model_validate(dataset, from_attributes=True)
+        out.can = policy.capabilities(principal, access)
+        return out
+
+    return await run_tx_async(work, db=db)

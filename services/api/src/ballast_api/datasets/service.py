@@ -108,6 +108,7 @@ def create_with_import(
         created_by=user_id,
         send=send,
         max_timeout=max_timeout,
+        project_id=project_id,
     )
     dataset.job_id = job.id
     uow.flush()

@@ -4,9 +4,11 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Path, Response
 
+from ballast_api import policy
 from ballast_api.deps import DBDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.forms import service
 from ballast_api.forms.fast import save_form as save_form_fast
+from ballast_api.policy import Access
 from ballast_api.principal import Principal
 from ballast_api.writes import idempotent_write
 from ballast_common.contracts.forms import FORM_ID_PATTERN, FormRead, FormSave
@@ -35,7 +37,13 @@ async def save_form(
     write_id: WriteIdDep,
     response: Response,
 ) -> FormRead:
-    """Save a form (create or update) with optimistic concurrency; idempotent per Idempotency-Key."""
+    """Save a form (create or update) with optimistic concurrency; idempotent per
+    Idempotency-Key. A project's form (`project.<id>`, `project-extras.<id>`) follows
+    its project: 404 if I cannot see it, 403 if I may only read it."""
+    if policy.project_of_form(form_id) is not None:
+        await run_tx_async(
+            lambda uow: policy.check_form(uow, principal, form_id, Access.WRITE), db=db
+        )
     if not db.is_sqlite:
         # PostgreSQL: one statement, one round trip (forms/fast.py). Replays and
         # conflicts come back as None and take the general path.
@@ -47,6 +55,8 @@ async def save_form(
             return saved
 
     def work(uow: UnitOfWork) -> tuple[int, FormRead]:
+        # Again in the write's transaction: sharing may have changed meanwhile.
+        policy.check_form(uow, principal, form_id, Access.WRITE)
         return idempotent_write(
             uow,
             write_id,
@@ -62,6 +72,11 @@ async def save_form(
 
 
 @router.get("/{form_id}", response_model=FormRead)
-async def load_form(form_id: FormId, _principal: Reader, db: DBDep) -> FormRead:
-    """Load a saved form."""
-    return await run_tx_async(lambda uow: service.load_form(uow, form_id), db=db)
+async def load_form(form_id: FormId, principal: Reader, db: DBDep) -> FormRead:
+    """Load a saved form (a project's form: if I may see the project, else 404)."""
+
+    def work(uow: UnitOfWork) -> FormRead:
+        policy.check_form(uow, principal, form_id, Access.READ)
+        return service.load_form(uow, form_id)
+
+    return await run_tx_async(work, db=db)

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from ballast_api.deps import DBDep, SettingsDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.jobs import service
 from ballast_api.jobs.dispatch import SenderDep
+from ballast_api.policy import Access, project_of_job_params
 from ballast_api.principal import Principal
 from ballast_api.schemas import MAX_PAGE
 from ballast_api.writes import idempotent_write
@@ -56,10 +57,12 @@ async def enqueue_job(
     config: SettingsDep,
 ) -> JobView:
     """Start a job: the row commits (PENDING) before its message is sent; idempotent
-    per Idempotency-Key."""
+    per Idempotency-Key. A job on a dataset (or project) needs write access to its
+    project (404 if I cannot see it, 403 if I may only read it)."""
     params = jobs.validate_params(body.name, body.kwargs)
 
     def work(uow: UnitOfWork) -> JobView:
+        project_id = project_of_job_params(uow, principal, dict(params))
         return _write(
             uow,
             write_id,
@@ -72,6 +75,7 @@ async def enqueue_job(
                 send=send,
                 params=params,
                 max_timeout=config.jobs.soft_time_limit,
+                project_id=project_id,
             ),
             status=201,
         )
@@ -121,7 +125,8 @@ async def list_jobs(
         Query(description="Only jobs finished after this time (for notifications)."),
     ] = None,
 ) -> Page[JobView]:
-    """My jobs (admins: all), newest first, filtered."""
+    """The jobs I may see (mine and those of projects I may see; admins: all), newest
+    first, filtered."""
 
     def work(uow: UnitOfWork) -> Page[JobView]:
         items, total = service.page(
@@ -145,7 +150,7 @@ async def list_jobs(
 async def jobs_summary(
     principal: Reader, db: DBDep, mine: Flag = False
 ) -> dict[str, int]:
-    """How many of my jobs (admins: all) are in each status."""
+    """How many of the jobs I may see (admins: all; `mine`: my own) are in each status."""
     return await run_tx_async(lambda uow: service.summary(uow, principal, mine), db=db)
 
 
@@ -182,7 +187,7 @@ async def cancel_job(
     after the grace period. Idempotent per Idempotency-Key."""
 
     def work(uow: UnitOfWork) -> JobView:
-        job = service.visible(uow, principal, job_id)
+        job = service.visible(uow, principal, job_id, Access.WRITE)
         return _write(
             uow,
             write_id,
@@ -207,7 +212,7 @@ async def retry_job(
     request answers the first one's outcome instead of starting a second run)."""
 
     def work(uow: UnitOfWork) -> JobView:
-        job = service.visible(uow, principal, job_id)
+        job = service.visible(uow, principal, job_id, Access.WRITE)
         return _write(
             uow,
             write_id,

@@ -1,4 +1,5 @@
-"""Jobs: visibility (owner or admin), listing for the dashboard, enqueue/cancel/retry."""
+"""Jobs: visibility (ballast_api.policy: my own, those of projects I may see; admins:
+all), listing for the dashboard, enqueue/cancel/retry."""
 
 from __future__ import annotations
 
@@ -7,25 +8,25 @@ from datetime import datetime
 
 from sqlalchemy import ColumnElement, String, cast, func, select
 
+from ballast_api import policy
+from ballast_api.policy import Access
 from ballast_api.principal import Principal
 from ballast_common import jobs
 from ballast_common.db import UnitOfWork
-from ballast_common.errors import NotFoundError
 from ballast_common.jobs.repository import JobRepository
 from ballast_common.models import Job
-from ballast_common.security import Permission
 
 
-def is_admin(principal: Principal) -> bool:
-    return principal.can(Permission.JOBS_ADMIN)
-
-
-def visible(uow: UnitOfWork, principal: Principal, job_id: uuid.UUID) -> Job:
-    """The job if the caller owns it or is an admin; 404 otherwise (no existence leak)."""
+def visible(
+    uow: UnitOfWork,
+    principal: Principal,
+    job_id: uuid.UUID,
+    need: Access = Access.READ,
+) -> Job:
+    """The job if the caller may see it (404 otherwise: no existence leak) and has
+    `need` on it (403 otherwise)."""
     job = JobRepository(uow.session).lock(job_id)
-    if job is None or (job.created_by != principal.user_id and not is_admin(principal)):
-        raise NotFoundError(f"job {job_id} not found", details={"id": str(job_id)})
-    return job
+    return policy.check_job(uow, principal, job, job_id, need)
 
 
 def page(
@@ -41,11 +42,11 @@ def page(
     mine: bool,
     finished_since: datetime | None,
 ) -> tuple[list[Job], int]:
-    """My jobs (admins: everyone's unless `mine`), newest first."""
-    where: list[ColumnElement[bool]] = []
-    if not is_admin(principal) or mine:
+    """The jobs I may see (admins: everyone's) or only my own (`mine`), newest first."""
+    where: list[ColumnElement[bool]] = [policy.visible_jobs(principal)]
+    if mine:
         where.append(Job.created_by == principal.user_id)
-    elif created_by is not None:
+    if created_by is not None:
         where.append(Job.created_by == created_by)
     if statuses:
         where.append(Job.status.in_(statuses))
@@ -72,9 +73,13 @@ def page(
 
 
 def summary(uow: UnitOfWork, principal: Principal, mine: bool) -> dict[str, int]:
-    """Counts by status (for badges)."""
-    stmt = select(Job.status, func.count()).group_by(Job.status)
-    if not is_admin(principal) or mine:
+    """Counts by status (for badges) of the jobs `page` would list."""
+    stmt = (
+        select(Job.status, func.count())
+        .where(policy.visible_jobs(principal))
+        .group_by(Job.status)
+    )
+    if mine:
         stmt = stmt.where(Job.created_by == principal.user_id)
     counts = {str(s): 0 for s in jobs.JobStatus}
     for status, count in uow.session.execute(stmt):

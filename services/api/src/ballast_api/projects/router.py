@@ -13,6 +13,8 @@ from ballast_api.writes import idempotent_write
 from ballast_common.contracts import Page
 from ballast_common.contracts.projects import (
     ProjectCreate,
+    ProjectMemberRead,
+    ProjectMemberSet,
     ProjectRead,
     ProjectUpdate,
     ProjectWriteResult,
@@ -30,7 +32,7 @@ Deleter = Annotated[Principal, Depends(require(Permission.PROJECTS_DELETE))]
 
 @router.get("", response_model=Page[ProjectRead])
 async def list_projects(
-    _principal: Reader,
+    principal: Reader,
     db: DBDep,
     page: Annotated[int, Query(ge=1, le=MAX_PAGE)] = 1,
     size: Annotated[int, Query(ge=1, le=200)] = 25,
@@ -46,7 +48,8 @@ async def list_projects(
         ),
     ] = None,
 ) -> Page[ProjectRead]:
-    """Projects, paginated, filtered by status/owner and searched by text."""
+    """The projects I may see (mine, shared with me, public; admins: all), paginated,
+    filtered by status/owner and searched by text."""
     filters: dict[str, Any] = {}
     if status:
         filters["status"] = status
@@ -54,9 +57,9 @@ async def list_projects(
         filters["owner_id"] = owner_id
 
     def work(uow: UnitOfWork) -> Page[ProjectRead]:
-        result = service.page(uow, page, size, order_by, q, filters)
+        result, access = service.page(uow, principal, page, size, order_by, q, filters)
         return Page[ProjectRead].of(
-            result, lambda p: ProjectRead.model_validate(p, from_attributes=True)
+            result, lambda p: service.read_many(principal, p, access)
         )
 
     return await run_tx_async(work, db=db)
@@ -79,7 +82,7 @@ async def create_project(
             "projects.create",
             body.model_dump(mode="json"),
             ProjectWriteResult,
-            lambda: (201, service.create(uow, principal.user_id, body)),
+            lambda: (201, service.create(uow, principal, body)),
         )
 
     _, result = await run_tx_async(work, db=db, ctx=ctx)
@@ -88,10 +91,12 @@ async def create_project(
 
 @router.get("/{project_id}", response_model=ProjectRead)
 async def get_project(
-    project_id: uuid.UUID, _principal: Reader, db: DBDep
+    project_id: uuid.UUID, principal: Reader, db: DBDep
 ) -> ProjectRead:
-    """One project."""
-    return await run_tx_async(lambda uow: service.get(uow, project_id), db=db)
+    """One project I may see (404 otherwise), with what I may do to it (`can`)."""
+    return await run_tx_async(
+        lambda uow: service.get(uow, principal, project_id), db=db
+    )
 
 
 @router.patch(
@@ -102,12 +107,14 @@ async def get_project(
 async def update_project(
     project_id: uuid.UUID,
     body: ProjectUpdate,
-    _principal: Writer,
+    principal: Writer,
     db: DBDep,
     ctx: WriteCtxDep,
     write_id: WriteIdDep,
 ) -> ProjectWriteResult:
-    """Change fields of a project; a stale expected_version gets 409 with both versions."""
+    """Change fields of a project I own or edit as a member (403; 404 if I cannot see
+    it; is_public only by the owner or an admin); a stale expected_version gets 409
+    with both versions."""
 
     def work(uow: UnitOfWork) -> tuple[int, ProjectWriteResult]:
         return idempotent_write(
@@ -116,7 +123,7 @@ async def update_project(
             "projects.update",
             {"id": str(project_id), **body.model_dump(mode="json", exclude_unset=True)},
             ProjectWriteResult,
-            lambda: (200, service.update(uow, project_id, body)),
+            lambda: (200, service.update(uow, principal, project_id, body)),
         )
 
     _, result = await run_tx_async(work, db=db, ctx=ctx)
@@ -126,13 +133,61 @@ async def update_project(
 @router.delete("/{project_id}", status_code=204)
 async def delete_project(
     project_id: uuid.UUID,
-    _principal: Deleter,
+    principal: Deleter,
     db: DBDep,
     ctx: WriteCtxDep,
     expected_version: Annotated[int | None, Query(ge=1, le=INT32_MAX)] = None,
 ) -> Response:
-    """Delete (soft) a project. Deleting twice is not an error."""
+    """Delete (soft) a project (its owner or an admin). Deleting twice is not an error."""
     await run_tx_async(
-        lambda uow: service.delete(uow, project_id, expected_version), db=db, ctx=ctx
+        lambda uow: service.delete(uow, principal, project_id, expected_version),
+        db=db,
+        ctx=ctx,
+    )
+    return Response(status_code=204)
+
+
+@router.get("/{project_id}/members", response_model=list[ProjectMemberRead])
+async def list_members(
+    project_id: uuid.UUID, principal: Reader, db: DBDep
+) -> list[ProjectMemberRead]:
+    """The users a project is shared with, and their member role."""
+    return await run_tx_async(
+        lambda uow: service.members(uow, principal, project_id), db=db
+    )
+
+
+@router.put("/{project_id}/members/{user_id}", response_model=ProjectMemberRead)
+async def set_member(
+    project_id: uuid.UUID,
+    user_id: uuid.UUID,
+    body: ProjectMemberSet,
+    principal: Writer,
+    db: DBDep,
+    ctx: WriteCtxDep,
+) -> ProjectMemberRead:
+    """Share a project with a user as viewer or editor (the owner or an admin); audited.
+    Setting the same role again changes nothing."""
+    return await run_tx_async(
+        lambda uow: service.set_member(uow, principal, project_id, user_id, body),
+        db=db,
+        ctx=ctx,
+    )
+
+
+@router.delete("/{project_id}/members/{user_id}", status_code=204)
+async def remove_member(
+    project_id: uuid.UUID,
+    user_id: uuid.UUID,
+    principal: Writer,
+    db: DBDep,
+    ctx: WriteCtxDep,
+) -> Response:
+    """Stop sharing a project with a user (the owner or an admin); audited. Removing
+    twice is not an error."""
+    await run_tx_async(
+        lambda uow: service.remove_member(uow, principal, project_id, user_id),
+        db=db,
+        ctx=ctx,
     )
     return Response(status_code=204)

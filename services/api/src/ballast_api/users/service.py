@@ -7,6 +7,7 @@ from typing import Any
 
 from sqlalchemy import func, or_, select
 
+from ballast_api.auth.service import revoke_all
 from ballast_common.contracts import Preferences, UserAdminRead, UserCreate, UserUpdate
 from ballast_common.db import PageResult, UnitOfWork
 from ballast_common.errors import ConflictError, ValidationError
@@ -109,11 +110,21 @@ def update(
             "you cannot disable yourself or remove your own admin role",
             details={"fields": ["is_active", "roles"]},
         )
+    was_active, old_roles = user.is_active, set(user.role_names)
     repo.update_entity(
         user, changes, expected_version=body.expected_version, on_conflict="reject"
     )
     if body.roles is not None:
         _set_roles(uow, user, list(body.roles))
+    # Sessions carry no roles: every request reads them. Ending the user's sessions all
+    # the same makes a role change or a deactivation final at once: nothing opened under
+    # the old rights (on any replica, in any browser) goes on; the next login starts a
+    # new session. One's own changes (only additions are allowed) end nothing.
+    if user.id != actor:
+        if was_active and not user.is_active:
+            revoke_all(uow, user.id, by="deactivated")
+        elif set(user.role_names) != old_roles:
+            revoke_all(uow, user.id, by="role_change")
     return read(user)
 
 

@@ -1,0 +1,329 @@
+"""Resource-level authorization: the one place that decides who may do what to which
+project, and to everything that hangs off a project (datasets, jobs, the project's forms).
+
+Role permissions (`ballast_common.security`) say which actions a caller may attempt at
+all (`require(...)` on each route); this module says on which resources:
+
+- admins (`projects:admin`) see and change every project;
+- the owner sees it and, with a writing role, changes, shares and deletes it;
+- a member sees it; a member with the `editor` member role and a writing role changes it;
+- anyone signed in sees a public project (`is_public`);
+- nobody else learns that it exists (404). Visible but not writable answers 403.
+
+A dataset or job with a project follows the project; one without a project belongs to its
+creator. Lists are filtered in SQL (`visible_*` clauses), never after fetching.
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from enum import IntEnum
+
+from sqlalchemy import ColumnElement, Select, and_, or_, select, true
+
+from ballast_api.principal import Principal
+from ballast_common.contracts import Capability
+from ballast_common.db import UnitOfWork
+from ballast_common.errors import NotFoundError, PermissionDenied
+from ballast_common.models import Dataset, Job, Project, ProjectMember
+from ballast_common.security import Permission
+
+
+class Access(IntEnum):
+    """What a caller may do to one project (each level includes the ones below)."""
+
+    NONE = 0  # invisible: 404
+    READ = 1  # see it and what hangs off it
+    WRITE = 2  # change it, import datasets into it, run and cancel its jobs
+    MANAGE = 3  # share it (members, is_public) and, with projects:delete, delete it
+
+
+# Form ids of a project's saved forms (the ui's detail form and its extras).
+_PROJECT_FORM = re.compile(
+    r"^project(?:-extras)?\.(?P<id>[0-9a-fA-F]{8}-?(?:[0-9a-fA-F]{4}-?){3}[0-9a-fA-F]{12})$"
+)
+
+
+def is_admin(principal: Principal) -> bool:
+    return principal.can(Permission.PROJECTS_ADMIN)
+
+
+def project_access(
+    principal: Principal,
+    owner_id: uuid.UUID | None,
+    is_public: bool,
+    member_role: str | None,
+) -> Access:
+    """The caller's access to a (live) project, from its owner, visibility and the
+    caller's member role on it (None: not a member)."""
+    if is_admin(principal):
+        return Access.MANAGE
+    writer = principal.can(Permission.PROJECTS_WRITE)
+    if owner_id is not None and owner_id == principal.user_id:
+        return Access.MANAGE if writer else Access.READ
+    if member_role == "editor":
+        return Access.WRITE if writer else Access.READ
+    if member_role is not None or is_public:
+        return Access.READ
+    return Access.NONE
+
+
+def capabilities(principal: Principal, access: Access) -> list[Capability]:
+    """What the ui may offer on a resource the caller has `access` to."""
+    can: list[Capability] = []
+    if access >= Access.READ:
+        can.append("read")
+    if access >= Access.WRITE:
+        can.append("write")
+    if access >= Access.MANAGE:
+        can.append("share")
+        if principal.can(Permission.PROJECTS_DELETE):
+            can.append("delete")
+    return can
+
+
+def _member_of(principal: Principal) -> Select[tuple[uuid.UUID]]:
+    return select(ProjectMember.project_id).where(
+        ProjectMember.user_id == principal.user_id
+    )
+
+
+def visible_projects(principal: Principal) -> ColumnElement[bool]:
+    """SQL condition on `Project`: the projects the caller may see."""
+    if is_admin(principal):
+        return true()
+    return or_(
+        Project.owner_id == principal.user_id,
+        Project.is_public.is_(True),
+        Project.id.in_(_member_of(principal)),
+    )
+
+
+def visible_project_ids(principal: Principal) -> Select[tuple[uuid.UUID]]:
+    """The ids of the live projects the caller may see (a subquery)."""
+    return select(Project.id).where(
+        Project.deleted_at.is_(None), visible_projects(principal)
+    )
+
+
+def _deny(
+    kind: str, resource_id: uuid.UUID | str, access: Access, need: Access
+) -> None:
+    if access == Access.NONE:
+        raise NotFoundError(
+            f"{kind} {resource_id} not found",
+            details={"resource_type": kind, "id": str(resource_id)},
+        )
+    if access < need:
+        raise PermissionDenied(
+            f"you may not {need.name.lower()} {kind} {resource_id}",
+            details={
+                "resource_type": kind,
+                "id": str(resource_id),
+                "access": access.name.lower(),
+                "required": need.name.lower(),
+            },
+        )
+
+
+def access_to_project(
+    uow: UnitOfWork, principal: Principal, project_id: uuid.UUID
+) -> Access:
+    """The caller's access to a project (NONE for an unknown or deleted one)."""
+    row = uow.session.execute(
+        select(Project.owner_id, Project.is_public, ProjectMember.role)
+        .outerjoin(
+            ProjectMember,
+            and_(
+                ProjectMember.project_id == Project.id,
+                ProjectMember.user_id == principal.user_id,
+            ),
+        )
+        .where(Project.id == project_id, Project.deleted_at.is_(None))
+    ).first()
+    if row is None:
+        return Access.NONE
+    return project_access(principal, row.owner_id, bool(row.is_public), row.role)
+
+
+def check_project(
+    uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, need: Access
+) -> Access:
+    """The caller's access to a project if at least `need`; else 404 (invisible) or 403."""
+    access = access_to_project(uow, principal, project_id)
+    _deny("projects", project_id, access, need)
+    return access
+
+
+def access_map(
+    uow: UnitOfWork, principal: Principal, projects: list[Project]
+) -> dict[uuid.UUID, Access]:
+    """The caller's access to each of `projects` (one query for the member roles)."""
+    ids = [p.id for p in projects]
+    roles: dict[uuid.UUID, str] = {}
+    if ids and not is_admin(principal):
+        rows = uow.session.execute(
+            select(ProjectMember.project_id, ProjectMember.role).where(
+                ProjectMember.user_id == principal.user_id,
+                ProjectMember.project_id.in_(ids),
+            )
+        )
+        roles = {row.project_id: row.role for row in rows}
+    return {
+        p.id: project_access(principal, p.owner_id, bool(p.is_public), roles.get(p.id))
+        for p in projects
+    }
+
+
+# ------------------------------------------------------------------ datasets
+
+
+def visible_datasets(principal: Principal) -> ColumnElement[bool]:
+    """SQL condition on `Dataset`: those of visible projects, and my own unfiled ones."""
+    if is_admin(principal):
+        return true()
+    return or_(
+        and_(Dataset.project_id.is_(None), Dataset.created_by == principal.user_id),
+        Dataset.project_id.in_(visible_project_ids(principal)),
+    )
+
+
+def access_to_dataset(
+    uow: UnitOfWork, principal: Principal, dataset: Dataset
+) -> Access:
+    if dataset.project_id is not None:
+        return access_to_project(uow, principal, dataset.project_id)
+    if is_admin(principal):
+        return Access.MANAGE
+    if dataset.created_by is not None and dataset.created_by == principal.user_id:
+        return Access.WRITE if principal.can(Permission.DATASETS_WRITE) else Access.READ
+    return Access.NONE
+
+
+def check_dataset(
+    uow: UnitOfWork, principal: Principal, dataset_id: uuid.UUID, need: Access
+) -> tuple[Dataset, Access]:
+    """The live dataset and the caller's access if at least `need`; else 404 or 403."""
+    dataset = uow.session.get(Dataset, dataset_id)
+    if dataset is None or dataset.deleted_at is not None:
+        _deny("datasets", dataset_id, Access.NONE, need)
+        raise AssertionError("unreachable")  # pragma: no cover
+    access = access_to_dataset(uow, principal, dataset)
+    _deny("datasets", dataset_id, access, need)
+    return dataset, access
+
+
+# ---------------------------------------------------------------------- jobs
+
+
+def jobs_admin(principal: Principal) -> bool:
+    return principal.can(Permission.JOBS_ADMIN)
+
+
+def visible_jobs(principal: Principal) -> ColumnElement[bool]:
+    """SQL condition on `Job`: my own and those of the projects I may see."""
+    if jobs_admin(principal):
+        return true()
+    return or_(
+        Job.created_by == principal.user_id,
+        and_(
+            Job.project_id.is_not(None),
+            Job.project_id.in_(visible_project_ids(principal)),
+        ),
+    )
+
+
+def access_to_job(uow: UnitOfWork, principal: Principal, job: Job) -> Access:
+    if jobs_admin(principal):
+        return Access.MANAGE
+    mine = job.created_by is not None and job.created_by == principal.user_id
+    if job.project_id is None:
+        if not mine:
+            return Access.NONE
+        return Access.WRITE if principal.can(Permission.JOBS_WRITE) else Access.READ
+    access = access_to_project(uow, principal, job.project_id)
+    # My own job stays visible to me even if its project no longer is.
+    return max(access, Access.READ) if mine else access
+
+
+def check_job(
+    uow: UnitOfWork,
+    principal: Principal,
+    job: Job | None,
+    job_id: uuid.UUID,
+    need: Access,
+) -> Job:
+    if job is None:
+        _deny("jobs", job_id, Access.NONE, need)
+        raise AssertionError("unreachable")  # pragma: no cover
+    _deny("jobs", job_id, access_to_job(uow, principal, job), need)
+    return job
+
+
+def project_of_job_params(
+    uow: UnitOfWork, principal: Principal, kwargs: dict[str, object]
+) -> uuid.UUID | None:
+    """The project a new job works on, checked for WRITE (its dataset's, or the one it
+    names); None for a job on nothing of a project."""
+    raw_dataset = kwargs.get("dataset_id")
+    if raw_dataset is not None:
+        dataset_id = _uuid(raw_dataset)
+        if dataset_id is None:
+            return None  # the task's parameter validation rejects it
+        dataset, _ = check_dataset(uow, principal, dataset_id, Access.WRITE)
+        return dataset.project_id
+    raw_project = kwargs.get("project_id")
+    if raw_project is not None:
+        project_id = _uuid(raw_project)
+        if project_id is not None:
+            check_project(uow, principal, project_id, Access.WRITE)
+            return project_id
+    return None
+
+
+def _uuid(value: object) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None
+
+
+# --------------------------------------------------------------------- forms
+
+
+def project_of_form(form_id: str) -> uuid.UUID | None:
+    """The project a saved form belongs to (`project.<id>`, `project-extras.<id>`)."""
+    match = _PROJECT_FORM.match(form_id)
+    return uuid.UUID(match["id"]) if match else None
+
+
+def check_form(
+    uow: UnitOfWork, principal: Principal, form_id: str, need: Access
+) -> None:
+    """A project's form follows its project; other forms are not project-scoped."""
+    project_id = project_of_form(form_id)
+    if project_id is not None:
+        check_project(uow, principal, project_id, need)
+
+
+__all__ = [
+    "Access",
+    "access_map",
+    "access_to_dataset",
+    "access_to_job",
+    "access_to_project",
+    "capabilities",
+    "check_dataset",
+    "check_form",
+    "check_job",
+    "check_project",
+    "is_admin",
+    "project_access",
+    "project_of_form",
+    "project_of_job_params",
+    "visible_datasets",
+    "visible_jobs",
+    "visible_project_ids",
+    "visible_projects",
+]
