@@ -441,6 +441,14 @@ class ApiClient:
         """End the current session on the api."""
         self.request("DELETE", "/sessions/current")
 
+    def logout_everywhere(self) -> None:
+        """End every session of the logged-in user (this one too): sign out everywhere."""
+        self.request("DELETE", "/sessions")
+
+    def end_user_sessions(self, user_id: uuid.UUID | str) -> None:
+        """End every session of a user (admin): they must sign in again everywhere."""
+        self.request("DELETE", f"/users/{user_id}/sessions")
+
     # ------------------------------------------------------------------ drafts
 
     def put_drafts(

@@ -29,6 +29,8 @@ _DE = {
     "Recently changed projects": "Zuletzt geänderte Projekte",
     "Nothing yet.": "Noch nichts.",
     "Sign out": "Abmelden",
+    "Sign out everywhere": "Überall abmelden",
+    "Sessions": "Sitzungen",
     "Access denied": "Zugriff verweigert",
     "Page not found": "Seite nicht gefunden",
     "Theme": "Farbschema",

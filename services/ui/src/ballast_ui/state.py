@@ -82,6 +82,20 @@ class Ctx:
             return False
         return permission is None or self.user.can(permission)
 
+    def may(self, resource: Any, action: str, permission: str) -> bool:
+        """Whether to offer ``action`` ("write", "share", "delete") on ``resource``.
+
+        The api decides per resource and says so in the resource's ``can`` list
+        (owner, members, public projects: `ballast_api.policy`); the role's
+        ``permission`` must hold too. A resource without ``can`` (from an api older
+        than that field) falls back to the role alone. Hiding is a courtesy: the api
+        refuses what is not allowed whatever the ui shows.
+        """
+        if not self.can(permission):
+            return False
+        can = getattr(resource, "can", None)
+        return can is None or action in can
+
 
 def values(state: MutableMapping[str, Any] | None = None) -> dict[str, Any]:
     """The session's widget value store (``{"{form_id}.{field}": value}``)."""
@@ -345,13 +359,20 @@ def _request_headers() -> Mapping[str, str]:
         return {}
 
 
-def logout(ctx: Ctx) -> None:
-    """End the session on the api and forget the user here; pending values flush first."""
+def logout(ctx: Ctx, *, everywhere: bool = False) -> None:
+    """End the session on the api and forget the user here; pending values flush first.
+
+    ``everywhere``: end all of the user's sessions (every browser and device), not only
+    this one.
+    """
     ctx.outbox.wait_idle(2.0)
     try:
-        ctx.api.logout()
+        if everywhere:
+            ctx.api.logout_everywhere()
+        else:
+            ctx.api.logout()
     except AppError as exc:
-        log.warning("logout_failed", error=type(exc).__name__)
+        log.warning("logout_failed", error=type(exc).__name__, everywhere=everywhere)
     ctx.user = None
     ctx.api = ctx.api.with_token(None)
     ctx.clear_cookie = True

@@ -36,7 +36,7 @@ class DatasetRead(BaseModel):
     created_at: datetime
     updated_at: datetime
     # A dataset follows its project (without one: its creator's).
-    can: list[Capability] = Field(default_factory=list, description=CAN_DOC)
+    can: list[Capability] | None = Field(default=None, description=CAN_DOC)
 
 
 class DatasetDetail(DatasetRead):

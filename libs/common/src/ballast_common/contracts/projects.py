@@ -28,7 +28,10 @@ BUDGET_DOC = (
 # "read", "write" (change it and what hangs off it), "share" (members, is_public),
 # "delete". The ui offers only these actions; the api enforces them regardless.
 Capability = Literal["read", "write", "share", "delete"]
-CAN_DOC = "What the caller may do to it: read, write, share, delete."
+CAN_DOC = (
+    "What the caller may do to it: read, write, share, delete "
+    "(null only from an api older than this field)."
+)
 
 # Columns that are NOT NULL: PATCH may leave them out but never set them to null.
 _REQUIRED = ("name", "description", "status", "priority", "budget", "tags", "is_public")
@@ -90,7 +93,7 @@ class ProjectRead(ProjectBase):
     version: int
     created_at: datetime
     updated_at: datetime
-    can: list[Capability] = Field(default_factory=list, description=CAN_DOC)
+    can: list[Capability] | None = Field(default=None, description=CAN_DOC)
 
 
 MemberRole = Literal["viewer", "editor"]

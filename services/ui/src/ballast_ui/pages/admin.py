@@ -44,8 +44,17 @@ class AdminPage(Page):
             except AppError as exc:
                 st.session_state[msg_key] = f"Not updated: {exc.message}"
 
+        def end_sessions(user: AdminUser) -> None:
+            try:
+                ctx.api.end_user_sessions(user.id)
+                st.session_state[msg_key] = f"Signed {user.username} out everywhere."
+            except AppError as exc:
+                st.session_state[msg_key] = f"Not signed out: {exc.message}"
+
         for user in users:
-            c1, c2, c3, c4 = st.columns([2, 3, 1, 1], vertical_alignment="center")
+            c1, c2, c3, c4, c5 = st.columns(
+                [2, 3, 1, 1, 1.4], vertical_alignment="center"
+            )
             c1.markdown(f"**{user.username}**  \n{user.display_name or ''}")
             st.session_state.setdefault(f"admin::roles::{user.id}", list(user.roles))
             st.session_state.setdefault(f"admin::active::{user.id}", user.is_active)
@@ -62,6 +71,15 @@ class AdminPage(Page):
             )
             c4.button(
                 "Apply", key=f"admin::apply::{user.id}", on_click=update, args=(user,)
+            )
+            c5.button(
+                "Sign out everywhere",
+                key=f"admin::logout_all::{user.id}",
+                on_click=end_sessions,
+                args=(user,),
+                # My own: the Settings page (it signs me out here too).
+                disabled=ctx.user is not None and user.id == ctx.user.id,
+                help="End all of this user's sessions: they must sign in again.",
             )
         st.caption(st.session_state.get(msg_key) or BLANK)
 

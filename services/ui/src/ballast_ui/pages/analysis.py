@@ -180,7 +180,9 @@ class AnalysisPage(Page):
             key="analysis::run",
             type="primary",
             on_click=start,
-            disabled=not can_write or chosen is None,
+            # Running an analysis changes the dataset's project (its jobs, results).
+            disabled=chosen is None
+            or not (can_write and ctx.may(chosen, "write", "jobs:write")),
         )
         with st.container(key="analysis-flash"):
             flash(_FLASH)

@@ -101,7 +101,10 @@ class DataPage(Page):
             ).items
         except AppError:
             projects = []
-        names = {str(p.id): p.name for p in projects}
+        # Only the projects I may import into (those I own or edit as a member).
+        names = {
+            str(p.id): p.name for p in projects if ctx.may(p, "write", "datasets:write")
+        }
         s_select(
             "Project",
             f"{FORM}.project",

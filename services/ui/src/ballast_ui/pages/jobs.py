@@ -246,7 +246,7 @@ class JobsPage(Page):
         items = result.items if result else []
         me = ctx.user.id if ctx.user else None
         total = result.total if result else 0
-        who = "All users' jobs" if admin else "My jobs"
+        who = "All users' jobs" if admin else "Jobs I can see"
         st.caption(problem or f"{who} · {total} · newest first")
         can_write = ctx.can("jobs:write")
         for i in range(PAGE_SIZE):
@@ -255,7 +255,11 @@ class JobsPage(Page):
                     st.markdown(BLANK)
                     continue
                 job = items[i]
-                self._row(ctx, router, job, can_write, admin and job.created_by != me)
+                # A job of someone else's project is shown to its members; the api lets
+                # its owner, admins and the project's editors act on it. Jobs carry no
+                # `can` list, so the ui offers the actions on my own jobs (and to admins).
+                mine = job.created_by == me
+                self._row(ctx, router, job, can_write and (mine or admin), not mine)
 
     def _row(
         self, ctx: Ctx, router: Router, job: Job, can_write: bool, other: bool

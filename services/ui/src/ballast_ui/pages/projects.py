@@ -311,7 +311,14 @@ class ProjectsPage(Page):
             saved = cached[1] if cached else dict(DEFAULTS)
         version = project.version if project else 0
         form = use_form(form_id, FIELDS, saved, version)
-        can_write = ctx.can("projects:write")
+        # A new project is mine; an existing one says what I may do to it.
+        can_write = ctx.can("projects:write") and (
+            project_id == NEW
+            or (project is not None and ctx.may(project, "write", "projects:write"))
+        )
+        can_share = project_id == NEW or (
+            project is not None and ctx.may(project, "share", "projects:write")
+        )
 
         def saver(data: dict[str, Any], expected: int, force: bool) -> SaveResult:
             forget_project(project_id)
@@ -368,20 +375,24 @@ class ProjectsPage(Page):
             st.caption(field_note(form, name, errors))
 
         k = form_id
+        # What I may only read is shown, not offered for editing (the api would refuse).
+        ro = not can_write
+        if ro and project is not None:
+            notice.info("You can see this project but not change it.")
         left, right = st.columns(2)
         with left:
-            s_text("Name", f"{k}.name", max_chars=200)
+            s_text("Name", f"{k}.name", max_chars=200, disabled=ro)
             note("name")
-            s_area("Description", f"{k}.description", height=120)
+            s_area("Description", f"{k}.description", height=120, disabled=ro)
             note("description")
-            s_select("Status", f"{k}.status", STATUSES, default="draft")
+            s_select("Status", f"{k}.status", STATUSES, default="draft", disabled=ro)
             note("status")
-            s_multiselect("Tags", f"{k}.tags", TAGS)
+            s_multiselect("Tags", f"{k}.tags", TAGS, disabled=ro)
             note("tags")
-            s_file("Attachment", f"{k}.attachment")
+            s_file("Attachment", f"{k}.attachment", disabled=ro)
             note("attachment")
         with right:
-            s_slider("Priority", f"{k}.priority", 1, 5, default=3)
+            s_slider("Priority", f"{k}.priority", 1, 5, default=3, disabled=ro)
             note("priority")
             s_number(
                 "Budget",
@@ -390,6 +401,7 @@ class ProjectsPage(Page):
                 min_value=0.0,
                 step=100.0,
                 format="%.2f",
+                disabled=ro,
             )
             note("budget")
             s_date(
@@ -397,11 +409,21 @@ class ProjectsPage(Page):
                 f"{k}.start_date",
                 default=None,
                 min_value=date(2000, 1, 1),
+                disabled=ro,
             )
             note("start_date")
-            s_checkbox("Public", f"{k}.is_public")
+            s_checkbox(
+                "Public",
+                f"{k}.is_public",
+                disabled=ro or not can_share,
+                help=(
+                    None if can_share else "Only the owner or an admin may change this."
+                ),
+            )
             note("is_public")
-            s_table("Milestones", f"{k}.milestones", ["title", "due", "done"])
+            s_table(
+                "Milestones", f"{k}.milestones", ["title", "due", "done"], disabled=ro
+            )
             note("milestones")
         if project is not None:
             st.caption(

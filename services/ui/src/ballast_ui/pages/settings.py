@@ -12,7 +12,7 @@ from ballast_ui.client import Preferences
 from ballast_ui.forms import SaveResult, field_note, form_toolbar, use_form
 from ballast_ui.i18n import fmt_time, t, user_zone
 from ballast_ui.router import FULL_RERUN, Page, Router
-from ballast_ui.state import Ctx
+from ballast_ui.state import Ctx, logout
 from ballast_ui.widgets import s_select
 
 FIELDS = ("theme", "language", "timezone")
@@ -72,4 +72,17 @@ class SettingsPage(Page):
             f"{t(ctx, 'Timezone')} {user_zone(ctx).key}: "
             f"{fmt_time(ctx, datetime.now(UTC), '%Y-%m-%d %H:%M')}",
             help="Every time shown in the Workbench uses this timezone.",
+        )
+        st.subheader(t(ctx, "Sessions"))
+
+        def everywhere() -> None:
+            logout(ctx, everywhere=True)
+            # Signed out: the frame (header, navigation) is drawn anew, as a login.
+            st.session_state[FULL_RERUN] = True
+
+        st.button(
+            t(ctx, "Sign out everywhere"),
+            key="settings::logout_all",
+            on_click=everywhere,
+            help="Ends your sessions in every browser and on every device, this one too.",
         )
