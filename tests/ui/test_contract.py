@@ -76,6 +76,8 @@ CALLS: dict[str, tuple[str, str]] = {
 OTHER_CALLS: dict[str, tuple[str, str]] = {
     "logout": ("DELETE", "/v1/sessions/current"),
     "oidc_authorize": ("POST", "/v1/sessions/oidc/authorize"),
+    "logout_everywhere": ("DELETE", "/v1/sessions"),
+    "end_user_sessions": ("DELETE", "/v1/users/{user_id}/sessions"),
     "delete_drafts": ("DELETE", "/v1/drafts"),
     "delete_project": ("DELETE", "/v1/projects/{project_id}"),
     "post_events": ("POST", "/v1/events"),
@@ -231,6 +233,7 @@ def test_the_contract_names_every_schema_of_those_routes(app: FastAPI) -> None:
             "RETRYABLE",
             "TERMINAL",
             "DatasetFormat",
+            "Capability",
             "Page",
             "Paged",
         }
