@@ -150,3 +150,39 @@ def test_sql_null_and_json_null_survive_an_incremental(env: Env) -> None:
     incr = backups.snapshot_db("incremental")
     assert incr.status == "good"
     assert state_of(backups.restore(incr.id).target) == expected
+
+
+def test_project_members_travel_with_their_project(env: Env) -> None:
+    """Sharing is audited on the project: an incremental carries the member set whole,
+    additions and removals alike."""
+    from ballast_common.db import UnitOfWork, run_tx
+    from ballast_common.models import ProjectMember
+
+    db = env.db
+    backups = env.backups()
+    seed(db)
+    project = create_projects(db, 1, "shared")[0]
+    admin = _admin_id(db)
+    backups.snapshot_db("full")
+
+    def share(uow: UnitOfWork) -> None:
+        uow.session.add(ProjectMember(project_id=project, user_id=admin, role="editor"))
+        uow.audit("member_set", "projects", str(project), new={"role": "editor"})
+
+    run_tx(share, db=db)
+    shared = state(db)
+    incr1 = backups.snapshot_db("incremental")
+    assert incr1.status == "good"
+    assert incr1.change_log["touched"] == {"projects": 1}
+
+    def unshare(uow: UnitOfWork) -> None:
+        member = uow.session.get(ProjectMember, (project, admin))
+        uow.session.delete(member)
+        uow.audit("member_removed", "projects", str(project), old={"role": "editor"})
+
+    run_tx(unshare, db=db)
+    final = state(db)
+    incr2 = backups.snapshot_db("incremental")
+    assert incr2.status == "good"
+    assert state_of(backups.restore(incr2.id).target) == final
+    assert state_of(backups.restore(incr2.id, until=incr1.created).target) == shared
