@@ -22,6 +22,7 @@ from ballast_common.models import (
     Form,
     Job,
     JobResult,
+    JobSchedule,
     Project,
     ProjectMember,
     Role,
@@ -39,6 +40,7 @@ class Cell:
     project: uuid.UUID
     dataset: uuid.UUID
     job: uuid.UUID
+    schedule: uuid.UUID
 
 
 @dataclass
@@ -126,5 +128,17 @@ def build(db: DB, *, job_status: str = "PENDING") -> World:
                 if job_status == "COMPLETED":
                     session.add(JobResult(job_id=job.id, data={"x": 1}))
                 session.add(Form(form_id=f"project.{project.id}", data={"a": 1}))
-                world.cells[(caller, relation)] = Cell(project.id, dataset.id, job.id)
+                schedule = JobSchedule(
+                    name=f"nightly {uuid.uuid4().hex}",
+                    task="analysis.bootstrap",
+                    kwargs={"dataset_id": str(dataset.id), "columns": ["x"]},
+                    cron="0 3 * * *",
+                    project_id=project.id,
+                    created_by=other,
+                )
+                session.add(schedule)
+                session.flush()
+                world.cells[(caller, relation)] = Cell(
+                    project.id, dataset.id, job.id, schedule.id
+                )
     return world

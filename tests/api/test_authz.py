@@ -5,8 +5,11 @@ test_rbac_matrix.py; these tests tell the stories behind it."""
 from __future__ import annotations
 
 import uuid
+from datetime import timedelta
 from typing import Any
 
+from ballast_common.jobs import schedules
+from ballast_common.models import utcnow
 from tests.api.authz_world import make_user
 from tests.api.conftest import Api, open_session
 
@@ -353,3 +356,58 @@ def test_a_role_change_or_deactivation_ends_the_users_sessions(api: Api) -> None
     )
     # The admin's own session is untouched by changing someone else.
     assert api.client.get("/v1/sessions/me", headers=api.h("admin")).status_code == 200
+
+
+def test_schedules_follow_their_project_and_so_do_their_jobs(api: Api) -> None:
+    private = _project(api, "admin", name="Admin's")
+    dataset = api.client.post(
+        "/v1/datasets",
+        params={"name": "D", "format": "csv", "project_id": private["id"]},
+        content=b"x\n1\n",
+        headers=api.h("admin"),
+    ).json()["dataset"]
+    body = {
+        "name": "nightly",
+        "task": "analysis.bootstrap",
+        "kwargs": {"dataset_id": dataset["id"], "columns": ["x"]},
+        "cron": "*/5 * * * *",
+    }
+    # Neither by naming the project nor through its dataset: it is not the editor's.
+    for extra in ({}, {"project_id": private["id"]}):
+        refused = api.client.post(
+            "/v1/schedules", json={**body, **extra}, headers=api.h("editor")
+        )
+        assert refused.status_code == 404, refused.text
+    made = api.client.post("/v1/schedules", json=body, headers=api.h("admin"))
+    assert made.status_code == 201, made.text
+    assert made.json()["project_id"] == private["id"]
+    sid = made.json()["id"]
+    assert (
+        api.client.get(f"/v1/schedules/{sid}", headers=api.h("editor")).status_code
+        == 404
+    )
+    schedules.run_due(api.db, None, now=utcnow() + timedelta(minutes=6))
+    runs = api.client.get(f"/v1/schedules/{sid}/runs", headers=api.h("admin")).json()
+    job_id = runs[0]["job_id"]
+    assert job_id is not None
+    # The job it started belongs to the project: hidden from the editor...
+    assert (
+        api.client.get(f"/v1/jobs/{job_id}", headers=api.h("editor")).status_code == 404
+    )
+    api.client.put(
+        f"/v1/projects/{private['id']}/members/{_uid(api, 'editor')}",
+        json={"role": "viewer"},
+        headers=api.h("admin"),
+    )
+    # ...until the project is shared; reading it is not changing it.
+    assert (
+        api.client.get(f"/v1/jobs/{job_id}", headers=api.h("editor")).status_code == 200
+    )
+    assert (
+        api.client.get(f"/v1/schedules/{sid}", headers=api.h("editor")).status_code
+        == 200
+    )
+    paused = api.client.patch(
+        f"/v1/schedules/{sid}", json={"enabled": False}, headers=api.h("editor")
+    )
+    assert paused.status_code == 403

@@ -11,6 +11,7 @@ prefixes without a row here, so a route cannot forget its check unnoticed.
 
 from __future__ import annotations
 
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -20,7 +21,7 @@ from tests.api.authz_world import CALLERS, RELATIONS, Cell, World, build
 from tests.api.conftest import Api
 
 # Route prefixes whose every route must be in the matrix.
-SCOPED = ("/v1/projects", "/v1/datasets", "/v1/jobs", "/v1/forms")
+SCOPED = ("/v1/projects", "/v1/datasets", "/v1/jobs", "/v1/schedules", "/v1/forms")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,29 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/jobs/{job_id}/result", READ, job_status="COMPLETED"),
     Row("POST", "/v1/jobs/{job_id}/cancel", _write("202")),
     Row("POST", "/v1/jobs/{job_id}/retry", _write("202"), job_status="FAILED"),
+    # schedules follow their project like jobs (jobs:write is the editor's)
+    Row(
+        "POST",
+        "/v1/schedules",
+        _write("201"),
+        body=lambda w, c: {
+            "name": f"s {uuid.uuid4().hex}",
+            "task": "analysis.bootstrap",
+            "kwargs": {"dataset_id": str(c.dataset), "columns": ["x"]},
+            "cron": "0 4 * * *",
+            "project_id": str(c.project),
+        },
+    ),
+    Row("GET", "/v1/schedules", LISTED),
+    Row("GET", "/v1/schedules/{schedule_id}", READ),
+    Row("GET", "/v1/schedules/{schedule_id}/runs", READ),
+    Row(
+        "PATCH",
+        "/v1/schedules/{schedule_id}",
+        _write("200"),
+        body=lambda w, c: {"enabled": False},
+    ),
+    Row("DELETE", "/v1/schedules/{schedule_id}", _write("204")),
     # a project's saved forms follow the project (forms:write is the editor's)
     Row(
         "PUT",
@@ -126,6 +150,7 @@ def _url(row: Row, world: World, cell: Cell) -> tuple[str, dict[str, str]]:
         project_id=cell.project,
         dataset_id=cell.dataset,
         job_id=cell.job,
+        schedule_id=cell.schedule,
         user_id=world.users["target"],
         form_id=f"project.{cell.project}",
     )
@@ -150,6 +175,7 @@ def _answer(api: Api, row: Row, world: World, caller: str, cell: Cell) -> str:
             "/v1/projects": cell.project,
             "/v1/datasets": cell.dataset,
             "/v1/jobs": cell.job,
+            "/v1/schedules": cell.schedule,
         }[row.route]
         return "in" if str(wanted) in ids else "out"
     return str(response.status_code)
@@ -158,20 +184,24 @@ def _answer(api: Api, row: Row, world: World, caller: str, cell: Cell) -> str:
 def test_rbac_matrix(api: Api) -> None:
     """Every row x caller x relation answers what the table says (all mismatches at once).
 
-    One world per job state; within it the rows run in table order, except that deleting
-    the projects comes last (the other rows need them).
+    One world per job state; within it the rows run in table order, deletions last.
     """
     wrong: list[str] = []
     for job_status in dict.fromkeys(row.job_status for row in MATRIX):
         world = build(api.db, job_status=job_status)
         rows = [row for row in MATRIX if row.job_status == job_status]
-        rows.sort(
-            key=lambda row: row.route == "/v1/projects/{project_id}"
-            and row.method == "DELETE"
-        )
+        # Deleting comes last: the other rows need what it removes.
+        rows.sort(key=_deletes_last)
         for row in rows:
             wrong.extend(_check(api, world, row))
     assert not wrong, "\n".join(wrong)
+
+
+def _deletes_last(row: Row) -> tuple[bool, bool]:
+    """Deleting a resource comes after the rows that need it, the projects last of all
+    (what hangs off a deleted project is gone with it)."""
+    deletes = row.method == "DELETE" and row.route.count("/") == 3
+    return (deletes and row.route == "/v1/projects/{project_id}", deletes)
 
 
 def _check(api: Api, world: World, row: Row) -> list[str]:

@@ -1,5 +1,6 @@
 """Resource-level authorization: the one place that decides who may do what to which
-project, and to everything that hangs off a project (datasets, jobs, the project's forms).
+project, and to everything that hangs off a project (datasets, jobs, schedules, the
+project's forms).
 
 Role permissions (`ballast_common.security`) say which actions a caller may attempt at
 all (`require(...)` on each route); this module says on which resources:
@@ -10,8 +11,8 @@ all (`require(...)` on each route); this module says on which resources:
 - anyone signed in sees a public project (`is_public`);
 - nobody else learns that it exists (404). Visible but not writable answers 403.
 
-A dataset or job with a project follows the project; one without a project belongs to its
-creator. Lists are filtered in SQL (`visible_*` clauses), never after fetching.
+A dataset, job or schedule with a project follows the project; one without a project
+belongs to its creator (my own job or schedule stays visible to me). Lists are filtered in SQL (`visible_*` clauses), never after fetching.
 """
 
 from __future__ import annotations
@@ -26,7 +27,7 @@ from ballast_api.principal import Principal
 from ballast_common.contracts import Capability
 from ballast_common.db import UnitOfWork
 from ballast_common.errors import NotFoundError, PermissionDenied
-from ballast_common.models import Dataset, Job, Project, ProjectMember
+from ballast_common.models import Dataset, Job, JobSchedule, Project, ProjectMember
 from ballast_common.security import Permission
 
 
@@ -289,6 +290,55 @@ def _uuid(value: object) -> uuid.UUID | None:
         return None
 
 
+# ----------------------------------------------------------------- schedules
+
+
+def visible_schedules(principal: Principal) -> ColumnElement[bool]:
+    """SQL condition on `JobSchedule`: my own and those of the projects I may see."""
+    if jobs_admin(principal):
+        return true()
+    return or_(
+        JobSchedule.created_by == principal.user_id,
+        and_(
+            JobSchedule.project_id.is_not(None),
+            JobSchedule.project_id.in_(visible_project_ids(principal)),
+        ),
+    )
+
+
+def check_schedule(
+    uow: UnitOfWork, principal: Principal, schedule: JobSchedule, need: Access
+) -> None:
+    """A schedule follows its project like a job (without one: its creator's)."""
+    if jobs_admin(principal):
+        return
+    mine = schedule.created_by is not None and schedule.created_by == principal.user_id
+    if schedule.project_id is None:
+        access = Access.NONE
+        if mine:
+            writer = principal.can(Permission.JOBS_WRITE)
+            access = Access.WRITE if writer else Access.READ
+    else:
+        access = access_to_project(uow, principal, schedule.project_id)
+        if mine:
+            access = max(access, Access.READ)
+    _deny("schedules", schedule.id, access, need)
+
+
+def project_of_schedule(
+    uow: UnitOfWork,
+    principal: Principal,
+    project_id: uuid.UUID | None,
+    kwargs: dict[str, object],
+) -> uuid.UUID | None:
+    """The project a new or changed schedule works on, checked for WRITE: the one it
+    names, and its task's dataset's (`project_of_job_params`)."""
+    if project_id is not None:
+        check_project(uow, principal, project_id, Access.WRITE)
+    of_params = project_of_job_params(uow, principal, kwargs)
+    return project_id if project_id is not None else of_params
+
+
 # --------------------------------------------------------------------- forms
 
 
@@ -318,12 +368,15 @@ __all__ = [
     "check_form",
     "check_job",
     "check_project",
+    "check_schedule",
     "is_admin",
     "project_access",
     "project_of_form",
     "project_of_job_params",
+    "project_of_schedule",
     "visible_datasets",
     "visible_jobs",
     "visible_project_ids",
     "visible_projects",
+    "visible_schedules",
 ]

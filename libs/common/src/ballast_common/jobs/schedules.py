@@ -418,6 +418,7 @@ def _fire(
             JobSchedule.kwargs,
             JobSchedule.timeout,
             JobSchedule.created_by,
+            JobSchedule.project_id,
             JobSchedule.name,
         )
         .execution_options(synchronize_session=False)
@@ -438,6 +439,7 @@ def _fire(
                     ),
                     created_by=claimed.created_by,
                     send=send,
+                    project_id=claimed.project_id,
                 )
                 job_id = job.id
         except AppError as exc:

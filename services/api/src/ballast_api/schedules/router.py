@@ -9,6 +9,7 @@ from fastapi import APIRouter, Query, Response
 from pydantic import BaseModel
 from sqlalchemy import func, select
 
+from ballast_api import policy
 from ballast_api.deps import (
     CurrentPrincipal,
     DBDep,
@@ -85,6 +86,10 @@ async def create_schedule(
 
     def work(uow: UnitOfWork) -> ScheduleView:
         def create() -> tuple[int, ScheduleView]:
+            # On a project (named, or its task's dataset's): I must be able to change it.
+            project_id = policy.project_of_schedule(
+                uow, principal, body.project_id, dict(body.kwargs)
+            )
             row = schedules.create(
                 uow,
                 name=body.name,
@@ -94,7 +99,7 @@ async def create_schedule(
                 timezone=body.timezone,
                 enabled=body.enabled,
                 timeout=body.timeout,
-                project_id=body.project_id,
+                project_id=project_id,
                 created_by=principal.user_id,
                 max_timeout=config.jobs.soft_time_limit,
             )
@@ -161,6 +166,9 @@ async def update_schedule(
 
     def work(uow: UnitOfWork) -> ScheduleView:
         row = service.get(uow, principal, schedule_id, "write")
+        if body.kwargs is not None:
+            # New parameters may name another dataset: it must be one I may change.
+            policy.project_of_schedule(uow, principal, None, dict(body.kwargs))
 
         def change() -> tuple[int, ScheduleView]:
             changed = schedules.change(

@@ -1,7 +1,8 @@
 """Recurring jobs: who may see and change which schedule.
 
-Every access decision about schedules is made here (`authorize` and `visible_to`), so
-project-level authorization can replace the role checks in one place.
+The role check is here (`authorize`); which schedule is decided by the api's policy
+(`ballast_api.policy`: a schedule follows its project like a job, without one it is its
+creator's).
 """
 
 from __future__ import annotations
@@ -9,8 +10,10 @@ from __future__ import annotations
 import uuid
 from typing import Literal
 
-from sqlalchemy import ColumnElement, true
+from sqlalchemy import ColumnElement
 
+from ballast_api import policy
+from ballast_api.policy import Access
 from ballast_api.principal import Principal
 from ballast_common.db import UnitOfWork
 from ballast_common.errors import NotFoundError, PermissionDenied
@@ -26,37 +29,20 @@ def _is_admin(principal: Principal) -> bool:
     return principal.can(Permission.JOBS_ADMIN)
 
 
-def authorize(
-    principal: Principal, action: Action, schedule: JobSchedule | None = None
-) -> None:
-    """Allow `action` on `schedule` (None: on schedules in general) or raise.
-
-    Today: the role's jobs:read / jobs:write permission, and a schedule belongs to its
-    creator (admins, with jobs:admin, reach every schedule).
-
-    Raises:
-        PermissionDenied: the role lacks the permission (403).
-        NotFoundError: someone else's schedule (404: its existence is not revealed).
-    """
+def authorize(principal: Principal, action: Action) -> None:
+    """Allow `action` on schedules in general (the role's jobs:read / jobs:write) or 403."""
     needed = _NEEDS[action]
     if not principal.can(needed):
         raise PermissionDenied(
             f"permission {needed} required",
             details={"permission": str(needed), "roles": list(principal.roles)},
         )
-    if schedule is not None and not (
-        _is_admin(principal) or schedule.created_by == principal.user_id
-    ):
-        raise NotFoundError(
-            f"schedule {schedule.id} not found", details={"id": str(schedule.id)}
-        )
 
 
 def visible_to(principal: Principal) -> ColumnElement[bool]:
-    """The schedules `principal` may list (the query form of `authorize(read)`)."""
-    if _is_admin(principal):
-        return true()
-    return JobSchedule.created_by == principal.user_id
+    """The schedules `principal` may list (mine, those of projects I may see; admins:
+    all)."""
+    return policy.visible_schedules(principal)
 
 
 def get(
@@ -68,5 +54,8 @@ def get(
         raise NotFoundError(
             f"schedule {schedule_id} not found", details={"id": str(schedule_id)}
         )
-    authorize(principal, action, row)
+    authorize(principal, action)
+    policy.check_schedule(
+        uow, principal, row, Access.READ if action == "read" else Access.WRITE
+    )
     return row
