@@ -30,6 +30,13 @@ from ballast_common.errors import NotFoundError, PermissionDenied
 from ballast_common.models import Dataset, Job, JobSchedule, Project, ProjectMember
 from ballast_common.security import Permission
 
+# For routes that name a project or dataset in the query or body (not the path): what
+# the OpenAPI document declares for a resource the caller may not see or not change.
+RESPONSES: dict[int | str, dict[str, object]] = {
+    403: {"description": "The named project or dataset may be read, not changed"},
+    404: {"description": "The named project or dataset does not exist for the caller"},
+}
+
 
 class Access(IntEnum):
     """What a caller may do to one project (each level includes the ones below)."""
@@ -358,6 +365,7 @@ def check_form(
 
 
 __all__ = [
+    "RESPONSES",
     "Access",
     "access_map",
     "access_to_dataset",

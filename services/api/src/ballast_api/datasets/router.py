@@ -36,7 +36,10 @@ Writer = Annotated[Principal, Depends(require(Permission.DATASETS_WRITE))]
     "",
     response_model=DatasetImport,
     status_code=202,
-    responses={413: {"description": "The file is larger than datasets.max_upload_mb"}},
+    responses={
+        413: {"description": "The file is larger than datasets.max_upload_mb"},
+        **policy.RESPONSES,
+    },
 )
 async def import_dataset(
     request: Request,

@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query
 from ballast_api.deps import DBDep, SettingsDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.jobs import service
 from ballast_api.jobs.dispatch import SenderDep
-from ballast_api.policy import Access, project_of_job_params
+from ballast_api.policy import RESPONSES, Access, project_of_job_params
 from ballast_api.principal import Principal
 from ballast_api.schemas import MAX_PAGE
 from ballast_api.writes import idempotent_write
@@ -46,7 +46,7 @@ async def list_tasks(_principal: Reader) -> list[TaskInfo]:
     ]
 
 
-@router.post("", response_model=JobView, status_code=201)
+@router.post("", response_model=JobView, status_code=201, responses=RESPONSES)
 async def enqueue_job(
     body: JobCreate,
     principal: Writer,

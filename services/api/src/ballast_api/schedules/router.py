@@ -71,7 +71,9 @@ async def list_schedules(
     return await run_tx_async(work, db=db)
 
 
-@router.post("", response_model=ScheduleView, status_code=201)
+@router.post(
+    "", response_model=ScheduleView, status_code=201, responses=policy.RESPONSES
+)
 async def create_schedule(
     body: ScheduleCreate,
     principal: CurrentPrincipal,
@@ -152,7 +154,7 @@ async def schedule_runs(
     return await run_tx_async(work, db=db)
 
 
-@router.patch("/{schedule_id}", response_model=ScheduleView)
+@router.patch("/{schedule_id}", response_model=ScheduleView, responses=policy.RESPONSES)
 async def update_schedule(
     schedule_id: uuid.UUID,
     body: ScheduleUpdate,
@@ -197,7 +199,7 @@ async def update_schedule(
     return await run_tx_async(work, db=db, ctx=ctx)
 
 
-@router.delete("/{schedule_id}", status_code=204)
+@router.delete("/{schedule_id}", status_code=204, responses=policy.RESPONSES)
 async def delete_schedule(
     schedule_id: uuid.UUID, principal: CurrentPrincipal, db: DBDep, ctx: WriteCtxDep
 ) -> Response:
