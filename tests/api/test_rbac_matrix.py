@@ -42,6 +42,11 @@ READ = {
     "editor": "200 200 200 200 404",
     "viewer": "200 200 200 200 404",
 }
+NOT_READY = {
+    "admin": _all("409"),
+    "editor": "409 409 409 409 404",
+    "viewer": "409 409 409 409 404",
+}
 LISTED = {"admin": _all("in"), "editor": "in in in in out", "viewer": "in in in in out"}
 
 
@@ -94,6 +99,8 @@ MATRIX: list[Row] = [
     Row("POST", "/v1/datasets", _write("202")),
     Row("GET", "/v1/datasets", LISTED),
     Row("GET", "/v1/datasets/{dataset_id}", READ),
+    # Visibility before readiness: the world's datasets have no data yet (409).
+    Row("GET", "/v1/datasets/{dataset_id}/export", NOT_READY),
     # jobs follow their project
     Row("GET", "/v1/jobs/tasks", {c: _all("200") for c in CALLERS}),
     Row(
@@ -109,6 +116,7 @@ MATRIX: list[Row] = [
     Row("GET", "/v1/jobs/summary", {c: _all("200") for c in CALLERS}),
     Row("GET", "/v1/jobs/{job_id}", READ),
     Row("GET", "/v1/jobs/{job_id}/result", READ, job_status="COMPLETED"),
+    Row("GET", "/v1/jobs/{job_id}/result/export", NOT_READY),
     Row("POST", "/v1/jobs/{job_id}/cancel", _write("202")),
     Row("POST", "/v1/jobs/{job_id}/retry", _write("202"), job_status="FAILED"),
     # schedules follow their project like jobs (jobs:write is the editor's)

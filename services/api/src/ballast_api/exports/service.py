@@ -18,12 +18,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 from fastapi.responses import StreamingResponse
 
+from ballast_api import policy
 from ballast_api.exports import writers
+from ballast_api.policy import Access
 from ballast_api.principal import Principal
 from ballast_common.db import UnitOfWork
 from ballast_common.errors import (
     ConflictError,
-    NotFoundError,
     PermissionDenied,
     ValidationError,
 )
@@ -39,7 +40,7 @@ def readable_dataset(
 
     Raises:
         PermissionDenied: the role may not read datasets (403).
-        NotFoundError: no such (live) dataset (404).
+        NotFoundError: no such (live) dataset, or one the caller may not see (404).
         ConflictError: its import has not finished (409).
     """
     if not principal.can(Permission.DATASETS_READ):
@@ -50,11 +51,8 @@ def readable_dataset(
                 "roles": list(principal.roles),
             },
         )
-    dataset = uow.repo(Dataset).get_by_id(dataset_id)
-    if dataset is None:
-        raise NotFoundError(
-            f"dataset {dataset_id} not found", details={"id": str(dataset_id)}
-        )
+    # Follows its project (ballast_api.policy): 404 for one the caller may not see.
+    dataset, _access = policy.check_dataset(uow, principal, dataset_id, Access.READ)
     if dataset.status != "READY" or not dataset.data_key:
         raise ConflictError(
             f"dataset {dataset_id} is {dataset.status.lower()}: only a ready dataset "

@@ -4,8 +4,8 @@ Projects are shared with users as viewer or editor (`project_members`); a job re
 the project it works on (`jobs.project_id`), so who may see and change it follows the
 project.
 
-Revision ID: 0006_project_members
-Revises: 0005_schema_lineage
+Revision ID: 0007_project_members
+Revises: 0006_user_identities
 Create Date: 2026-12-03 16:50:00.000000+00:00
 """
 
@@ -16,8 +16,8 @@ from alembic import op
 
 import ballast_common.models.base
 
-revision: str = "0006_project_members"
-down_revision: str | None = "0005_schema_lineage"
+revision: str = "0007_project_members"
+down_revision: str | None = "0006_user_identities"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
