@@ -83,8 +83,11 @@ def add_dataset(
         sink.seek(0)
         store.put(key, sink)
         rows = table.num_rows
-    run_tx(
-        lambda uow: uow.repo(Dataset).create(
+
+    def create(uow: Any) -> None:
+        # The viewer's own dataset (in no project), unless the caller says otherwise.
+        viewer = uow.session.query(User).filter_by(username="viewer").one()
+        uow.repo(Dataset).create(
             id=dataset_id,
             name=name,
             format="parquet",
@@ -92,10 +95,10 @@ def add_dataset(
             source_key=key,
             data_key=key,
             row_count=rows,
-            **extra,
-        ),
-        db=api.db,
-    )
+            **{"created_by": viewer.id, **extra},
+        )
+
+    run_tx(create, db=api.db)
     return dataset_id
 
 
@@ -251,6 +254,9 @@ def test_access_and_state(api: Api) -> None:
     assert get(api, f"/v1/datasets/{ready}/export?format=exe").status_code == 422
     assert get(api, "/v1/datasets/not-a-uuid/export").status_code == 422
     assert api.client.get(f"/v1/datasets/{ready}/export").status_code == 401
+    # Someone else's dataset in no project is not there for another user.
+    assert get(api, f"/v1/datasets/{ready}/export", "editor").status_code == 404
+    assert get(api, f"/v1/datasets/{ready}/export", "admin").status_code == 200
 
     # A user whose roles give no datasets:read.
     run_tx(
