@@ -71,6 +71,9 @@ CALLS: dict[str, tuple[str, str]] = {
     "create_subscription": ("POST", "/v1/webhooks/subscriptions"),
     "list_deliveries": ("GET", "/v1/webhooks/deliveries"),
     "redeliver": ("POST", "/v1/webhooks/deliveries/{delivery_id}/redeliver"),
+    "list_schedules": ("GET", "/v1/schedules"),
+    "create_schedule": ("POST", "/v1/schedules"),
+    "set_schedule_enabled": ("PATCH", "/v1/schedules/{schedule_id}"),
 }
 # The client's other calls: they send a body or read no model.
 OTHER_CALLS: dict[str, tuple[str, str]] = {
@@ -83,9 +86,11 @@ OTHER_CALLS: dict[str, tuple[str, str]] = {
     "post_events": ("POST", "/v1/events"),
     "jobs_summary": ("GET", "/v1/jobs/summary"),
     "delete_subscription": ("DELETE", "/v1/webhooks/subscriptions/{subscription_id}"),
+    "delete_schedule": ("DELETE", "/v1/schedules/{schedule_id}"),
 }
-# The client's transport, not calls of one route.
-TRANSPORT = {"request", "with_token"}
+# The client's transport, not calls of one route (`download` fetches the export files
+# of several routes: bytes, no model).
+TRANSPORT = {"request", "with_token", "download"}
 
 
 def _origin(model: type[BaseModel]) -> type[BaseModel]:

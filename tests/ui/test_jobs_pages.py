@@ -32,6 +32,7 @@ class FakeApi:
         self.uploads: list[tuple[str, bytes, dict[str, str]]] = []
         self.calls: list[str] = []
         self.max_upload = 1000
+        self.schedules: dict[str, dict[str, Any]] = {}
 
     # ------------------------------------------------------------------ data
 
@@ -209,7 +210,48 @@ class FakeApi:
             return httpx.Response(200, json=self.datasets[m[1]])
         if path == "/projects":
             return httpx.Response(200, json=self._page([], size))
+        if path.startswith("/schedules"):
+            return self._schedules(request, path, size)
         return self._error(404, f"no route {path}")
+
+    def _schedules(
+        self, request: httpx.Request, path: str, size: int
+    ) -> httpx.Response:
+        if request.method == "GET" and path == "/schedules":
+            return httpx.Response(
+                200, json=self._page(list(self.schedules.values()), size)
+            )
+        if request.method == "POST":
+            body = json.loads(request.content)
+            if len(body["cron"].split()) != 5:
+                return self._error(422, f"{body['cron']!r} is not a cron expression")
+            now = datetime.now(UTC).isoformat()
+            row = {
+                **body,
+                "id": str(uuid.uuid4()),
+                "enabled": True,
+                "next_run_at": now,
+                "last_run_at": None,
+                "last_job_id": None,
+                "last_error": None,
+                "timeout": None,
+                "project_id": None,
+                "created_by": str(ME),
+                "version": 1,
+                "created_at": now,
+                "updated_at": now,
+            }
+            self.schedules[row["id"]] = row
+            return httpx.Response(201, json=row)
+        row = self.schedules.get(path.rsplit("/", 1)[-1])
+        if row is None:
+            return self._error(404, "schedule not found")
+        if request.method == "PATCH":
+            row["enabled"] = json.loads(request.content)["enabled"]
+            row["next_run_at"] = row["created_at"] if row["enabled"] else None
+            return httpx.Response(200, json=row)
+        del self.schedules[row["id"]]
+        return httpx.Response(204)
 
 
 FAKE = FakeApi()
@@ -496,3 +538,45 @@ def test_analysis_runs_a_bootstrap_job_and_charts_it(fake: FakeApi) -> None:
         "Excel",
         "Parquet",
     ]
+
+
+def test_recurring_jobs_add_pause_resume_remove(fake: FakeApi) -> None:
+    at = open_page("jobs")
+    at.text_input(key="jobs::schedule::name").set_value("nightly")
+    at.text_input(key="jobs::schedule::cron").set_value("* * *")
+    at.button[-1].click().run()
+    assert not at.exception
+    assert any("not a cron expression" in e.value for e in at.error)
+    assert not fake.schedules
+    at.text_input(key="jobs::schedule::cron").set_value("0 3 * * *")
+    at.text_input(key="jobs::schedule::tz").set_value("Europe/Berlin")
+    at.button[-1].click().run()
+    assert not at.exception
+    (row,) = fake.schedules.values()
+    assert (row["name"], row["cron"], row["timezone"]) == (
+        "nightly",
+        "0 3 * * *",
+        "Europe/Berlin",
+    )
+    frame = at.dataframe[-1].value
+    assert list(frame["state"]) == ["active"]
+    button(at, "jobs::schedule::toggle").click().run()
+    assert row["enabled"] is False
+    assert list(at.dataframe[-1].value["state"]) == ["paused"]
+    button(at, "jobs::schedule::toggle").click().run()
+    assert row["enabled"] is True
+    button(at, "jobs::schedule::remove").click().run()
+    assert not fake.schedules
+    assert not at.exception
+
+
+def test_readers_see_schedules_without_controls(fake: FakeApi) -> None:
+    editor = open_page("jobs")
+    editor.text_input(key="jobs::schedule::name").set_value("hourly")
+    editor.text_input(key="jobs::schedule::cron").set_value("0 * * * *")
+    editor.button[-1].click().run()
+    assert len(fake.schedules) == 1
+    at = open_page("jobs", perms=("jobs:read",))
+    assert not at.exception
+    assert list(at.dataframe[-1].value["name"]) == ["hourly"]
+    assert not [b for b in at.button if str(b.key).startswith("jobs::schedule")]

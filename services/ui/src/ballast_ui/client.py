@@ -39,6 +39,7 @@ from ballast_common.contracts import (
     Page,
     Preferences,
     ProjectWriteResult,
+    ScheduleView,
     SessionRead,
     SignInMethods,
     SubscriptionCreated,
@@ -711,6 +712,52 @@ class ApiClient:
         self.request("POST", "/events", json={"events": list(events)})
 
     # ------------------------------------------------------------------ jobs
+
+    def list_schedules(self) -> list[ScheduleView]:
+        """Recurring jobs (mine; admins: all), by name."""
+        body = self.request("GET", "/schedules", params={"size": 200})
+        return [ScheduleView.model_validate(s) for s in body["items"]]
+
+    def create_schedule(
+        self,
+        *,
+        name: str,
+        task: str,
+        cron: str,
+        timezone: str = "UTC",
+        kwargs: Mapping[str, Any] | None = None,
+        write_id: str | None = None,
+    ) -> ScheduleView:
+        """Add a recurring job (idempotent per write id)."""
+        body = self.request(
+            "POST",
+            "/schedules",
+            json={
+                "name": name,
+                "task": task,
+                "cron": cron,
+                "timezone": timezone,
+                "kwargs": dict(kwargs or {}),
+            },
+            write_id=write_id or new_write_id(),
+        )
+        return ScheduleView.model_validate(body)
+
+    def set_schedule_enabled(
+        self, schedule_id: uuid.UUID | str, enabled: bool
+    ) -> ScheduleView:
+        """Pause (False) or resume (True) a recurring job."""
+        body = self.request(
+            "PATCH",
+            f"/schedules/{schedule_id}",
+            json={"enabled": enabled},
+            write_id=new_write_id(),
+        )
+        return ScheduleView.model_validate(body)
+
+    def delete_schedule(self, schedule_id: uuid.UUID | str) -> None:
+        """Remove a recurring job (the jobs it started stay)."""
+        self.request("DELETE", f"/schedules/{schedule_id}")
 
     def list_tasks(self) -> list[TaskInfo]:
         """The jobs that can be started."""

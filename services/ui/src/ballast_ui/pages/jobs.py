@@ -10,6 +10,7 @@ the api.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -224,6 +225,8 @@ class JobsPage(Page):
         st.fragment(jobs_list, run_every=POLL_S)()
         with st.container(key="jobs-detail"):
             self._detail(ctx, router, params.get("id"))
+        with st.expander("Recurring jobs"):
+            st.fragment(lambda: schedules_panel(ctx))()
 
     def _fetch(
         self, ctx: Ctx, router: Router, show: str
@@ -337,3 +340,118 @@ class JobsPage(Page):
                 st.warning(api_error_text(exc))
                 return
             st.code(json.dumps(data, indent=2, default=str), language="json")
+
+
+def schedules_panel(ctx: Ctx) -> None:
+    """Recurring jobs: the list with next runs; add, pause / resume, remove.
+
+    Actions run in widget callbacks, before the fragment renders: the list it shows
+    already has the change.
+    """
+    try:
+        items = ctx.api.list_schedules()
+    except AppError as exc:
+        st.warning(api_error_text(exc))
+        return
+    st.dataframe(
+        [
+            {
+                "name": s.name,
+                "task": s.task,
+                "cron": s.cron,
+                "time zone": s.timezone,
+                "state": "active" if s.enabled else "paused",
+                "next run (UTC)": (
+                    s.next_run_at.strftime("%Y-%m-%d %H:%M") if s.next_run_at else "-"
+                ),
+                "last error": s.last_error or "",
+            }
+            for s in items
+        ],
+        hide_index=True,
+        width="stretch",
+        height=36 * 6,
+    )
+    if not ctx.can("jobs:write"):
+        return
+    flash(_SCHEDULE_FLASH)
+    by_name = {s.name: s for s in items}
+    if by_name:
+        left, mid, right = st.columns([3, 1, 1], vertical_alignment="bottom")
+        with left:
+            picked = st.selectbox("Schedule", list(by_name), key="jobs::schedule")
+        chosen = by_name.get(picked or "")
+        if chosen is not None:
+            with mid:
+                st.button(
+                    "Resume" if not chosen.enabled else "Pause",
+                    key="jobs::schedule::toggle",
+                    width="stretch",
+                    on_click=_schedule_action,
+                    args=(
+                        lambda: ctx.api.set_schedule_enabled(
+                            chosen.id, not chosen.enabled
+                        ),
+                        f"{'Resumed' if not chosen.enabled else 'Paused'} "
+                        f"{chosen.name}.",
+                    ),
+                )
+            with right:
+                st.button(
+                    "Remove",
+                    key="jobs::schedule::remove",
+                    width="stretch",
+                    on_click=_schedule_action,
+                    args=(
+                        lambda: ctx.api.delete_schedule(chosen.id),
+                        f"Removed {chosen.name}.",
+                    ),
+                )
+    with st.form("jobs::schedule::add", border=False):
+        a, b = st.columns(2)
+        a.text_input("Name", max_chars=100, key="jobs::schedule::name")
+        b.text_input("Job", value="demo.sleep", key="jobs::schedule::task")
+        c, d = st.columns(2)
+        c.text_input(
+            "Cron (minute hour day month weekday)",
+            value="0 3 * * *",
+            max_chars=100,
+            key="jobs::schedule::cron",
+        )
+        d.text_input("Time zone", value="UTC", max_chars=64, key="jobs::schedule::tz")
+        st.text_input("Parameters (JSON)", value="{}", key="jobs::schedule::params")
+        st.form_submit_button("Add schedule", on_click=_add_schedule, args=(ctx,))
+
+
+_SCHEDULE_FLASH = "jobs::schedules::flash"
+
+
+def _add_schedule(ctx: Ctx) -> None:
+    state = st.session_state
+    name = str(state.get("jobs::schedule::name") or "").strip()
+    try:
+        kwargs = json.loads(state.get("jobs::schedule::params") or "{}")
+    except ValueError:
+        kwargs = None
+    if not isinstance(kwargs, dict):
+        state[_SCHEDULE_FLASH] = ("error", "Parameters must be a JSON object, e.g. {}.")
+        return
+    _schedule_action(
+        lambda: ctx.api.create_schedule(
+            name=name,
+            task=str(state.get("jobs::schedule::task") or "").strip(),
+            cron=str(state.get("jobs::schedule::cron") or ""),
+            timezone=str(state.get("jobs::schedule::tz") or "UTC").strip(),
+            kwargs=kwargs,
+        ),
+        f"Added {name}.",
+    )
+
+
+def _schedule_action(action: Callable[[], object], done: str) -> None:
+    try:
+        action()
+    except AppError as exc:
+        st.session_state[_SCHEDULE_FLASH] = ("error", api_error_text(exc))
+        return
+    st.session_state[_SCHEDULE_FLASH] = ("info", done)
