@@ -307,7 +307,7 @@ def fake() -> FakeApi:
 
 
 def open_page(page: str, perms: Sequence[str] = EDITOR, **params: str) -> AppTest:
-    at = AppTest.from_function(page_app, default_timeout=20)
+    at = AppTest.from_function(page_app, default_timeout=60)
     at.session_state["perms"] = list(perms)
     at.query_params["page"] = page
     for k, v in params.items():

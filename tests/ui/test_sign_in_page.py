@@ -88,7 +88,7 @@ def sign_in_app() -> None:
 
 
 def run(query: dict[str, str] | None = None) -> AppTest:
-    at = AppTest.from_function(sign_in_app, default_timeout=30)
+    at = AppTest.from_function(sign_in_app, default_timeout=60)
     for key, value in (query or {}).items():
         at.query_params[key] = value
     at.run()

@@ -69,7 +69,7 @@ def page_app() -> None:
 
 
 def open_page(who: str = "admin") -> AppTest:
-    at = AppTest.from_function(page_app, default_timeout=30)
+    at = AppTest.from_function(page_app, default_timeout=60)
     at.session_state["who"] = who
     at.query_params["page"] = "webhooks"
     at.run()
