@@ -438,6 +438,10 @@ class ApiClient:
         """The logged-in user (401 when the session expired or was revoked)."""
         return User.model_validate(self.request("GET", "/sessions/me"))
 
+    def create_handoff(self) -> str:
+        """A one-time nonce (60 s) the browser trades at any ui replica for its cookie."""
+        return str(self.request("POST", "/sessions/handoffs")["nonce"])
+
     def logout(self) -> None:
         """End the current session on the api."""
         self.request("DELETE", "/sessions/current")

@@ -18,7 +18,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
 from ballast_common.config import load_config
-from ballast_ui.auth import COOKIE_NAME, HANDOFFS
+from ballast_ui.auth import COOKIE_NAME, redeem
 from ballast_ui.st_internals import warn_if_untested
 
 # The entry script ships inside the package, so an installed (non-editable) wheel has it.
@@ -45,7 +45,17 @@ async def session(request: Request) -> Response:
     except ValueError:
         body = {}
     nonce = body.get("nonce") if isinstance(body, dict) else None
-    found = HANDOFFS.redeem(nonce) if isinstance(nonce, str) else None
+    if not isinstance(nonce, str) or not 0 < len(nonce) <= 200:
+        found = None
+    else:
+        try:
+            found = await redeem(load_config().api_url, nonce)
+        except httpx.HTTPError:
+            return JSONResponse(
+                {"code": "unavailable", "message": "the state api is unreachable"},
+                status_code=503,
+                headers={"Retry-After": "1"},
+            )
     if found is None:
         return JSONResponse(
             {"code": "invalid_handoff", "message": "unknown or expired"},

@@ -11,7 +11,6 @@ import ipaddress
 import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from typing import Any
 
 import httpx
@@ -20,7 +19,7 @@ import streamlit as st
 from ballast_common.config import AppConfig, load_config
 from ballast_common.errors import AppError, AuthenticationError
 from ballast_common.telemetry import get_logger, log_error
-from ballast_ui.auth import COOKIE_NAME, HANDOFFS
+from ballast_ui.auth import COOKIE_NAME
 from ballast_ui.client import (
     ApiClient,
     ApiUnavailable,
@@ -253,8 +252,12 @@ def start_session(ctx: Ctx, session: Session) -> Session:
     ctx.api = ctx.api.with_token(session.token)
     ctx.user = session.user
     ctx.clear_cookie = False
-    max_age = max(60, int((session.expires_at - datetime.now(UTC)).total_seconds()))
-    ctx.handoff = HANDOFFS.issue(session.token, max_age)
+    try:
+        ctx.handoff = ctx.api.create_handoff()
+    except ApiUnavailable:
+        # Signed in for this tab all the same; only a refresh would ask again.
+        ctx.handoff = None
+        log.warning("handoff_unavailable", user_id=str(session.user.id))
     ctx.outbox.set_send(ctx.api.put_drafts)
     ctx.outbox.owner = str(session.user.id)
     ctx.drafts_loaded = False

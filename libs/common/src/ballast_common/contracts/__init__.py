@@ -20,6 +20,9 @@ from __future__ import annotations
 
 from ballast_common.contracts.audit import AuditRead
 from ballast_common.contracts.auth import (
+    HandoffCreated,
+    HandoffRedeem,
+    HandoffToken,
     LoginRequest,
     OidcAuthorization,
     OidcCallback,
@@ -100,6 +103,9 @@ __all__ = [
     "FormConflict",
     "FormRead",
     "FormSave",
+    "HandoffCreated",
+    "HandoffRedeem",
+    "HandoffToken",
     "JobCreate",
     "JobResultRead",
     "JobStatus",

@@ -62,3 +62,22 @@ class OidcCallback(BaseModel):
 
     code: str = Field(min_length=1, max_length=2048)
     state: str = Field(min_length=1, max_length=4096)
+
+
+class HandoffCreated(BaseModel):
+    """A one-time nonce the browser trades for its session cookie (at any ui replica)."""
+
+    nonce: str
+    expires_at: datetime
+    max_age_s: int
+
+
+class HandoffRedeem(BaseModel):
+    nonce: str = Field(min_length=1, max_length=200)
+
+
+class HandoffToken(BaseModel):
+    """The session token a hand-off nonce stood for, and the cookie's lifetime."""
+
+    token: str
+    max_age_s: int

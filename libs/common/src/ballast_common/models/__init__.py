@@ -6,6 +6,7 @@ from ballast_common.models.dataset import DATASET_STATUSES, Dataset
 from ballast_common.models.draft import Draft
 from ballast_common.models.event import EventRow
 from ballast_common.models.form import Form
+from ballast_common.models.handoff import SessionHandoff
 from ballast_common.models.job import Job, JobResult
 from ballast_common.models.project import (
     MEMBER_ROLES,
@@ -52,6 +53,7 @@ __all__ = [
     "ProjectMember",
     "Role",
     "SchemaLineage",
+    "SessionHandoff",
     "User",
     "UserIdentity",
     "UserSession",

@@ -2,13 +2,16 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Request, Response
 
-from ballast_api.auth import external, service
+from ballast_api.auth import external, handoff, service
 from ballast_api.auth.oidc import OidcClient, claim_path, groups_of
 from ballast_api.auth.proxy import identity_from_headers
 from ballast_api.auth.throttle import ThrottleDep
 from ballast_api.deps import CurrentPrincipal, DBDep, SettingsDep, WriteCtxDep
 from ballast_common.config import AppConfig
 from ballast_common.contracts import (
+    HandoffCreated,
+    HandoffRedeem,
+    HandoffToken,
     LoginRequest,
     OidcAuthorization,
     OidcCallback,
@@ -17,7 +20,7 @@ from ballast_common.contracts import (
     UserRead,
 )
 from ballast_common.db import run_tx_async
-from ballast_common.errors import NotFoundError, PermissionDenied
+from ballast_common.errors import AuthenticationError, NotFoundError, PermissionDenied
 from ballast_common.models import User, UserSession
 from ballast_common.security import permissions_for
 
@@ -247,3 +250,42 @@ async def delete_my_sessions(
         ctx=ctx,
     )
     return Response(status_code=204)
+
+
+@router.post(
+    "/handoffs",
+    response_model=HandoffCreated,
+    status_code=201,
+    responses={401: {"description": "No valid session token"}},
+)
+async def create_handoff(
+    request: Request, principal: CurrentPrincipal, db: DBDep, config: SettingsDep
+) -> HandoffCreated:
+    """Park the caller's session token under a one-time nonce (valid 60 s).
+
+    The ui gives the nonce to the browser, which trades it at any ui replica for its
+    HttpOnly session cookie (`POST /v1/sessions/handoffs/redeem`).
+    """
+    token = _presented_token(request)
+    if token is None:  # CurrentPrincipal took it from the header already
+        raise AuthenticationError("no session token")
+    nonce, expires_at, max_age = await handoff.issue(
+        db, config, token, principal.session_id
+    )
+    return HandoffCreated(nonce=nonce, expires_at=expires_at, max_age_s=max_age)
+
+
+@router.post(
+    "/handoffs/redeem",
+    response_model=HandoffToken,
+    responses={400: {"description": "Unknown, already used or expired nonce"}},
+)
+async def redeem_handoff(
+    body: HandoffRedeem, db: DBDep, config: SettingsDep
+) -> HandoffToken:
+    """Trade a hand-off nonce for its session token: once, within 60 s.
+
+    Needs no token: the nonce is the credential (256 bits, single use).
+    """
+    token, max_age = await handoff.redeem(db, config, body.nonce)
+    return HandoffToken(token=token, max_age_s=max_age)
