@@ -43,6 +43,7 @@ CALLS: dict[str, tuple[str, str]] = {
     "oidc_sign_in": ("POST", "/v1/sessions/oidc"),
     "proxy_sign_in": ("POST", "/v1/sessions/proxy"),
     "me": ("GET", "/v1/sessions/me"),
+    "create_handoff": ("POST", "/v1/sessions/handoffs"),
     "put_drafts": ("PUT", "/v1/drafts"),
     "get_drafts": ("GET", "/v1/drafts"),
     "get_form": ("GET", "/v1/forms/{form_id}"),

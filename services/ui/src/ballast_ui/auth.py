@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import httpx
 
+from ballast_common.contracts import HandoffToken
+
 COOKIE_NAME = "ballast_session"
 
 
@@ -37,5 +39,5 @@ async def redeem(
         if resp.status_code >= 500:
             resp.raise_for_status()
         return None
-    body = resp.json()
-    return str(body["token"]), int(body["max_age_s"])
+    body = HandoffToken.model_validate(resp.json())
+    return body.token, body.max_age_s

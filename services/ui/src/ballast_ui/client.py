@@ -33,6 +33,7 @@ from ballast_common.contracts import (
     DraftResult,
     DraftWrite,
     FormRead,
+    HandoffCreated,
     JobResultRead,
     JobStatus,
     JobView,
@@ -438,9 +439,9 @@ class ApiClient:
         """The logged-in user (401 when the session expired or was revoked)."""
         return User.model_validate(self.request("GET", "/sessions/me"))
 
-    def create_handoff(self) -> str:
+    def create_handoff(self) -> HandoffCreated:
         """A one-time nonce (60 s) the browser trades at any ui replica for its cookie."""
-        return str(self.request("POST", "/sessions/handoffs")["nonce"])
+        return HandoffCreated.model_validate(self.request("POST", "/sessions/handoffs"))
 
     def logout(self) -> None:
         """End the current session on the api."""

@@ -253,7 +253,7 @@ def start_session(ctx: Ctx, session: Session) -> Session:
     ctx.user = session.user
     ctx.clear_cookie = False
     try:
-        ctx.handoff = ctx.api.create_handoff()
+        ctx.handoff = ctx.api.create_handoff().nonce
     except ApiUnavailable:
         # Signed in for this tab all the same; only a refresh would ask again.
         ctx.handoff = None
