@@ -6,8 +6,10 @@ from datetime import timedelta
 
 import pytest
 
+from ballast_api.auth.handoff import _key
 from ballast_common.models import utcnow
-from ballast_common.security import nonce_digest, open_with_nonce
+from ballast_common.sealing import SealError, unseal
+from ballast_common.security import nonce_digest
 from tests.api.conftest import Api
 from tests.api.test_races import concurrently
 
@@ -88,9 +90,12 @@ def test_a_database_row_alone_does_not_reveal_the_token(api: Api) -> None:
         assert issued["nonce"] not in column
     pepper = api.config.security.secret_key.get_secret_value()
     # The stored digest is not the key, and neither is any other guess a reader has.
-    for guess in (key, sealed, "", token):
-        assert open_with_nonce(sealed, guess, pepper) is None
-    assert open_with_nonce(sealed, issued["nonce"], pepper) == token
+    for guess in (key, sealed, "x", token):
+        with pytest.raises(SealError):
+            unseal(sealed, _key(guess, pepper), context=key)
+    with pytest.raises(SealError):  # the right key, but moved to another row
+        unseal(sealed, _key(issued["nonce"], pepper), context="0" * 64)
+    assert unseal(sealed, _key(issued["nonce"], pepper), context=key) == token
 
 
 @pytest.mark.parametrize(

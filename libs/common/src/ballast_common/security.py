@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import hashlib
 import hmac
@@ -200,78 +199,6 @@ def verify_token(token: str, pepper: str, token_hash: str) -> bool:
 def nonce_digest(nonce: str) -> str:
     """The lookup key of a one-time nonce: SHA-256, 64 lowercase hex characters."""
     return hashlib.sha256(nonce.encode()).hexdigest()
-
-
-def _nonce_keys(nonce: str, pepper: str) -> tuple[bytes, bytes]:
-    # HKDF-SHA256 (RFC 5869) with the server secret as salt: one key to encrypt, one
-    # to authenticate. Neither is the lookup digest (different function and input).
-    prk = hmac.new(
-        pepper.encode(), b"ballast-nonce-seal\x00" + nonce.encode(), hashlib.sha256
-    ).digest()
-    enc = hmac.new(prk, b"enc\x01", hashlib.sha256).digest()
-    mac = hmac.new(prk, b"mac\x01", hashlib.sha256).digest()
-    return enc, mac
-
-
-def _keystream(key: bytes, size: int) -> bytes:
-    blocks = (size + 31) // 32
-    return b"".join(
-        hmac.new(key, i.to_bytes(8, "big"), hashlib.sha256).digest()
-        for i in range(blocks)
-    )[:size]
-
-
-def seal_with_nonce(secret: str, nonce: str, pepper: str) -> str:
-    """Encrypt ``secret`` under a key derived from a one-time ``nonce``.
-
-    HMAC-SHA256 in counter mode as the key stream, then HMAC-SHA256 over the
-    ciphertext (encrypt-then-MAC). Each nonce seals exactly one value, so the key
-    stream is never reused. Whoever holds the sealed value but not the nonce learns
-    nothing but the length.
-
-    Args:
-        secret: The value to protect (a session token).
-        nonce: A fresh, high-entropy one-time value (`secrets.token_urlsafe(32)`).
-        pepper: The server-side secret key (a second input of the key derivation).
-
-    Returns:
-        URL-safe base64 text of ciphertext and tag.
-
-    Raises:
-        ValueError: If ``pepper`` or ``nonce`` is empty.
-    """
-    if not pepper or not nonce:
-        raise ValueError("seal_with_nonce needs a nonce and a pepper")
-    enc, mac = _nonce_keys(nonce, pepper)
-    plain = secret.encode()
-    cipher = bytes(
-        a ^ b for a, b in zip(plain, _keystream(enc, len(plain)), strict=True)
-    )
-    tag = hmac.new(mac, cipher, hashlib.sha256).digest()
-    return base64.urlsafe_b64encode(cipher + tag).decode()
-
-
-def open_with_nonce(sealed: str, nonce: str, pepper: str) -> str | None:
-    """The value `seal_with_nonce` sealed, or ``None`` (wrong nonce, tampered, garbage)."""
-    if not pepper or not nonce:
-        return None
-    try:
-        raw = base64.urlsafe_b64decode(sealed.encode())
-    except (ValueError, UnicodeError):
-        return None
-    if len(raw) < 32:
-        return None
-    cipher, tag = raw[:-32], raw[-32:]
-    enc, mac = _nonce_keys(nonce, pepper)
-    if not hmac.compare_digest(tag, hmac.new(mac, cipher, hashlib.sha256).digest()):
-        return None
-    plain = bytes(
-        a ^ b for a, b in zip(cipher, _keystream(enc, len(cipher)), strict=True)
-    )
-    try:
-        return plain.decode()
-    except UnicodeDecodeError:
-        return None
 
 
 class Role(StrEnum):

@@ -12,7 +12,7 @@ class SessionHandoff(Model):
     """A login hand-off in flight: a session token parked under a one-time nonce.
 
     The row is keyed by SHA-256 of the nonce and holds the token sealed with a key
-    derived from the nonce (`ballast_common.security.seal_with_nonce`), so the table
+    derived from the nonce and the server secret (`ballast_common.sealing`), so the table
     alone gives neither the nonce nor the token. Redeemed once (DELETE … RETURNING),
     valid for a minute; expired rows are swept when the next hand-off is issued.
     """

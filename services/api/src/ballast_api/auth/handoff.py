@@ -3,8 +3,8 @@
 After a login the ui asks for a nonce (`issue`), hands it to the browser, and the
 browser posts it to whichever ui replica its next request reaches; that replica trades
 it for the token (`redeem`) and sets the HttpOnly cookie. The row is keyed by SHA-256
-of the nonce and holds the token sealed with a key derived from the nonce and the
-server secret, so a database reader can use neither. A nonce is valid for
+of the nonce and holds the token sealed (AES-256-GCM, `ballast_common.sealing`) with a key
+derived from the nonce and the server secret, so a database reader can use neither. A nonce is valid for
 `HANDOFF_TTL_S` and redeemed at most once: `DELETE … RETURNING` on PostgreSQL and
 SQLite, so of two concurrent redeems exactly one gets the row. Expired rows are swept
 whenever a hand-off is issued.
@@ -22,9 +22,15 @@ from ballast_common.config import AppConfig
 from ballast_common.db import DB, UnitOfWork, run_tx_async
 from ballast_common.errors import AppError
 from ballast_common.models import SessionHandoff, UserSession, utcnow
-from ballast_common.security import nonce_digest, open_with_nonce, seal_with_nonce
+from ballast_common.sealing import SealError, derive_key, seal, unseal
+from ballast_common.security import nonce_digest
 
 HANDOFF_TTL_S = 60
+
+
+def _key(nonce: str, pepper: str) -> bytes:
+    # From the nonce (which the database never sees) and the server secret.
+    return derive_key((pepper + "\x00" + nonce).encode(), "session handoff")
 
 
 class InvalidHandoff(AppError):
@@ -66,7 +72,9 @@ async def issue(
         uow.session.add(
             SessionHandoff(
                 nonce_sha256=nonce_digest(nonce),
-                sealed_token=seal_with_nonce(token, nonce, pepper),
+                sealed_token=seal(
+                    token, _key(nonce, pepper), context=nonce_digest(nonce)
+                ),
                 max_age_s=max_age,
                 expires_at=expires_at,
             )
@@ -107,7 +115,8 @@ async def redeem(
     sealed, max_age, expires_at = taken
     if expires_at <= (now or utcnow()):
         raise InvalidHandoff("hand-off nonce expired")
-    token = open_with_nonce(sealed, nonce, pepper)
-    if token is None:
-        raise InvalidHandoff("hand-off nonce does not open its token")
+    try:
+        token = unseal(sealed, _key(nonce, pepper), context=nonce_digest(nonce))
+    except SealError:
+        raise InvalidHandoff("hand-off nonce does not open its token") from None
     return token, max_age
