@@ -1,7 +1,7 @@
 """session_handoffs: login hand-off nonces shared by every ui replica (additive: new table)
 
-Revision ID: 0007_session_handoffs
-Revises: 0006_user_identities
+Revision ID: 0008_session_handoffs
+Revises: 0007_project_members
 Create Date: 2026-12-03 18:00:00+00:00
 """
 
@@ -12,8 +12,8 @@ from alembic import op
 
 import ballast_common.models.base
 
-revision: str = "0007_session_handoffs"
-down_revision: str | None = "0006_user_identities"
+revision: str = "0008_session_handoffs"
+down_revision: str | None = "0007_project_members"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
