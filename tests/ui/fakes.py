@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import httpx
@@ -37,22 +37,28 @@ def _no_network(_request: httpx.Request) -> httpx.Response:
 
 
 def install_ctx(
-    permissions: Sequence[str] = ("projects:read", "projects:write")
+    permissions: Sequence[str] = ("projects:read", "projects:write"),
+    *,
+    handler: Callable[[httpx.Request], httpx.Response] = _no_network,
+    user_id: uuid.UUID | None = None,
+    roles: Sequence[str] = ("editor",),
 ) -> Ctx:
-    """Put a logged-in session context (fake api, real outbox) into session state."""
+    """Put a logged-in session context into session state: an api client over
+    `handler` (default: no network), a real outbox, a user with `permissions`."""
     ctx: Ctx | None = st.session_state.get(CTX)
     if ctx is None:
         api = ApiClient(
-            make_http("http://api.invalid", transport=httpx.MockTransport(_no_network)),
+            make_http("http://api.invalid", transport=httpx.MockTransport(handler)),
             "t",
+            backoff_s=0,
         )
         ctx = Ctx(api=api, outbox=Outbox(_send, debounce_s=0))
         ctx.user = User(
-            id=uuid.uuid4(),
-            username="u",
+            id=user_id or uuid.uuid4(),
+            username="me",
             display_name="",
             email=None,
-            roles=["editor"],
+            roles=list(roles),
             permissions=list(permissions),
             preferences={},
         )

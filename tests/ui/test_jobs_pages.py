@@ -259,33 +259,9 @@ FAKE = FakeApi()
 
 def install(permissions: Sequence[str]) -> Any:
     """A logged-in session context talking to `FAKE` (inside AppTest scripts)."""
-    import streamlit as st
+    from tests.ui.fakes import install_ctx
 
-    from ballast_ui.client import ApiClient, User, make_http
-    from ballast_ui.outbox import Outbox
-    from ballast_ui.state import CTX, Ctx
-    from tests.ui.fakes import _send
-
-    ctx = st.session_state.get(CTX)
-    if ctx is None:
-        api = ApiClient(
-            make_http("http://api.test", transport=httpx.MockTransport(FAKE)),
-            "t",
-            backoff_s=0,
-        )
-        ctx = Ctx(api=api, outbox=Outbox(_send, debounce_s=0))
-        ctx.user = User(
-            id=ME,
-            username="me",
-            display_name="",
-            email=None,
-            roles=["editor"],
-            permissions=list(permissions),
-            preferences={},
-        )
-        ctx.drafts_loaded = True
-        st.session_state[CTX] = ctx
-    return ctx
+    return install_ctx(permissions, handler=FAKE, user_id=ME, roles=["editor"])
 
 
 def page_app() -> None:
