@@ -153,3 +153,31 @@ def api(backend: str, seeded_dbs: dict[str, str], tmp_path: Path) -> Iterator[Ap
 
 def new_id() -> str:
     return uuid.uuid4().hex
+
+
+@pytest.fixture
+def peer_clients(seeded_dbs: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+    """`peer_clients(peer, **sections)`: the api (SQLite, seeded afresh) as seen from
+    the address `peer`; `sections` go to `make_config` (security=..., auth=...)."""
+    db = DB(seeded_dbs["sqlite"])
+    _reset(db)
+    run_tx(seed_demo, db=db)
+    opened: list[TestClient] = []
+
+    def make(peer: str, **sections: Any) -> TestClient:
+        client = TestClient(
+            create_app(config=make_config(tmp_path, **sections), db=db),
+            raise_server_exceptions=False,
+            client=(peer, 51000),
+        )
+        client.__enter__()
+        opened.append(client)
+        return client
+
+    try:
+        yield make
+    finally:
+        for client in opened:
+            client.portal.call(db.adispose)  # type: ignore[union-attr]
+            client.__exit__(None, None, None)
+        db.dispose()

@@ -4,7 +4,6 @@ trusted proxy (`security.trusted_proxies`), so a direct client cannot choose it.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -12,41 +11,17 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from ballast_api.main import create_app
-from ballast_common.db import DB, run_tx
+from ballast_common.db import DB
 from ballast_common.models import AuditLog, UserSession
-from ballast_common.seed import seed_demo
-from tests.api.conftest import PASSWORDS, _reset, make_config
+from tests.api.conftest import PASSWORDS, make_config
 
 SPOOF = "198.51.100.99"
 
 
 @pytest.fixture
-def make_client(seeded_dbs: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+def make_client(peer_clients: Any) -> Any:
     """`make_client(peer, **security)`: the api as seen from the peer address `peer`."""
-    db = DB(seeded_dbs["sqlite"])
-    _reset(db)
-    run_tx(seed_demo, db=db)
-    opened: list[TestClient] = []
-
-    def make(peer: str, **security: Any) -> TestClient:
-        config = make_config(tmp_path, security=security)
-        client = TestClient(
-            create_app(config=config, db=db),
-            raise_server_exceptions=False,
-            client=(peer, 51000),
-        )
-        client.__enter__()
-        opened.append(client)
-        return client
-
-    try:
-        yield make
-    finally:
-        for client in opened:
-            client.portal.call(db.adispose)  # type: ignore[union-attr]
-            client.__exit__(None, None, None)
-        db.dispose()
+    return lambda peer, **security: peer_clients(peer, security=security)
 
 
 def _login_ip(client: TestClient, forwarded: str | None) -> tuple[str | None, ...]:

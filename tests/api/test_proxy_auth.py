@@ -3,8 +3,6 @@ the headers count only when the connection's own peer is a trusted proxy."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -13,11 +11,8 @@ import structlog.testing
 from fastapi.testclient import TestClient
 from sqlalchemy import select
 
-from ballast_api.main import create_app
-from ballast_common.db import DB, run_tx
+from ballast_common.db import DB
 from ballast_common.models import AuditLog, User
-from ballast_common.seed import seed_demo
-from tests.api.conftest import _reset, make_config
 
 PROXY = "10.20.0.7"
 HEADERS = {
@@ -28,38 +23,18 @@ HEADERS = {
 
 
 @pytest.fixture
-def make_client(seeded_dbs: dict[str, str], tmp_path: Path) -> Iterator[Any]:
+def make_client(peer_clients: Any) -> Any:
     """`make_client(peer, proxy=..., **security)`: the api seen from `peer`."""
-    db = DB(seeded_dbs["sqlite"])
-    _reset(db)
-    run_tx(seed_demo, db=db)
-    opened: list[TestClient] = []
 
-    def make(
-        peer: str, proxy: dict[str, Any] | None = None, **security: Any
-    ) -> TestClient:
+    def make(peer: str, proxy: dict[str, Any] | None = None, **security: Any) -> Any:
         settings = {"enabled": True, "group_roles": {"ballast-editors": "editor"}}
-        config = make_config(
-            tmp_path,
+        return peer_clients(
+            peer,
             security={"trusted_proxies": ["10.20.0.0/16"], **security},
             auth={"proxy": settings | (proxy or {})},
         )
-        client = TestClient(
-            create_app(config=config, db=db),
-            raise_server_exceptions=False,
-            client=(peer, 41000),
-        )
-        client.__enter__()
-        opened.append(client)
-        return client
 
-    try:
-        yield make
-    finally:
-        for client in opened:
-            client.portal.call(db.adispose)  # type: ignore[union-attr]
-            client.__exit__(None, None, None)
-        db.dispose()
+    return make
 
 
 def _audit(client: TestClient, action: str) -> list[AuditLog]:
