@@ -9,7 +9,6 @@ RUN := $(UV) run --frozen
 # `make run` uses the environment install-run made (no dev group synced in).
 RUN_APP := $(UV) run --frozen --no-sync
 SRC := libs/common/src services/api/src services/ui/src services/jobs/src services/backup/src
-PYTEST_COV := --cov --cov-report=term-missing --cov-report=xml:var/coverage.xml --durations=25
 # Debian packages for the throwaway test servers, only when neither the binaries nor an env URL exist.
 DEB_PKGS := $(if $(BALLAST_TEST_POSTGRES_URL)$(wildcard /usr/lib/postgresql/*/bin/initdb),,postgresql) \
 	$(if $(BALLAST_TEST_REDIS_URL)$(shell command -v redis-server),,redis-server) \
@@ -52,9 +51,8 @@ typecheck: ## Type-check the packages with mypy
 	$(RUN) mypy $(SRC)
 
 .PHONY: test
-test: install lint ## Lint, then run every test with coverage (fails under 90 %, fails when no tests ran)
-	@mkdir -p var
-	PYTHONUNBUFFERED=1 $(RUN) pytest $(PYTEST_COV) || { rc=$$?; [ $$rc -ne 5 ] || echo "make test: pytest collected no tests" >&2; exit $$rc; }
+test: install lint ## Lint, then every test with coverage (scripts/test.sh: parallel, then e2e/timing alone; fails under 90 %)
+	scripts/test.sh
 
 .PHONY: test-integration
 test-integration: ## Run only the tests against real PostgreSQL / Redis / S3 servers

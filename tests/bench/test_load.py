@@ -11,7 +11,11 @@ import pytest
 from ballast_testing.servers import PostgresServer
 from bench import load
 
-pytestmark = [pytest.mark.bench, pytest.mark.integration]
+pytestmark = [
+    pytest.mark.bench,
+    pytest.mark.integration,
+    pytest.mark.serial,
+]  # serial: a load benchmark
 
 USERS = 3
 

@@ -19,6 +19,8 @@ from ballast_testing.servers import free_port
 from tests.cli.conftest import alive, kill_leftovers, wait_for
 from tests.cli.fake_modules import write_modules
 
+pytestmark = pytest.mark.serial  # shutdowns within a few seconds
+
 
 @pytest.fixture(scope="session")
 def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:

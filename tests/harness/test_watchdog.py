@@ -18,6 +18,8 @@ HANGING = """
 import time
 import pytest
 
+pytestmark = pytest.mark.serial  # a hang ends the run within its grace
+
 @pytest.mark.timeout(1)
 def test_hangs_through_its_timeout():
     deadline = time.monotonic() + 120

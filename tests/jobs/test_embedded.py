@@ -15,6 +15,8 @@ from ballast_common.jobs import JobStatus, broker_settings, request_cancel
 from ballast_common.models import Job
 from tests.jobs.conftest import FAST, Stack
 
+pytestmark = pytest.mark.serial  # a job runs within 5 s
+
 
 @pytest.fixture
 def embedded(tmp_path: Path) -> Iterator[Stack]:

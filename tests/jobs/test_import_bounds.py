@@ -26,6 +26,8 @@ from ballast_jobs.datasets import (
     import_file,
 )
 
+pytestmark = pytest.mark.serial  # peak memory and time of imports
+
 MB = 1024 * 1024
 SHEET = "xl/worksheets/sheet1.xml"
 

@@ -12,7 +12,10 @@ from ballast_common.jobs import JobStatus, request_cancel
 from ballast_common.models import Job, utcnow
 from tests.jobs.conftest import Stack
 
-pytestmark = pytest.mark.integration
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.serial,
+]  # serial: a job starts within 1.5 s of its due time
 
 
 def cancel(stack: Stack, job_id: object) -> None:

@@ -15,7 +15,9 @@ from ballast_ui.client import ApiUnavailable, Project
 from ballast_ui.pages import projects
 from ballast_ui.router import MAX_PAGE, page_number
 
-PID = str(uuid.uuid4())
+PID = (
+    "5b0e6a9c-2f4d-4c1e-9a7b-3d2f1e0c9b8a"  # fixed: test ids must match across workers
+)
 
 
 def _project(version: int) -> Project:
