@@ -122,7 +122,7 @@ def run_locust(
         str(prefix),
         "--only-summary",
         "--loglevel",
-        "WARNING",
+        "INFO",
     ]
     t0 = time.monotonic()
     with log_path.open("wb") as log:
@@ -143,6 +143,12 @@ def run_locust(
         tail = log_path.read_text(errors="replace")[-3000:]
         raise RuntimeError(f"locust exited {rc}:\n{tail}")
     result = parse_stats(stats_csv)
+    if result["requests"] == 0:
+        # A run that did no work measured nothing: say why (locust's own log).
+        tail = log_path.read_text(errors="replace")[-3000:]
+        raise RuntimeError(
+            f"locust recorded no request in {elapsed:.1f} s (rc {rc}):\n{tail}"
+        )
     result["failure_samples"] = _failure_samples(prefix.with_name("load_failures.csv"))
     result["duration_s"] = round(elapsed, 1)
     return result
