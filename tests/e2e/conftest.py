@@ -216,6 +216,9 @@ def login(page: Page, base: str, user: str, path: str = "/") -> None:
     page.get_by_role("textbox", name="Password").fill(PASSWORDS[user])
     page.get_by_role("button", name="Sign in").click()
     page.locator(".ballast-nav").wait_for()
+    # The session cookie is set by a request of its own after the sign-in is drawn; a
+    # test that reloads must not outrun it (body[data-bsession] marks it set).
+    page.locator("body[data-bsession]").wait_for(state="attached")
 
 
 def screenshot(page: Page, name: str) -> None:

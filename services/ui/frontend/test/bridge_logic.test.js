@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import {
-  editsText, historyAction, historyButtonSelector, offlineText,
+  editsText, historyAction, historyButtonSelector, offlineText, redeemHandoff,
 } from '../../src/ballast_ui/frontend/lib/bridge_logic.js';
 
 describe('offlineText', () => {
@@ -44,5 +44,49 @@ describe('historyButtonSelector', () => {
   test('the enabled button of the action', () => {
     assert.equal(historyButtonSelector('undo'), '[class*="--undo"] button:not([disabled])');
     assert.equal(historyButtonSelector('redo'), '[class*="--redo"] button:not([disabled])');
+  });
+});
+
+describe('redeemHandoff', () => {
+  const answers = (...xs) => {
+    const calls = [];
+    const fetchFn = async (url, init) => {
+      calls.push({ url, init });
+      const x = xs.shift();
+      if (x instanceof Error) throw x;
+      return { ok: x >= 200 && x < 300, status: x };
+    };
+    return { calls, fetchFn };
+  };
+  const noSleep = { sleep: async () => {} };
+
+  test('posts the nonce once, surviving a reload, and reports the cookie set', async () => {
+    const { calls, fetchFn } = answers(200);
+    assert.equal(await redeemHandoff(fetchFn, 'n1', noSleep), true);
+    assert.equal(calls.length, 1);
+    assert.equal(calls[0].url, '_ballast/session');
+    assert.equal(calls[0].init.keepalive, true);
+    assert.deepEqual(JSON.parse(calls[0].init.body), { nonce: 'n1' });
+  });
+
+  test('tries again after a network error or a 5xx', async () => {
+    const { calls, fetchFn } = answers(new TypeError('offline'), 502, 200);
+    assert.equal(await redeemHandoff(fetchFn, 'n2', noSleep), true);
+    assert.equal(calls.length, 3);
+  });
+
+  test('a 4xx (used or expired nonce) is final', async () => {
+    const { calls, fetchFn } = answers(400, 200);
+    assert.equal(await redeemHandoff(fetchFn, 'n3', noSleep), false);
+    assert.equal(calls.length, 1);
+  });
+
+  test('gives up after the tries, pausing between them', async () => {
+    const pauses = [];
+    const { calls, fetchFn } = answers(503, 503, 503);
+    const sleep = async (ms) => { pauses.push(ms); };
+    assert.equal(await redeemHandoff(fetchFn, 'n4', { tries: 3, retryMs: 7, sleep }), false);
+    assert.equal(calls.length, 3);
+    assert.deepEqual(pauses, [7, 7]);
   });
 });

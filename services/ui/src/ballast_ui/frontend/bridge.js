@@ -3,6 +3,7 @@
 // the session-cookie hand-off, and the Ctrl+Z / Ctrl+Shift+Z hotkeys.
 import {
   FIRST_CHECK_MS, OFFLINE_MS, OK_MS, TIMEOUT_MS, editsText, historyAction, historyButtonSelector, offlineText,
+  redeemHandoff,
 } from './lib/bridge_logic.js';
 import {
   dropAcknowledged, journalKey, loadJournal, pendingValues, saveJournal,
@@ -72,8 +73,9 @@ export default function (component) {
   }
   if (data.handoff && w.__ballastHandoff !== data.handoff) {
     w.__ballastHandoff = data.handoff;
-    fetch('_ballast/session', { method: 'POST', credentials: 'same-origin',
-      headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ nonce: data.handoff }) });
+    redeemHandoff(fetch, data.handoff).then((ok) => {
+      if (ok) document.body.dataset.bsession = '1';
+    });
   }
   if (data.clear_cookie && !w.__ballastCleared) {
     w.__ballastCleared = true;

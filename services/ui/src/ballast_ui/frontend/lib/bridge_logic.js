@@ -30,3 +30,30 @@ export function editsText(el) {
 export function historyButtonSelector(action) {
   return (action === 'redo' ? '[class*="--redo"]' : '[class*="--undo"]') + ' button:not([disabled])';
 }
+
+// Posting a login hand-off nonce: tries in all, and the pause between two tries.
+export const HANDOFF_TRIES = 5;
+export const HANDOFF_RETRY_MS = 1000;
+
+// Trade a login hand-off nonce for the session cookie (POST /_ballast/session). The
+// post survives a reload started at once (keepalive), and an unreachable or failing
+// server (network error, 5xx) is tried again: otherwise the sign-in would not outlive
+// the next refresh. A 4xx (unknown, used or expired nonce) is final. Resolves to true
+// once the cookie is set.
+export async function redeemHandoff(fetchFn, nonce, { tries = HANDOFF_TRIES, retryMs = HANDOFF_RETRY_MS, sleep } = {}) {
+  const pause = sleep || ((ms) => new Promise((r) => setTimeout(r, ms)));
+  for (let i = 0; i < tries; i += 1) {
+    if (i) await pause(retryMs);
+    try {
+      const r = await fetchFn('_ballast/session', {
+        method: 'POST', credentials: 'same-origin', keepalive: true,
+        headers: { 'Content-Type': 'application/json' }, body: JSON.stringify({ nonce }),
+      });
+      if (r.ok) return true;
+      if (r.status < 500) return false;
+    } catch (e) {
+      // unreachable: try again
+    }
+  }
+  return false;
+}
