@@ -180,3 +180,41 @@ def test_table_rows_are_stored_dense_like_the_browser_reads_them() -> None:
     assert _jsonable_rows([{"due": float("nan")}], ["title", "due"]) == [
         {"title": None, "due": None}
     ]
+
+
+def journal_restore_app() -> None:
+    import streamlit as st
+
+    from ballast_ui.state import apply_journal, values
+    from ballast_ui.widgets import fragment_done, s_select, s_text, touch_fragment
+    from tests.ui.fakes import install_ctx
+
+    ctx = install_ctx()
+    touch_fragment()
+    s_select("Status", "f.status", ["draft", "active", "paused"], default="draft")
+    s_text("Name", "f.name")
+    restore = st.session_state.pop("restore", None)
+    if restore:
+        st.text(repr(apply_journal(ctx, restore)))
+    st.text(repr(sorted(values().items())))
+    fragment_done()
+
+
+def test_a_journal_restore_never_undoes_a_change_made_in_this_session() -> None:
+    # The browser sends the journal's unacknowledged values once its session is ready.
+    # A page just opened: the user picks "active", then at once "paused"; the restore
+    # the browser sent in between carries "active" and arrives last.
+    at = AppTest.from_function(journal_restore_app, default_timeout=10).run()
+    at.selectbox(key="f.status").select("active").run()
+    at.selectbox(key="f.status").select("paused").run()
+    at.session_state["restore"] = {"f.status": "active", "f.name": "typed before"}
+    at.run()
+    assert not at.exception
+    # The untouched field comes back from the journal; the edited one keeps its value.
+    assert ast.literal_eval(at.text[0].value) == ["f.name"]
+    store = dict(ast.literal_eval(at.text[1].value))
+    assert store == {"f.status": "paused", "f.name": "typed before"}
+    assert at.selectbox(key="f.status").value == "paused"
+    at.run()
+    assert at.selectbox(key="f.status").value == "paused"
+    assert at.text_input(key="f.name").value == "typed before"

@@ -70,6 +70,9 @@ class Ctx:
     clear_cookie: bool = False
     drafts_loaded: bool = False
     notices: list[str] = field(default_factory=list)
+    # Keys changed in this Streamlit session (`persist_input`): their value here is newer
+    # than anything the browser journal held when it sent its restore (`apply_journal`).
+    edited: set[str] = field(default_factory=set)
 
     @property
     def authenticated(self) -> bool:
@@ -138,6 +141,8 @@ def persist_input(
         return  # no change: no draft, nothing to undo
     store[key] = val
     ctx = st.session_state.get(CTX)
+    if ctx is not None:
+        ctx.edited.add(key)
     if ctx is not None and ctx.user is not None:
         ctx.outbox.put(key, val, urgent=urgent)
     if record:
@@ -261,6 +266,7 @@ def start_session(ctx: Ctx, session: Session) -> Session:
     ctx.outbox.set_send(ctx.api.put_drafts)
     ctx.outbox.owner = str(session.user.id)
     ctx.drafts_loaded = False
+    ctx.edited.clear()
     ctx.notices.clear()
     load_drafts(ctx)
     log.info("login", user_id=str(session.user.id))
@@ -388,7 +394,10 @@ def apply_journal(ctx: Ctx, entries: dict[str, Any]) -> list[str]:
     """Re-apply browser-journal entries the api never acknowledged.
 
     They are newer than any draft by definition (the browser only keeps what was not
-    acknowledged), so they win without any clock comparison.
+    acknowledged), so they win without any clock comparison; but not over a key changed
+    in this session (`Ctx.edited`): the browser took its list before the restore
+    arrived, and a change made meanwhile (a second pick right after the first, on a
+    page just opened) must not be put back to the value before it.
 
     Returns:
         The keys whose value changed.
@@ -402,7 +411,7 @@ def apply_journal(ctx: Ctx, entries: dict[str, Any]) -> list[str]:
             # Typing journaled before the browser knew the widget's key.
             meta = by_class.get(raw[4:])
             key = meta.get("key") if isinstance(meta, dict) else None
-        if not isinstance(key, str) or "." not in key:
+        if not isinstance(key, str) or "." not in key or key in ctx.edited:
             continue
         if store.get(key) != value:
             changed.append(key)
