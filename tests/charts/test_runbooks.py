@@ -1,6 +1,7 @@
-"""Every alert links its runbook: a `runbook_url` annotation pointing at a section of
-docs/runbooks.md that exists and says what to do; and every alert has a promtool test in
-which it fires."""
+"""Every alert says what to do: a `description` with its first step always, and, once
+`metrics.prometheusRule.runbookBaseUrl` says where docs/runbooks.md is published, a
+`runbook_url` pointing at a section of it that exists and has a remediation; and every
+alert has a promtool test in which it fires."""
 
 from __future__ import annotations
 
@@ -8,14 +9,26 @@ import re
 from collections.abc import Callable
 from typing import Any
 
-from tests.charts.conftest import ROOT, Obj
+from tests.charts.conftest import ROOT, VALUE_SETS, Obj, find, render
 from tests.charts.test_alerts_dashboards import _backup_unit_tests, _rules, _unit_tests
 from tests.charts.test_cache_alert import _tests as cache_unit_tests
 from tests.charts.test_security_chart import _login_unit_tests
 from tests.charts.test_ui_alerts import ui_unit_tests
 
 RUNBOOKS = ROOT / "docs" / "runbooks.md"
-BASE = "https://github.com/example/ballast/blob/main/docs/runbooks.md"
+BASE = "https://git.example.test/ballast/blob/main/docs/runbooks.md"
+
+
+def _rules_with_runbooks(base: str = BASE) -> Obj:
+    objs = render(
+        VALUE_SETS["production"], {"metrics.prometheusRule.runbookBaseUrl": base}
+    )
+    (rule,) = find(objs, "PrometheusRule")
+    return {"groups": rule["spec"]["groups"]}
+
+
+def _alerts(rules: Obj) -> list[Obj]:
+    return [r for g in rules["groups"] for r in g["rules"] if "alert" in r]
 
 
 def _anchor(heading: str) -> str:
@@ -51,14 +64,25 @@ def runbook_problems(rules: Obj, text: str, base: str = BASE) -> list[str]:
 
 
 def test_every_alert_links_a_runbook_section_that_exists() -> None:
-    rules = _rules()
-    names = [r["alert"] for g in rules["groups"] for r in g["rules"] if "alert" in r]
-    assert len(names) >= 14
+    rules = _rules_with_runbooks()
+    assert len(_alerts(rules)) >= 14
     assert runbook_problems(rules, RUNBOOKS.read_text(encoding="utf-8")) == []
 
 
+def test_by_default_no_placeholder_link_and_every_alert_says_its_first_step() -> None:
+    # The chart cannot know where its users publish the runbooks: no made-up address.
+    alerts = _alerts(_rules())
+    assert alerts
+    for alert in alerts:
+        annotations = alert["annotations"]
+        assert "runbook_url" not in annotations, alert["alert"]
+        assert annotations["description"].startswith("First step: "), alert["alert"]
+    descriptions = [a["annotations"]["description"] for a in alerts]
+    assert len(set(descriptions)) == len(descriptions)
+
+
 def test_the_runbook_check_can_fail() -> None:
-    rules = _rules()
+    rules = _rules_with_runbooks()
     text = RUNBOOKS.read_text(encoding="utf-8")
     without = text.replace("## BallastApiSlow\n", "## Something else\n")
     assert runbook_problems(rules, without) == [
