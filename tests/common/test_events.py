@@ -7,6 +7,8 @@ from ballast_common.telemetry import (
     Event,
     bind_request_context,
     clear_event_sinks,
+    metric_label,
+    register_event_names,
     register_event_sink,
     track,
     validate_event_name,
@@ -56,6 +58,7 @@ def test_invalid_names_raise_before_anything_happens(
 def test_track_logs_counts_and_hands_masked_event_to_sinks(log_lines: LogLines) -> None:
     seen: list[Event] = []
     register_event_sink(seen.append)
+    register_event_names("form.saved")
     before = _count("form.saved")
     with bind_request_context(user_id="u1", correlation_id="c1") as ctx:
         track(
@@ -146,3 +149,35 @@ def test_event_defaults() -> None:
     assert first.timestamp.tzinfo is UTC
     with pytest.raises(AttributeError):
         first.type = "y"  # type: ignore[misc]
+
+
+def _labels() -> set[str]:
+    return {
+        sample.labels["event"]
+        for metric in REGISTRY.collect()
+        if metric.name == "ballast_events" or metric.name == "ballast_events_total"
+        for sample in metric.samples
+        if sample.name == "ballast_events_total"
+    }
+
+
+def test_unknown_event_names_never_grow_the_metric_labels() -> None:
+    # Any client holding events:write may send names: the label set stays bounded.
+    track("workbench.page_viewed", {"page": "home"})
+    before = _count("other")
+    names = [f"made_up.event_{i}" for i in range(300)]
+    for name in names:
+        track(name)
+    assert _count("other") == before + 300
+    assert not _labels() & set(names)
+    assert metric_label("workbench.page_viewed") == "workbench.page_viewed"
+    assert metric_label("made_up.event_1") == "other"
+
+
+def test_an_app_registers_its_own_event_names() -> None:
+    register_event_names("reports.exported")
+    before = _count("reports.exported")
+    track("reports.exported")
+    assert _count("reports.exported") == before + 1
+    with pytest.raises(ValueError, match="invalid event name"):
+        register_event_names("Not A Name")

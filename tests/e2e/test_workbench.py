@@ -17,6 +17,7 @@ from tests.e2e.conftest import (
     no_exception,
     screenshot,
 )
+from tests.e2e.test_forms_e2e import Sql
 from tests.e2e.test_zero_loss import PATIENCE_MS, pick
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -67,8 +68,9 @@ def open_first_project(page) -> None:  # type: ignore[no-untyped-def]
 
 
 def test_every_page_and_deep_links_back_forward(
-    context: BrowserContext, ui_url: str, ui_metrics_url: str
+    context: BrowserContext, ui_url: str, ui_metrics_url: str, sql: Sql
 ) -> None:
+    first_event = sql("SELECT coalesce(max(id), 0) FROM events")[0][0]
     page = context.new_page()
     login(page, ui_url, "admin")
     screenshot(page, "home-first")
@@ -101,6 +103,23 @@ def test_every_page_and_deep_links_back_forward(
     other.goto(ui_url + "/?page=audit")
     expect(other.locator(".st-key-bpage-audit")).to_be_visible()
     expect(other.get_by_role("heading", name="Audit")).to_be_visible()
+    # The journey reached the api's events table (the dashboard's business panels),
+    # sent by the UI in the background: signed in, then every page viewed.
+    wanted_views = {name.lower() for name in PAGES}
+    deadline = time.monotonic() + 30
+    while True:
+        rows = sql(
+            "SELECT name, props->>'page' FROM events e JOIN users u ON u.id = e.user_id"
+            " WHERE e.id > %s AND u.username = 'admin'",
+            (first_event,),
+        )
+        views = {str(p) for n, p in rows if n == "workbench.page_viewed"}
+        signed_in = any(n == "workbench.signed_in" for n, _ in rows)
+        if (wanted_views <= views and signed_in) or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert signed_in, rows
+    assert wanted_views <= views, rows
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,7 @@ from ballast_ui.state import (
     logout,
     sign_in_methods,
     sso_url,
+    track,
     values,
 )
 from ballast_ui.widgets import journal_meta
@@ -317,6 +318,17 @@ def _login(ctx: Ctx) -> None:
         st.rerun()
 
 
+# The page last recorded as viewed in this session (`workbench.page_viewed`).
+_VIEWED = "_ballast_viewed"
+
+
+def _viewed(ctx: Ctx, page: str) -> None:
+    """Record a page view, once per change of page (not per rerun)."""
+    if st.session_state.get(_VIEWED) != page:
+        st.session_state[_VIEWED] = page
+        track(ctx, "workbench.page_viewed", {"page": page})
+
+
 def _nav(ctx: Ctx, r: Router, view: str) -> None:
     items = [
         {
@@ -332,6 +344,7 @@ def _nav(ctx: Ctx, r: Router, view: str) -> None:
         page = st.session_state["ballast_nav"].nav
         if isinstance(page, str) and r.allowed(ctx, page):
             r.on_client_nav(page)
+            _viewed(ctx, page)
 
     @st.fragment
     def nav_fragment() -> None:
@@ -371,6 +384,7 @@ def main() -> None:
         pages = r.visible(ctx) if ctx.authenticated else []
         names = [p.name for p in pages] + [DENIED, NOT_FOUND, "login"]
         if ctx.authenticated:
+            _viewed(ctx, view)
             # The sidebar first: Streamlit draws each element as it arrives, and the
             # main area drawn before the sidebar exists moves 300 px when it appears.
             _nav(ctx, r, view)

@@ -19,7 +19,7 @@ from ballast_ui.client import ApiUnavailable
 from ballast_ui.i18n import BLANK
 from ballast_ui.metrics import note_trigger
 from ballast_ui.outbox import split_key
-from ballast_ui.state import get_ctx, on_change, persist_input, values
+from ballast_ui.state import get_ctx, on_change, persist_input, track, values
 
 HISTORY_LIMIT = 100
 _FORMS = "_ballast_forms"
@@ -277,6 +277,8 @@ def save_form(
     form.conflict = None
     _apply_snapshot(form, {**payload, **form.saved})
     form.message = "Saved." if mode == "save" else "Applied."
+    # The form's kind ("project" of "project.<id>"): a journey step, not an id.
+    track(ctx, "workbench.form_saved", {"form": form_id.split(".", 1)[0], "mode": mode})
     return True
 
 

@@ -71,3 +71,9 @@ def is_history_navigation() -> bool:
     """Whether the current run was started by the browser's back/forward."""
     ctx = get_script_run_ctx()
     return bool(ctx is not None and ctx.is_history_navigation)
+
+
+def session_id() -> str | None:
+    """The Streamlit session's id (one browser tab's connection), outside a run None."""
+    ctx = get_script_run_ctx()
+    return None if ctx is None else str(ctx.session_id)

@@ -28,7 +28,9 @@ from ballast_ui.client import (
     User,
     make_http,
 )
+from ballast_ui.events import sender
 from ballast_ui.outbox import Outbox, OutboxPump
+from ballast_ui.st_internals import session_id
 
 log = get_logger(__name__)
 
@@ -121,6 +123,13 @@ def on_change(hook: Callable[[str, Any, Any], None], name: str) -> None:
     """Register a hook ``hook(key, old, new)`` run on every persisted change."""
     hooks = st.session_state.setdefault(CHANGE_HOOKS, {})
     hooks[name] = hook
+
+
+def track(ctx: Ctx, event: str, props: Mapping[str, Any] | None = None) -> None:
+    """Record a Workbench event of the signed-in user (sent in the background by
+    `ballast_ui.events`; the api stores and counts it). Signed out: nothing."""
+    if ctx.user is not None:
+        sender().track(ctx.api.post_events, event, props, session_id=session_id())
 
 
 def persist_input(
@@ -270,6 +279,7 @@ def start_session(ctx: Ctx, session: Session) -> Session:
     ctx.notices.clear()
     load_drafts(ctx)
     log.info("login", user_id=str(session.user.id))
+    track(ctx, "workbench.signed_in")
     return session
 
 

@@ -11,6 +11,23 @@ from pydantic import BaseModel, Field
 EVENT_NAME_PATTERN = r"^[a-z][a-z0-9_]*(?:\.[a-z][a-z0-9_]*)*$"
 MAX_EVENT_NAME_LENGTH = 100
 
+# The events the product emits: the Workbench's journey (ballast_ui tracks them). Only
+# these become values of the ``event`` label of ``ballast_events_total``; any other
+# valid name is stored all the same but counted as OTHER_EVENT, so that no client can
+# grow the metric's label set without bound. Apps add theirs with
+# `ballast_common.telemetry.register_event_names`.
+KNOWN_EVENTS = frozenset(
+    {
+        "workbench.signed_in",
+        "workbench.page_viewed",
+        "workbench.project_opened",
+        "workbench.form_saved",
+        "workbench.dataset_imported",
+        "workbench.analysis_started",
+    }
+)
+OTHER_EVENT = "other"
+
 
 class EventIn(BaseModel):
     # The rule track() applies, checked here so no event is stored that it refuses.

@@ -12,7 +12,12 @@ from typing import Any
 
 from prometheus_client import REGISTRY, Counter
 
-from ballast_common.contracts.events import EVENT_NAME_PATTERN, MAX_EVENT_NAME_LENGTH
+from ballast_common.contracts.events import (
+    EVENT_NAME_PATTERN,
+    KNOWN_EVENTS,
+    MAX_EVENT_NAME_LENGTH,
+    OTHER_EVENT,
+)
 from ballast_common.telemetry.context import (
     correlation_id_var,
     current_ids_or_bound,
@@ -68,6 +73,25 @@ EventSink = Callable[[Event], None]
 
 _sinks: list[EventSink] = []
 _sinks_lock = threading.Lock()
+# The names counted under their own label (see KNOWN_EVENTS); the rest count as "other".
+_labelled: set[str] = set(KNOWN_EVENTS)
+
+
+def register_event_names(*names: str) -> None:
+    """Let ``ballast_events_total`` count these events under their own label.
+
+    Raises:
+        ValueError: A name is not a valid event name.
+    """
+    for name in names:
+        validate_event_name(name)
+    with _sinks_lock:
+        _labelled.update(names)
+
+
+def metric_label(event: str) -> str:
+    """The ``event`` label an event is counted under: its name if known, else "other"."""
+    return event if event in _labelled else OTHER_EVENT
 
 
 def _events_counter() -> Counter:
@@ -134,7 +158,8 @@ def track(
     """Track a user or system event.
 
     Validates the name, masks ``props``, logs event ``"track"``, increments
-    ``ballast_events_total{event}`` and hands an :class:`Event` (with the ids of
+    ``ballast_events_total{event}`` (unknown names under ``event="other"``, see
+    `register_event_names`) and hands an :class:`Event` (with the ids of
     the bound context) to every registered sink.
 
     Args:
@@ -164,7 +189,7 @@ def track(
         source=source,
         props=masked,
     )
-    _events_counter().labels(event=event).inc()
+    _events_counter().labels(event=metric_label(event)).inc()
     with _sinks_lock:
         sinks = list(_sinks)
     for sink in sinks:

@@ -26,7 +26,7 @@ from ballast_ui.downloads import download_buttons
 from ballast_ui.i18n import t
 from ballast_ui.pages.jobs import api_error_text, flash, job_panel
 from ballast_ui.router import Page, Router
-from ballast_ui.state import Ctx, get_config, values
+from ballast_ui.state import Ctx, get_config, track, values
 from ballast_ui.widgets import s_multiselect, s_select, s_slider
 
 FORM = "analysis"
@@ -218,6 +218,7 @@ class AnalysisPage(Page):
         except AppError as exc:
             st.session_state[_FLASH] = ("error", f"Not started: {api_error_text(exc)}")
             return
+        track(ctx, "workbench.analysis_started", {"mode": kwargs["mode"]})
         st.session_state.setdefault(_STARTED, {})[str(job.id)] = analysis_params(kwargs)
         st.session_state[_FLASH] = ("info", f"Analysis started ({kwargs['mode']}).")
         router.navigate(self.name, {"job": str(job.id)})

@@ -21,7 +21,7 @@ from ballast_ui.downloads import download_buttons
 from ballast_ui.i18n import t
 from ballast_ui.pages.jobs import api_error_text, flash, job_panel
 from ballast_ui.router import Page, Router
-from ballast_ui.state import Ctx, values
+from ballast_ui.state import Ctx, track, values
 from ballast_ui.widgets import s_file, s_select, s_text
 
 FORM = "data-import"
@@ -167,6 +167,7 @@ class DataPage(Page):
             st.session_state[_FLASH] = ("error", f"Not imported: {api_error_text(exc)}")
             return
         cache.written("datasets", f"datasets:{started.dataset.id}")
+        track(ctx, "workbench.dataset_imported", {"format": PurePath(filename).suffix})
         st.session_state[_FLASH] = ("info", f"Importing {filename} as {name!r}…")
         router.navigate(
             self.name, {"id": str(started.dataset.id), "job": str(started.job.id)}

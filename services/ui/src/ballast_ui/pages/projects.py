@@ -22,7 +22,7 @@ from ballast_ui.forms import (
 from ballast_ui.i18n import BLANK, fmt_time, t, user_zone
 from ballast_ui.metrics import note_trigger
 from ballast_ui.router import Page, Router, page_number
-from ballast_ui.state import Ctx, values
+from ballast_ui.state import Ctx, track, values
 from ballast_ui.widgets import (
     s_area,
     s_checkbox,
@@ -101,6 +101,10 @@ def _is_project_id(project_id: str) -> bool:
         return str(uuid.UUID(project_id)) == project_id.lower()
     except ValueError:
         return False
+
+
+# The project form last opened in this session (`workbench.project_opened`).
+_OPENED = "_ballast_project_opened"
 
 
 def _fetch_project(ctx: Ctx, project_id: str) -> Project:
@@ -311,6 +315,9 @@ class ProjectsPage(Page):
             saved = cached[1] if cached else dict(DEFAULTS)
         version = project.version if project else 0
         form = use_form(form_id, FIELDS, saved, version)
+        if st.session_state.get(_OPENED) != form_id:
+            st.session_state[_OPENED] = form_id
+            track(ctx, "workbench.project_opened", {"new": project_id == NEW})
         # A new project is mine; an existing one says what I may do to it.
         can_write = ctx.can("projects:write") and (
             project_id == NEW
