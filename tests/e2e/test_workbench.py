@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import re
 import time
+import uuid
+from collections.abc import Callable
 
 import httpx
 import pytest
@@ -18,7 +20,7 @@ from tests.e2e.conftest import (
     screenshot,
 )
 from tests.e2e.test_forms_e2e import Sql
-from tests.e2e.test_zero_loss import PATIENCE_MS, pick
+from tests.e2e.test_zero_loss import PATIENCE_MS, open_project, pick
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -210,11 +212,12 @@ def test_viewer_cannot_see_or_reach_admin(context: BrowserContext, ui_url: str) 
 
 
 def test_uncommitted_typing_survives_refresh(
-    context: BrowserContext, ui_url: str
+    context: BrowserContext, ui_url: str, new_project: Callable[..., str]
 ) -> None:
+    # A project of the editor's own: the demo projects are the admin's, read-only to
+    # the editor (the first project in the list depended on which tests ran before).
     page = context.new_page()
-    login(page, ui_url, "editor")
-    open_first_project(page)
+    open_project(page, ui_url, new_project(f"Typing {uuid.uuid4().hex[:8]}"))
     url = page.url
     name = page.get_by_role("textbox", name="Name")
     original = name.input_value()
@@ -230,11 +233,10 @@ def test_uncommitted_typing_survives_refresh(
 
 
 def test_committed_values_survive_refresh_and_new_tab(
-    context: BrowserContext, ui_url: str
+    context: BrowserContext, ui_url: str, new_project: Callable[..., str]
 ) -> None:
     page = context.new_page()
-    login(page, ui_url, "editor")
-    open_first_project(page)
+    open_project(page, ui_url, new_project(f"Committed {uuid.uuid4().hex[:8]}"))
     desc = page.get_by_role("textbox", name="Description")
     desc.fill("restored description")
     desc.press("Tab")
