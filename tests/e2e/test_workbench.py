@@ -63,12 +63,6 @@ def reset_preferences(api_server: Proc, user: str) -> None:
     ).raise_for_status()
 
 
-def open_first_project(page) -> None:  # type: ignore[no-untyped-def]
-    page.get_by_role("link", name=re.compile("Projects")).click()
-    page.get_by_role("button", name="Open").first.click()
-    page.get_by_role("textbox", name="Name").wait_for()
-
-
 def test_every_page_and_deep_links_back_forward(
     context: BrowserContext, ui_url: str, ui_metrics_url: str, sql: Sql
 ) -> None:
