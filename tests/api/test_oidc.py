@@ -83,8 +83,18 @@ def make_api(
             db.dispose()
 
 
+# The secret the browser that starts a sign-in keeps (the ui's HttpOnly cookie).
+BROWSER = "b" * 43
+
+
+def begin(client: TestClient, binding: str = BROWSER) -> str:
+    resp = client.post("/v1/sessions/oidc/authorize", json={"binding": binding})
+    assert resp.status_code == 200, resp.text
+    return str(resp.json()["authorization_url"])
+
+
 def sign_in(client: TestClient, provider: Provider, sub: str) -> httpx.Response:
-    start = client.post("/v1/sessions/oidc/authorize")
+    start = client.post("/v1/sessions/oidc/authorize", json={"binding": BROWSER})
     assert start.status_code == 200, start.text
     url = start.json()["authorization_url"]
     query = parse_qs(urlsplit(url).query)
@@ -96,7 +106,8 @@ def sign_in(client: TestClient, provider: Provider, sub: str) -> httpx.Response:
     assert query["state"][0]
     back = provider.authorize(url, sub)
     return client.post(
-        "/v1/sessions/oidc", json={"code": back["code"], "state": back["state"]}
+        "/v1/sessions/oidc",
+        json={"code": back["code"], "state": back["state"], "binding": BROWSER},
     )
 
 
@@ -195,14 +206,13 @@ def test_bad_state_and_code_are_refused_with_401(
     client = make_api()
     sub = f"dave-{uuid.uuid4().hex[:8]}"
     oidc_provider.set_user(sub, groups=["ballast-editors"])
-    url = client.post("/v1/sessions/oidc/authorize").json()["authorization_url"]
-    back = oidc_provider.authorize(url, sub)
+    back = oidc_provider.authorize(begin(client), sub) | {"binding": BROWSER}
     state = back["state"]
     tampered = state[:20] + ("A" if state[20] != "A" else "B") + state[21:]
     cases = [
-        {"code": back["code"], "state": tampered},
-        {"code": back["code"], "state": "not even base64"},
-        {"code": "no-such-code", "state": state},
+        back | {"state": tampered},
+        back | {"state": "not even base64"},
+        back | {"code": "no-such-code"},
     ]
     for body in cases:
         resp = client.post("/v1/sessions/oidc", json=body)
@@ -211,12 +221,43 @@ def test_bad_state_and_code_are_refused_with_401(
     assert client.post("/v1/sessions/oidc", json=back).status_code == 201
     assert client.post("/v1/sessions/oidc", json=back).status_code == 401
     # Another sign-in's code with this state: another PKCE verifier and nonce.
-    url = client.post("/v1/sessions/oidc/authorize").json()["authorization_url"]
-    other = oidc_provider.authorize(url, sub)
-    mixed = {"code": other["code"], "state": state}
+    other = oidc_provider.authorize(begin(client), sub)
+    mixed = back | {"code": other["code"]}
     assert client.post("/v1/sessions/oidc", json=mixed).status_code == 401
-    for bad in ({"code": "x" * 5000, "state": state}, {"code": "c", "state": "\u0000"}):
+    for bad in (back | {"code": "x" * 5000}, back | {"code": "c", "state": "\u0000"}):
         assert client.post("/v1/sessions/oidc", json=bad).status_code == 422
+
+
+def test_a_sign_in_finishes_only_in_the_browser_that_began_it(
+    make_api: Any, oidc_provider: Provider
+) -> None:
+    """Login CSRF: an attacker begins a sign-in as themself and sends the victim the
+    provider's answer (code and state); the victim's browser lacks the attacker's
+    secret, so the api refuses it and the victim is not signed in as the attacker."""
+    client = make_api()
+    sub = f"mallory-{uuid.uuid4().hex[:8]}"
+    oidc_provider.set_user(sub, groups=["ballast-editors"])
+    attacker = "a" * 43
+    back = oidc_provider.authorize(begin(client, attacker), sub)
+    for victim in ({"binding": BROWSER}, {"binding": attacker[:-1] + "b"}):
+        resp = client.post("/v1/sessions/oidc", json=back | victim)
+        assert resp.status_code == 401, resp.text
+        assert "another browser" in resp.json()["message"]
+    # No secret at all, or one that is no secret: refused before anything happens.
+    for binding in (None, "", "short", "x" * 300, "a b" * 20, "\u0000" * 43):
+        body = back if binding is None else back | {"binding": binding}
+        resp = client.post("/v1/sessions/oidc", json=body)
+        assert resp.status_code == 422, (binding, resp.text)
+        start = client.post(
+            "/v1/sessions/oidc/authorize",
+            json={} if binding is None else {"binding": binding},
+        )
+        assert start.status_code == 422, (binding, start.text)
+    assert client.post("/v1/sessions/oidc/authorize").status_code == 422
+    assert audit_rows(client, "user_created") == []
+    # The code was not spent by the refusals: the attacker's own browser finishes.
+    resp = client.post("/v1/sessions/oidc", json=back | {"binding": attacker})
+    assert resp.status_code == 201, resp.text
 
 
 def test_unmapped_groups_are_denied_or_get_the_default_role(
@@ -310,14 +351,13 @@ def test_sign_in_methods_and_password_switch(make_api: Any) -> None:
 
 def test_oidc_off_is_404_and_an_unreachable_provider_is_503(make_api: Any) -> None:
     off = make_api(oidc={"enabled": False})
-    assert off.post("/v1/sessions/oidc/authorize").status_code == 404
-    assert (
-        off.post("/v1/sessions/oidc", json={"code": "c", "state": "s"}).status_code
-        == 404
-    )
+    start = {"binding": BROWSER}
+    assert off.post("/v1/sessions/oidc/authorize", json=start).status_code == 404
+    finish = {"code": "c", "state": "s", "binding": BROWSER}
+    assert off.post("/v1/sessions/oidc", json=finish).status_code == 404
     assert off.get("/v1/sessions/methods").json()["oidc"] is False
     down = make_api(oidc={"issuer": "http://127.0.0.1:9"})
-    resp = down.post("/v1/sessions/oidc/authorize")
+    resp = down.post("/v1/sessions/oidc/authorize", json=start)
     assert resp.status_code == 503, resp.text
 
 

@@ -94,3 +94,19 @@ def test_api_down_is_a_503_not_a_logout(monkeypatch: pytest.MonkeyPatch) -> None
     resp = _replica().post("/_ballast/session", json={"nonce": "n" * 43})
     assert resp.status_code == 503
     assert "set-cookie" not in resp.headers
+
+
+def test_sso_start_without_single_sign_on_goes_back_with_an_error(
+    live_api: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The api has no OIDC here (404), then is gone: the browser goes back to the
+    sign-in page with an error it says, and gets no sign-in cookie."""
+    for api, error in (
+        (live_api, "sso_not_configured"),
+        (f"http://127.0.0.1:{free_port()}", "temporarily_unavailable"),
+    ):
+        monkeypatch.setenv("BALLAST_API_URL", api)
+        resp = _replica().get("/_ballast/sso", follow_redirects=False)
+        assert resp.status_code == 303
+        assert resp.headers["location"] == f"../?error={error}"
+        assert "set-cookie" not in resp.headers

@@ -79,7 +79,6 @@ CALLS: dict[str, tuple[str, str]] = {
 # The client's other calls: they send a body or read no model.
 OTHER_CALLS: dict[str, tuple[str, str]] = {
     "logout": ("DELETE", "/v1/sessions/current"),
-    "oidc_authorize": ("POST", "/v1/sessions/oidc/authorize"),
     "logout_everywhere": ("DELETE", "/v1/sessions"),
     "end_user_sessions": ("DELETE", "/v1/users/{user_id}/sessions"),
     "delete_drafts": ("DELETE", "/v1/drafts"),

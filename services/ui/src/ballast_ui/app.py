@@ -30,6 +30,7 @@ from ballast_ui.pages import ALL_PAGES
 from ballast_ui.pages.jobs import job_toasts
 from ballast_ui.router import DENIED, FULL_RERUN, NOT_FOUND, Page, Router
 from ballast_ui.state import (
+    SSO_START,
     Ctx,
     apply_journal,
     bootstrap_session,
@@ -38,7 +39,6 @@ from ballast_ui.state import (
     login,
     logout,
     sign_in_methods,
-    sso_url,
     track,
     values,
 )
@@ -284,16 +284,12 @@ def _login(ctx: Ctx) -> None:
         st.info(notice)
     methods = sign_in_methods(ctx)
     if methods.oidc:
-        url = sso_url(ctx)
-        if url:
-            st.link_button(
-                f"Sign in with {methods.oidc_label or 'single sign-on'}",
-                url,
-                type="primary",
-                key="login::sso",
-            )
-        else:
-            st.error("Single sign-on is unavailable right now; please try again.")
+        st.link_button(
+            f"Sign in with {methods.oidc_label or 'single sign-on'}",
+            SSO_START,
+            type="primary",
+            key="login::sso",
+        )
     if not methods.password:
         return
     with st.form("login", border=True):

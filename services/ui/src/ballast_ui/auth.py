@@ -10,15 +10,39 @@ request (``st.context.cookies``).
 
 The nonce lives in the api's database, not in this process: the post may reach any ui
 replica (no session affinity needed), and a nonce is redeemed at most once.
+
+Single sign-on begins at ``/_ballast/sso`` (`begin_sso`): a random secret goes to the
+api, which seals its hash into the OIDC state, and into the browser's ``ballast_sso``
+cookie (HttpOnly, SameSite=Lax so that it comes back with the provider's top-level
+redirect). The redirect back finishes only with that cookie: code and state an attacker
+obtained for their own account do not sign a victim's browser in (login CSRF).
 """
 
 from __future__ import annotations
 
 import httpx
 
-from ballast_common.contracts import HandoffToken
+from ballast_common.contracts import HandoffToken, OidcAuthorization, OidcBegin
 
 COOKIE_NAME = "ballast_session"
+# The secret of the browser that began a single sign-on (see the module docstring).
+SSO_COOKIE = "ballast_sso"
+
+
+async def begin_sso(api_url: str, binding: str, *, timeout_s: float = 5.0) -> str:
+    """The provider's authorization URL for a sign-in bound to the secret `binding`.
+
+    Raises:
+        LookupError: Single sign-on is not configured (the api's 404).
+        httpx.HTTPError: The api (or the provider behind it) is unreachable or failed.
+    """
+    url = api_url.rstrip("/") + "/v1/sessions/oidc/authorize"
+    async with httpx.AsyncClient(timeout=timeout_s) as client:
+        resp = await client.post(url, json=OidcBegin(binding=binding).model_dump())
+    if resp.status_code == 404:
+        raise LookupError("single sign-on is not configured")
+    resp.raise_for_status()
+    return OidcAuthorization.model_validate(resp.json()).authorization_url
 
 
 async def redeem(

@@ -403,20 +403,21 @@ class ApiClient:
         """How users may sign in here (password, OIDC, trusted proxy)."""
         return SignInMethods.model_validate(self.request("GET", "/sessions/methods"))
 
-    def oidc_authorize(self) -> str:
-        """The OIDC provider's authorization URL for a new single sign-on."""
-        body = self.request("POST", "/sessions/oidc/authorize")
-        return str(body["authorization_url"])
-
     def oidc_sign_in(
-        self, code: str, state: str, *, client_address: str | None = None
+        self,
+        code: str,
+        state: str,
+        binding: str,
+        *,
+        client_address: str | None = None,
     ) -> Session:
-        """Finish a single sign-on with what the provider sent back; the api verifies it."""
+        """Finish a single sign-on with what the provider sent back and the secret of
+        the browser that began it (its `ballast_sso` cookie); the api verifies it."""
         headers = {"X-Forwarded-For": client_address} if client_address else None
         body = self.request(
             "POST",
             "/sessions/oidc",
-            json={"code": code, "state": state},
+            json={"code": code, "state": state, "binding": binding},
             headers=headers,
         )
         return Session.model_validate(body)

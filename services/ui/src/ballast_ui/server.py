@@ -3,22 +3,30 @@
 - ``GET /metrics``: 404 (the metrics are on ``ui.metrics_port``; see ``__main__``).
 - ``POST /_ballast/session``: redeem a login hand-off nonce into an HttpOnly cookie.
 - ``POST /_ballast/logout``: end the api session named by the cookie and delete it.
+- ``GET /_ballast/sso``: begin a single sign-on bound to this browser (a secret in an
+  HttpOnly cookie) and send the browser to the provider.
 """
 
 from __future__ import annotations
 
 import json
+import secrets
 from importlib import resources
 from pathlib import Path
 
 import httpx
 import streamlit as st
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.responses import (
+    JSONResponse,
+    PlainTextResponse,
+    RedirectResponse,
+    Response,
+)
 from starlette.routing import Route
 
 from ballast_common.config import load_config
-from ballast_ui.auth import COOKIE_NAME, redeem
+from ballast_ui.auth import COOKIE_NAME, SSO_COOKIE, begin_sso, redeem
 from ballast_ui.st_internals import warn_if_untested
 
 # The entry script ships inside the package, so an installed (non-editable) wheel has it.
@@ -91,10 +99,48 @@ async def logout(request: Request) -> Response:
     return response
 
 
+async def sso(request: Request) -> Response:
+    """Begin a single sign-on in this browser and send it to the provider.
+
+    A fresh random secret goes to the api (sealed, hashed, into the OIDC state) and
+    into this browser's `ballast_sso` cookie; the redirect back is accepted only with
+    it. When the api cannot begin one, the browser goes back to the sign-in page with
+    an OAuth-style ``error`` (said there).
+    """
+    config = load_config()
+    binding = secrets.token_urlsafe(32)
+    error = None
+    try:
+        url = await begin_sso(config.api_url, binding)
+    except LookupError:
+        error = "sso_not_configured"
+    except httpx.HTTPError:
+        error = "temporarily_unavailable"
+    if error is not None:
+        # ../ from <base>/_ballast/sso is the app's own address, under any base path.
+        back = RedirectResponse(f"../?error={error}", status_code=303)
+        back.headers["Cache-Control"] = "no-store"
+        return back
+    response = RedirectResponse(url, status_code=303)
+    response.set_cookie(
+        SSO_COOKIE,
+        binding,
+        max_age=config.auth.oidc.state_ttl_s,
+        httponly=True,
+        secure=_secure(request),
+        # Lax: the provider's redirect back is a top-level navigation from its site.
+        samesite="lax",
+        path="/",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 ROUTES = [
     Route("/metrics", metrics, methods=["GET"]),
     Route("/_ballast/session", session, methods=["POST"]),
     Route("/_ballast/logout", logout, methods=["POST"]),
+    Route("/_ballast/sso", sso, methods=["GET"]),
 ]
 
 warn_if_untested()

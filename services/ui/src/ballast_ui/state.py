@@ -8,7 +8,6 @@ change goes value store → outbox → api drafts (`persist_input`).
 from __future__ import annotations
 
 import ipaddress
-import time
 from collections.abc import Callable, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -19,7 +18,7 @@ import streamlit as st
 from ballast_common.config import AppConfig, load_config
 from ballast_common.errors import AppError, AuthenticationError
 from ballast_common.telemetry import get_logger, log_error
-from ballast_ui.auth import COOKIE_NAME
+from ballast_ui.auth import COOKIE_NAME, SSO_COOKIE
 from ballast_ui.client import (
     ApiClient,
     ApiUnavailable,
@@ -284,10 +283,6 @@ def start_session(ctx: Ctx, session: Session) -> Session:
 
 
 _METHODS = "_ballast_sign_in_methods"
-_SSO_URL = "_ballast_sso_url"
-# The sign-in button's provider URL is asked for again after this many seconds, well
-# within the api's state lifetime (auth.oidc.state_ttl_s, at least 30 s, default 600 s).
-SSO_URL_MAX_AGE_S = 25.0
 
 
 def sign_in_methods(ctx: Ctx) -> SignInMethods:
@@ -304,19 +299,18 @@ def sign_in_methods(ctx: Ctx) -> SignInMethods:
     return methods
 
 
-def sso_url(ctx: Ctx) -> str | None:
-    """The provider URL of the single sign-on button, or None while the api cannot give one."""
-    cached = st.session_state.get(_SSO_URL)
-    now = time.monotonic()
-    if cached is not None and now - cached[0] < SSO_URL_MAX_AGE_S:
-        return str(cached[1])
+# Where the single sign-on button leads: the ui's own route (relative to the app's
+# address, so any base path works), which binds the sign-in to this browser.
+SSO_START = "_ballast/sso"
+
+
+def browser_cookie(name: str) -> str | None:
+    """A cookie of this session's initial request (None outside a session)."""
     try:
-        url = ctx.api.oidc_authorize()
-    except AppError as exc:
-        log.info("sso_url_failed", error=exc.code)
+        value = st.context.cookies.get(name)
+    except (AttributeError, RuntimeError):
         return None
-    st.session_state[_SSO_URL] = (now, url)
-    return url
+    return value if isinstance(value, str) and value else None
 
 
 # Query parameters an OIDC provider sends back to the redirect URI.
@@ -342,9 +336,16 @@ def finish_external_sign_in(ctx: Ctx, config: AppConfig) -> str | None:
         if sent.get("error"):
             return f"Single sign-on did not complete: {sent['error']}."
         if sent.get("code") and sent.get("state"):
+            binding = browser_cookie(SSO_COOKIE)
+            if binding is None:
+                return (
+                    "Single sign-on must finish in the browser that started it "
+                    "(its sign-in cookie is missing or expired): please start again."
+                )
             session = ctx.api.oidc_sign_in(
                 str(sent["code"]),
                 str(sent["state"]),
+                binding,
                 client_address=browser_address(),
             )
             start_session(ctx, session)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 from datetime import datetime
+from typing import Annotated
 
 from pydantic import BaseModel, Field
 
@@ -51,6 +52,29 @@ class SignInMethods(BaseModel):
     )
 
 
+# A random secret the browser that begins a single sign-on keeps (the ui holds it in an
+# HttpOnly cookie): the sign-in finishes only where it began, so an attacker cannot
+# have a victim's browser finish a sign-in into the attacker's account (login CSRF).
+BrowserBinding = Annotated[
+    str,
+    Field(
+        min_length=43,
+        max_length=128,
+        pattern=r"^[A-Za-z0-9_-]+$",
+        description="A random secret (43-128 URL-safe characters, e.g. 32 random "
+        "bytes in base64url) the browser beginning the sign-in keeps; the same "
+        "secret must finish it.",
+        repr=False,
+    ),
+]
+
+
+class OidcBegin(BaseModel):
+    """Start a single sign-on for one browser."""
+
+    binding: BrowserBinding
+
+
 class OidcAuthorization(BaseModel):
     authorization_url: str = Field(
         description="Send the browser here; the provider comes back with code and state."
@@ -62,6 +86,7 @@ class OidcCallback(BaseModel):
 
     code: str = Field(min_length=1, max_length=2048)
     state: str = Field(min_length=1, max_length=4096)
+    binding: BrowserBinding
 
 
 class HandoffCreated(BaseModel):

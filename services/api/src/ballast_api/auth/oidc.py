@@ -7,10 +7,14 @@ confidential client, the client secret) and verifies the ID token itself -- sign
 against the provider's JWKS, issuer, audience (and `azp`), expiry, issued-at and the
 nonce it chose. Nothing the browser says about the user is believed.
 
-`state` carries the nonce and the PKCE verifier, sealed (Fernet: AES-CBC + HMAC) with a
-key derived from `security.secret_key`, and expires after `auth.oidc.state_ttl_s`, so
-any api replica can finish a sign-in another one began and nothing is stored per
-attempt. A code is single-use at the provider, so a replayed (code, state) fails there.
+`state` carries the nonce, the PKCE verifier and the SHA-256 of the browser's binding
+secret, sealed (Fernet: AES-CBC + HMAC) with a key derived from `security.secret_key`,
+and expires after `auth.oidc.state_ttl_s`, so any api replica can finish a sign-in
+another one began and nothing is stored per attempt. A code is single-use at the
+provider, so a replayed (code, state) fails there. The binding secret (the ui keeps it
+in an HttpOnly cookie of the browser that began) must come back with the code: a code
+and state an attacker got for their own account, sent to a victim, are refused in the
+victim's browser (login CSRF, RFC 6749 §10.12).
 
 Libraries: Authlib (`AsyncOAuth2Client`: authorization URL, PKCE S256, token request;
 the library Streamlit's own `st.login` uses) and joserfc (JWS verification and the
@@ -23,6 +27,7 @@ import asyncio
 import base64
 import functools
 import hashlib
+import hmac
 import json
 import ssl
 import time
@@ -107,25 +112,28 @@ class OidcClient:
         ).digest()
         return Fernet(base64.urlsafe_b64encode(digest))
 
-    def seal_state(self, nonce: str, verifier: str) -> str:
-        return (
-            self._fernet()
-            .encrypt(json.dumps({"n": nonce, "v": verifier}).encode())
-            .decode()
-        )
+    def seal_state(self, nonce: str, verifier: str, binding: str) -> str:
+        sealed = {"n": nonce, "v": verifier, "b": _digest(binding)}
+        return self._fernet().encrypt(json.dumps(sealed).encode()).decode()
 
-    def open_state(self, state: str) -> tuple[str, str]:
-        """(nonce, verifier) of a state this api sealed, or OidcRefused."""
+    def open_state(self, state: str, binding: str) -> tuple[str, str]:
+        """(nonce, verifier) of a state this api sealed for this browser, or OidcRefused."""
         try:
             raw = self._fernet().decrypt(
                 state.encode("ascii"), ttl=self.config.state_ttl_s
             )
             data = json.loads(raw)
-            return str(data["n"]), str(data["v"])
+            nonce, verifier, bound = str(data["n"]), str(data["v"]), str(data["b"])
         except (InvalidToken, UnicodeError, ValueError, KeyError, TypeError):
             raise OidcRefused(
                 "sign-in state is invalid or expired: start again"
             ) from None
+        if not hmac.compare_digest(bound, _digest(binding)):
+            log.warning("oidc_binding_mismatch")
+            raise OidcRefused(
+                "this sign-in was started in another browser: start again here"
+            )
+        return nonce, verifier
 
     # -- provider metadata -------------------------------------------------------
 
@@ -227,12 +235,13 @@ class OidcClient:
             verify=_tls(),
         )
 
-    async def begin(self) -> str:
-        """The provider's authorization URL for a new sign-in."""
+    async def begin(self, binding: str) -> str:
+        """The provider's authorization URL for a new sign-in by the browser keeping
+        the secret `binding`."""
         meta = await self.metadata()
         nonce = generate_token(32)
         verifier = generate_token(64)  # RFC 7636: 43..128 characters
-        state = self.seal_state(nonce, verifier)
+        state = self.seal_state(nonce, verifier, binding)
         async with self._oauth(meta) as oauth:
             url, _ = oauth.create_authorization_url(
                 meta.authorization_endpoint,
@@ -242,15 +251,16 @@ class OidcClient:
             )
         return str(url)
 
-    async def finish(self, code: str, state: str) -> dict[str, Any]:
+    async def finish(self, code: str, state: str, binding: str) -> dict[str, Any]:
         """Exchange `code` and verify its ID token; the token's claims.
 
         Raises:
-            OidcRefused: bad or expired state, a code the provider refuses, or an ID
-                token that fails any check (401).
+            OidcRefused: bad or expired state, a state begun by another browser (not
+                this `binding`), a code the provider refuses, or an ID token that
+                fails any check (401).
             OidcUnavailable: the provider cannot be reached (503).
         """
-        nonce, verifier = self.open_state(state)
+        nonce, verifier = self.open_state(state, binding)
         meta = await self.metadata()
         try:
             async with self._oauth(meta) as oauth:
@@ -306,6 +316,10 @@ class OidcClient:
 
 
 @functools.cache
+def _digest(binding: str) -> str:
+    return hashlib.sha256(binding.encode()).hexdigest()
+
+
 def _tls() -> ssl.SSLContext:
     # Built once: loading the CA bundle for every client costs tens of milliseconds.
     return httpx2.create_ssl_context()

@@ -14,6 +14,7 @@ from ballast_common.contracts import (
     HandoffToken,
     LoginRequest,
     OidcAuthorization,
+    OidcBegin,
     OidcCallback,
     SessionRead,
     SignInMethods,
@@ -133,9 +134,16 @@ def _oidc(request: Request, config: AppConfig) -> OidcClient:
         503: {"description": "The provider cannot be reached"},
     },
 )
-async def oidc_authorize(request: Request, config: SettingsDep) -> OidcAuthorization:
-    """Start a single sign-on: the provider's authorization URL (code + PKCE)."""
-    return OidcAuthorization(authorization_url=await _oidc(request, config).begin())
+async def oidc_authorize(
+    body: OidcBegin, request: Request, config: SettingsDep
+) -> OidcAuthorization:
+    """Start a single sign-on: the provider's authorization URL (code + PKCE).
+
+    The sign-in can be finished only with the same `binding` secret, kept by the
+    browser that begins it.
+    """
+    url = await _oidc(request, config).begin(body.binding)
+    return OidcAuthorization(authorization_url=url)
 
 
 @router.post(
@@ -162,7 +170,7 @@ async def oidc_sign_in(
     audience, expiry, nonce); roles come from `auth.oidc.role_claim`.
     """
     settings = config.auth.oidc
-    claims = await _oidc(request, config).finish(body.code, body.state)
+    claims = await _oidc(request, config).finish(body.code, body.state, body.binding)
     username = next(
         (
             str(claims[c])
