@@ -186,3 +186,39 @@ def test_project_members_travel_with_their_project(env: Env) -> None:
     assert incr2.status == "good"
     assert state_of(backups.restore(incr2.id).target) == final
     assert state_of(backups.restore(incr2.id, until=incr1.created).target) == shared
+
+
+@pytest.mark.parametrize("jobs", [1, 3])
+def test_pg_restore_streamed_or_by_parallel_workers_is_the_same(
+    pg_env: Env, jobs: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`backup.restore_jobs`: 1 streams the dump into one pg_restore; more copies it
+    to a checked temporary file first and restores it with that many workers."""
+    from ballast_backup import dbio, verify
+    from ballast_backup.core import Backups
+
+    db = pg_env.db
+    seed(db)
+    create_projects(db, 40, "parallel")
+    add_draft(db, _admin_id(db), "name", {"text": "typed"})
+    expected = state(db)
+    config = pg_env.config.model_copy(
+        update={
+            "backup": pg_env.config.backup.model_copy(update={"restore_jobs": jobs})
+        }
+    )
+    backups = Backups.from_config(config, store=pg_env.store)
+    assert backups.restore_jobs == jobs
+    parallel: list[int] = []
+
+    def spy(*args, **kwargs):  # type: ignore[no-untyped-def]
+        parallel.append(kwargs["jobs"])
+        return dbio.pg_restore_file(*args, **kwargs)
+
+    monkeypatch.setattr(verify, "pg_restore_file", spy)
+    full = backups.snapshot_db("full")  # its verification restores it once
+    pg_env.drop()
+    result = backups.restore(full.id, target=str(db.url), force=True)
+    assert result.switched
+    assert state_of(str(db.url)) == expected
+    assert parallel == ([] if jobs == 1 else [jobs, jobs])

@@ -390,6 +390,8 @@ env:
     value: {{ $b.retention.keepDaily | quote }}
   - name: BALLAST_BACKUP__KEEP_WEEKLY
     value: {{ $b.retention.keepWeekly | quote }}
+  - name: BALLAST_BACKUP__RESTORE_JOBS
+    value: {{ $b.restoreJobs | quote }}
   {{- include "ballast.secretEnv" (dict "root" .root "secret" .secret "database" true "s3" true "s3Required" true) | nindent 2 }}
   {{- range $name, $value := $b.env }}
   - name: {{ $name }}

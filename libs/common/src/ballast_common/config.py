@@ -430,6 +430,11 @@ class BackupConfig(BaseModel):
     # Audit-log ids missing at capture time (transactions not yet committed) are
     # looked for again by later incrementals for this many seconds.
     gap_horizon_s: int = Field(default=3600, ge=0)
+    # pg_restore processes for a full (restores and verification): 0 = one per CPU of
+    # this process, at most 4; 1 = stream the dump straight into one pg_restore. Above
+    # 1 the dump is first copied (and its checksum checked) to a temporary file, so
+    # TMPDIR needs room for the largest full dump.
+    restore_jobs: int = Field(default=0, ge=0, le=32)
     pitr: PitrConfig = PitrConfig()
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
@@ -44,6 +45,14 @@ class BackupsBase:
     @property
     def bindir(self) -> Path | None:
         return self.config.backup.pg_bindir
+
+    @property
+    def restore_jobs(self) -> int:
+        """pg_restore processes for a full (`backup.restore_jobs`; 0: CPUs, at most 4)."""
+        jobs = self.config.backup.restore_jobs
+        if jobs:
+            return jobs
+        return max(1, min(4, len(os.sched_getaffinity(0))))
 
     def server(self, target: Target | None = None) -> Server:
         return Server.for_target(target or self.source, self.config.backup.scratch_url)

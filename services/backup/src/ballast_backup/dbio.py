@@ -464,15 +464,8 @@ def pg_dump_stream(
     return result
 
 
-def pg_restore_stream(
-    target: Target,
-    source: IO[bytes],
-    *,
-    bindir: Path | None = None,
-    progress: Progress = _noop,
-) -> str:
-    """Feed a custom-format dump into pg_restore; returns the stream's sha256."""
-    args = [
+def _pg_restore_args(target: Target, bindir: Path | None) -> list[str]:
+    return [
         check_pg_tool("pg_restore", target, bindir),
         "--no-password",
         "--no-owner",
@@ -481,6 +474,25 @@ def pg_restore_stream(
         "-d",
         _pg_args_url(target.url),
     ]
+
+
+def _restore_failed(code: int, err: IO[bytes]) -> BackupError:
+    err.seek(0)
+    lines = err.read().decode(errors="replace").strip().splitlines()
+    return BackupError(
+        f"pg_restore failed ({code}): {lines[-1] if lines else 'no output'}"
+    )
+
+
+def pg_restore_stream(
+    target: Target,
+    source: IO[bytes],
+    *,
+    bindir: Path | None = None,
+    progress: Progress = _noop,
+) -> str:
+    """Feed a custom-format dump into pg_restore; returns the stream's sha256."""
+    args = _pg_restore_args(target, bindir)
     reader = CountingReader(source, progress)
     with tempfile.TemporaryFile() as err:
         proc = subprocess.Popen(
@@ -499,12 +511,28 @@ def pg_restore_stream(
             raise
         code = proc.wait()
         if code != 0:
-            err.seek(0)
-            lines = err.read().decode(errors="replace").strip().splitlines()
-            raise BackupError(
-                f"pg_restore failed ({code}): {lines[-1] if lines else 'no output'}"
-            )
+            raise _restore_failed(code, err)
     return reader.sha.hexdigest()
+
+
+def pg_restore_file(
+    target: Target, dump: Path, *, jobs: int, bindir: Path | None = None
+) -> None:
+    """Restore a custom-format dump file with `jobs` parallel pg_restore workers
+    (tables' data and indexes in parallel; needs a file, not a pipe)."""
+    args = [*_pg_restore_args(target, bindir), f"--jobs={jobs}", str(dump)]
+    with tempfile.TemporaryFile() as err:
+        proc = subprocess.Popen(
+            args, stdin=subprocess.DEVNULL, stderr=err, env=_pg_env(target.url)
+        )
+        try:
+            code = proc.wait()
+        except BaseException:
+            proc.kill()
+            proc.wait()
+            raise
+        if code != 0:
+            raise _restore_failed(code, err)
 
 
 def sqlite_copy(source: Path, dest: Path) -> None:

@@ -23,6 +23,7 @@ from ballast_backup.dbio import (
     Target,
     compare_stats,
     list_tables,
+    pg_restore_file,
     pg_restore_stream,
     scratch_name,
     table_stats,
@@ -191,6 +192,21 @@ class VerifyOps(BackupsBase):
             raise error
         return result
 
+    def _restore_parallel(
+        self,
+        full: Manifest,
+        entry: ObjectEntry,
+        dest: Target,
+        advance: Callable[[int], None],
+    ) -> None:
+        """The full's dump copied to a temporary file and checked against its sha256
+        first (nothing of a damaged dump reaches the database), then restored by
+        `restore_jobs` pg_restore workers."""
+        with tempfile.TemporaryDirectory(prefix="ballast-restore-") as tmp:
+            dump = Path(tmp) / "full.pgc"
+            self._read_checked(full, entry, _to_file(dump, advance))
+            pg_restore_file(dest, dump, jobs=self.restore_jobs, bindir=self.bindir)
+
     def _restore_chain(self, chain: list[Manifest], dest: Target) -> None:
         full, *incrementals = chain
         total = sum(m.size for m in chain)
@@ -198,14 +214,9 @@ class VerifyOps(BackupsBase):
             entry = full.objects[0]
             if dest.is_sqlite:
                 dest.path.parent.mkdir(parents=True, exist_ok=True)
-
-                def to_file(stream: IO[bytes]) -> None:
-                    with dest.path.open("wb") as out:
-                        while chunk := stream.read(CHUNK):
-                            out.write(chunk)
-                            advance(len(chunk))
-
-                self._read_checked(full, entry, to_file)
+                self._read_checked(full, entry, _to_file(dest.path, advance))
+            elif self.restore_jobs > 1:
+                self._restore_parallel(full, entry, dest, advance)
             else:
                 self._read_checked(
                     full,
@@ -217,14 +228,9 @@ class VerifyOps(BackupsBase):
             for member in incrementals:
                 with tempfile.NamedTemporaryFile(suffix=".jsonl.gz") as tmp:
                     path = Path(tmp.name)
-
-                    def to_tmp(stream: IO[bytes], path: Path = path) -> None:
-                        with path.open("wb") as out:
-                            while chunk := stream.read(CHUNK):
-                                out.write(chunk)
-                                advance(len(chunk))
-
-                    self._read_checked(member, member.objects[0], to_tmp)
+                    self._read_checked(
+                        member, member.objects[0], _to_file(path, advance)
+                    )
                     engine = dest.engine()
                     try:
                         with engine.begin() as conn:
@@ -235,3 +241,15 @@ class VerifyOps(BackupsBase):
                         ) from None
                     finally:
                         engine.dispose()
+
+
+def _to_file(path: Path, advance: Callable[[int], None]) -> Callable[[IO[bytes]], None]:
+    """A sink writing a stream to `path`, reporting each chunk to `advance`."""
+
+    def sink(stream: IO[bytes]) -> None:
+        with path.open("wb") as out:
+            while chunk := stream.read(CHUNK):
+                out.write(chunk)
+                advance(len(chunk))
+
+    return sink
