@@ -259,6 +259,50 @@ def test_datasets_and_jobs_follow_their_project(api: Api) -> None:
     assert blind.status_code == 404
 
 
+def test_a_jobs_can_list_says_what_the_caller_may_do(api: Api) -> None:
+    """Jobs carry `can` like projects and datasets, so the ui offers Cancel and Retry
+    on exactly the jobs the api lets the caller change: a project editor may act on
+    another user's job of the project, a project viewer may not."""
+    private = _project(api, "admin", name="Shared")
+    job = api.client.post(
+        "/v1/datasets",
+        params={"name": "D", "format": "csv", "project_id": private["id"]},
+        content=b"x\n1\n",
+        headers=api.h("admin"),
+    ).json()["job"]
+    own = api.client.post(
+        "/v1/jobs", json={"name": "demo.sleep", "kwargs": {}}, headers=api.h("editor")
+    )
+    assert own.status_code in (201, 202), own.text
+
+    def can(user: str) -> dict[str, list[str]]:
+        listed = api.client.get("/v1/jobs", headers=api.h(user)).json()["items"]
+        for item in listed:
+            one = api.client.get(f"/v1/jobs/{item['id']}", headers=api.h(user))
+            assert one.json()["can"] == item["can"]
+        return {item["id"]: item["can"] for item in listed}
+
+    member = f"/v1/projects/{private['id']}/members/{_uid(api, 'editor')}"
+    api.client.put(member, json={"role": "viewer"}, headers=api.h("admin"))
+    assert can("editor") == {
+        own.json()["id"]: ["read", "write"],
+        job["id"]: ["read"],
+    }
+    api.client.put(member, json={"role": "editor"}, headers=api.h("admin"))
+    assert can("editor")[job["id"]] == ["read", "write"]
+    assert set(map(tuple, can("admin").values())) == {("read", "write")}
+    # And the api agrees: the editor member may cancel it now.
+    cancel = api.client.post(f"/v1/jobs/{job['id']}/cancel", headers=api.h("editor"))
+    assert cancel.status_code == 202, cancel.text
+    # The viewer (no jobs:write) reads what it may see, changes nothing.
+    api.client.put(
+        f"/v1/projects/{private['id']}/members/{_uid(api, 'viewer')}",
+        json={"role": "editor"},
+        headers=api.h("admin"),
+    )
+    assert can("viewer") == {job["id"]: ["read"]}
+
+
 def test_a_projects_form_follows_the_project(api: Api) -> None:
     p = _project(api, "admin")
     form = f"/v1/forms/project-extras.{p['id']}"

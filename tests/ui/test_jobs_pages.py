@@ -328,6 +328,19 @@ def test_readers_cannot_act(fake: FakeApi) -> None:
     assert button(at, "data::import").disabled
 
 
+def test_the_jobs_can_list_decides_the_actions(fake: FakeApi) -> None:
+    """Another user's job of a project I edit may be cancelled (the api says `write`);
+    my own job of a project I may now only read may not."""
+    theirs = fake.job(
+        status="RUNNING", created_by=str(uuid.uuid4()), can=["read", "write"]
+    )
+    mine = fake.job(status="FAILED", can=["read"])
+    at = open_page("jobs")
+    assert not button(at, f"jobs::cancel::{theirs['id']}").disabled
+    assert button(at, f"jobs::retry::{mine['id']}").disabled
+    assert button(at, f"jobs::cancel::{mine['id']}").disabled
+
+
 # --------------------------------------------------------------------------- jobs
 
 

@@ -242,17 +242,46 @@ def visible_jobs(principal: Principal) -> ColumnElement[bool]:
     )
 
 
-def access_to_job(uow: UnitOfWork, principal: Principal, job: Job) -> Access:
+def job_access_map(
+    uow: UnitOfWork, principal: Principal, jobs: list[Job]
+) -> dict[uuid.UUID, Access]:
+    """The caller's access to each of `jobs` (one query for their live projects)."""
     if jobs_admin(principal):
-        return Access.MANAGE
-    mine = job.created_by is not None and job.created_by == principal.user_id
-    if job.project_id is None:
-        if not mine:
-            return Access.NONE
-        return Access.WRITE if principal.can(Permission.JOBS_WRITE) else Access.READ
-    access = access_to_project(uow, principal, job.project_id)
-    # My own job stays visible to me even if its project no longer is.
-    return max(access, Access.READ) if mine else access
+        return {job.id: Access.MANAGE for job in jobs}
+    ids = {job.project_id for job in jobs if job.project_id is not None}
+    projects = (
+        list(
+            uow.session.execute(
+                select(Project).where(Project.id.in_(ids), Project.deleted_at.is_(None))
+            ).scalars()
+        )
+        if ids
+        else []
+    )
+    by_project = access_map(uow, principal, projects)
+    own = Access.WRITE if principal.can(Permission.JOBS_WRITE) else Access.READ
+    found: dict[uuid.UUID, Access] = {}
+    for job in jobs:
+        mine = job.created_by is not None and job.created_by == principal.user_id
+        if job.project_id is None:
+            found[job.id] = own if mine else Access.NONE
+            continue
+        access = by_project.get(job.project_id, Access.NONE)
+        # My own job stays visible to me even if its project no longer is.
+        found[job.id] = max(access, Access.READ) if mine else access
+    return found
+
+
+def access_to_job(uow: UnitOfWork, principal: Principal, job: Job) -> Access:
+    return job_access_map(uow, principal, [job])[job.id]
+
+
+def job_capabilities(principal: Principal, access: Access) -> list[Capability]:
+    """What the ui may offer on a job: read; write (cancel, retry) with jobs:write."""
+    can: list[Capability] = ["read"] if access >= Access.READ else []
+    if access >= Access.WRITE and principal.can(Permission.JOBS_WRITE):
+        can.append("write")
+    return can
 
 
 def check_job(

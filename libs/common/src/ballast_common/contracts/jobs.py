@@ -9,6 +9,7 @@ from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
+from ballast_common.contracts.projects import Capability
 from ballast_common.fields import Timestamp
 
 
@@ -97,12 +98,18 @@ class JobView(BaseModel):
     completed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    can: list[Capability] | None = Field(
+        default=None,
+        description="What the caller may do to it: read; write (cancel, retry). "
+        "Null in the answer of a cancel, retry or start.",
+    )
 
     @classmethod
-    def of(cls, job: JobRow) -> JobView:
+    def of(cls, job: JobRow, can: list[Capability] | None = None) -> JobView:
         """The view of a `jobs` row (read by attribute)."""
         view = cls.model_validate(job, from_attributes=True)
         view.cancel_requested = job.cancel_requested_at is not None
+        view.can = can
         return view
 
     @property

@@ -6,6 +6,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query
 
+from ballast_api import policy
 from ballast_api.deps import DBDep, SettingsDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.jobs import service
 from ballast_api.jobs.dispatch import SenderDep
@@ -141,7 +142,13 @@ async def list_jobs(
             mine=mine,
             finished_since=finished_since,
         )
-        return Page[JobView].of(PageResult(items, total, page, size), JobView.of)
+        access = policy.job_access_map(uow, principal, items)
+        return Page[JobView].of(
+            PageResult(items, total, page, size),
+            lambda job: JobView.of(
+                job, policy.job_capabilities(principal, access[job.id])
+            ),
+        )
 
     return await run_tx_async(work, db=db)
 
@@ -157,9 +164,13 @@ async def jobs_summary(
 @router.get("/{job_id}", response_model=JobView)
 async def get_job(job_id: uuid.UUID, principal: Reader, db: DBDep) -> JobView:
     """One job: status, progress, error with trace id and suggested action."""
-    return await run_tx_async(
-        lambda uow: JobView.of(service.visible(uow, principal, job_id)), db=db
-    )
+
+    def work(uow: UnitOfWork) -> JobView:
+        job = service.visible(uow, principal, job_id)
+        access = policy.access_to_job(uow, principal, job)
+        return JobView.of(job, policy.job_capabilities(principal, access))
+
+    return await run_tx_async(work, db=db)
 
 
 @router.get("/{job_id}/result", response_model=JobResultRead)

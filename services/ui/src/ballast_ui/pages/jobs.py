@@ -259,10 +259,15 @@ class JobsPage(Page):
                     continue
                 job = items[i]
                 # A job of someone else's project is shown to its members; the api lets
-                # its owner, admins and the project's editors act on it. Jobs carry no
-                # `can` list, so the ui offers the actions on my own jobs (and to admins).
+                # its owner, admins and the project's editors act on it, and says so in
+                # the job's `can` (an api without it: my own jobs, or an admin).
                 mine = job.created_by == me
-                self._row(ctx, router, job, can_write and (mine or admin), not mine)
+                writable = (
+                    "write" in job.can
+                    if job.can is not None
+                    else can_write and (mine or admin)
+                )
+                self._row(ctx, router, job, writable, not mine)
 
     def _row(
         self, ctx: Ctx, router: Router, job: Job, can_write: bool, other: bool
