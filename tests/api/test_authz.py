@@ -165,6 +165,49 @@ def test_sharing_grants_and_revokes_and_is_audited(api: Api) -> None:
     ]
 
 
+def test_sharing_by_username(api: Api) -> None:
+    """The sharing form names a user by username: the same member row and audit as by
+    id; an unknown, inactive or odd name is a 422 that changes nothing."""
+    project = _project(api, "editor", name="By name")
+    path = f"/v1/projects/{project['id']}/members"
+    added = api.client.post(
+        path, json={"username": "viewer", "role": "editor"}, headers=api.h("editor")
+    )
+    assert added.status_code == 200, added.text
+    assert uuid.UUID(added.json()["user_id"]) == uuid.UUID(_uid(api, "viewer"))
+    assert added.json()["role"] == "editor"
+    again = api.client.post(
+        path, json={"username": "viewer", "role": "editor"}, headers=api.h("editor")
+    )
+    assert again.status_code == 200
+    listed = api.client.get(path, headers=api.h("viewer")).json()
+    assert [(m["username"], m["role"]) for m in listed] == [("viewer", "editor")]
+    audits = api.sql(
+        "SELECT count(*) FROM audit_log WHERE action = 'member_set' AND resource_id = :p",
+        p=project["id"],
+    )
+    assert audits[0][0] == 1
+    make_user(api.db, "gone", "viewer")
+    api.sql("UPDATE users SET is_active = false WHERE username = 'gone'")
+    for body in (
+        {"username": "nobody"},
+        {"username": "gone"},
+        {"username": ""},
+        {"username": "x" * 65},
+        {"username": "viewer", "role": "owner"},
+        {"username": "viewer", "extra": 1},
+        {"username": None},
+        {"username": "a\u0000b"},
+        {"username": "editor"},  # the owner already has every right
+    ):
+        resp = api.client.post(path, json=body, headers=api.h("editor"))
+        assert resp.status_code == 422, (body, resp.text)
+    assert len(api.client.get(path, headers=api.h("editor")).json()) == 1
+    # Only who may share: a member editor may not.
+    resp = api.client.post(path, json={"username": "admin"}, headers=api.h("viewer"))
+    assert resp.status_code == 403
+
+
 def test_bad_sharing_requests_are_4xx(api: Api) -> None:
     p = _project(api, "editor")
     url = f"/v1/projects/{p['id']}/members"

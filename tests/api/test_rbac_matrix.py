@@ -89,6 +89,12 @@ MATRIX: list[Row] = [
     ),
     Row("GET", "/v1/projects/{project_id}/members", READ),
     Row(
+        "POST",
+        "/v1/projects/{project_id}/members",
+        _manage("200"),
+        body=lambda w, c: {"username": "target", "role": "viewer"},
+    ),
+    Row(
         "PUT",
         "/v1/projects/{project_id}/members/{user_id}",
         _manage("200"),

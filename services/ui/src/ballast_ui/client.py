@@ -39,6 +39,7 @@ from ballast_common.contracts import (
     JobView,
     Page,
     Preferences,
+    ProjectMemberRead,
     ProjectWriteResult,
     ScheduleView,
     SessionRead,
@@ -585,6 +586,32 @@ class ApiClient:
     def delete_project(self, project_id: uuid.UUID | str) -> None:
         """Delete a project (admin)."""
         self.request("DELETE", f"/projects/{project_id}")
+
+    def list_members(self, project_id: uuid.UUID | str) -> list[ProjectMemberRead]:
+        """The users a project is shared with, and their member roles."""
+        body = self.request("GET", f"/projects/{project_id}/members")
+        return [ProjectMemberRead.model_validate(m) for m in body]
+
+    def add_member(
+        self, project_id: uuid.UUID | str, username: str, role: str
+    ) -> ProjectMemberRead:
+        """Share a project with the user of this username (owner or admin).
+
+        Raises:
+            ValidationError: No active user of that name (or the owner).
+        """
+        body = self.request(
+            "POST",
+            f"/projects/{project_id}/members",
+            json={"username": username, "role": role},
+        )
+        return ProjectMemberRead.model_validate(body)
+
+    def remove_member(
+        self, project_id: uuid.UUID | str, user_id: uuid.UUID | str
+    ) -> None:
+        """Stop sharing a project with a user (owner or admin)."""
+        self.request("DELETE", f"/projects/{project_id}/members/{user_id}")
 
     # ------------------------------------------------------------------ audit
 

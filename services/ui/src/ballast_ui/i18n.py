@@ -38,6 +38,7 @@ _DE = {
     "Timezone": "Zeitzone",
     "updated": "geändert",
     "Version": "Version",
+    "Sharing": "Freigabe",
 }
 
 

@@ -59,6 +59,7 @@ from ballast_common.contracts.jobs import (
 from ballast_common.contracts.projects import (
     Capability,
     ProjectCreate,
+    ProjectMemberAdd,
     ProjectMemberRead,
     ProjectMemberSet,
     ProjectRead,
@@ -119,6 +120,7 @@ __all__ = [
     "Paged",
     "Preferences",
     "ProjectCreate",
+    "ProjectMemberAdd",
     "ProjectMemberRead",
     "ProjectMemberSet",
     "ProjectRead",

@@ -107,6 +107,15 @@ class ProjectMemberSet(BaseModel):
     role: MemberRole = "viewer"
 
 
+class ProjectMemberAdd(BaseModel):
+    """Share a project with a user named by username (POST /v1/projects/{id}/members)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    username: str = Field(min_length=1, max_length=64)
+    role: MemberRole = "viewer"
+
+
 class ProjectMemberRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
 

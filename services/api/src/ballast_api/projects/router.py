@@ -13,6 +13,7 @@ from ballast_api.writes import idempotent_write
 from ballast_common.contracts import Page
 from ballast_common.contracts.projects import (
     ProjectCreate,
+    ProjectMemberAdd,
     ProjectMemberRead,
     ProjectMemberSet,
     ProjectRead,
@@ -154,6 +155,23 @@ async def list_members(
     """The users a project is shared with, and their member role."""
     return await run_tx_async(
         lambda uow: service.members(uow, principal, project_id), db=db
+    )
+
+
+@router.post("/{project_id}/members", response_model=ProjectMemberRead)
+async def add_member(
+    project_id: uuid.UUID,
+    body: ProjectMemberAdd,
+    principal: Writer,
+    db: DBDep,
+    ctx: WriteCtxDep,
+) -> ProjectMemberRead:
+    """Share a project with the active user of this username as viewer or editor (the
+    owner or an admin); audited. 422 when there is no such user."""
+    return await run_tx_async(
+        lambda uow: service.add_member(uow, principal, project_id, body),
+        db=db,
+        ctx=ctx,
     )
 
 

@@ -10,6 +10,7 @@ from ballast_api.policy import Access
 from ballast_api.principal import Principal
 from ballast_common.contracts import (
     ProjectCreate,
+    ProjectMemberAdd,
     ProjectMemberRead,
     ProjectMemberSet,
     ProjectRead,
@@ -139,6 +140,28 @@ def members(
         .order_by(User.username)
     ).mappings()
     return [ProjectMemberRead.model_validate(dict(r)) for r in rows]
+
+
+def add_member(
+    uow: UnitOfWork, principal: Principal, project_id: uuid.UUID, body: ProjectMemberAdd
+) -> ProjectMemberRead:
+    """`set_member` for the active user named `body.username` (the sharing form)."""
+    policy.check_project(uow, principal, project_id, Access.MANAGE)
+    user_id = uow.session.execute(
+        select(User.id).where(
+            User.username == body.username,
+            User.deleted_at.is_(None),
+            User.is_active.is_(True),
+        )
+    ).scalar_one_or_none()
+    if user_id is None:
+        raise ValidationError(
+            f"no active user named {body.username!r}",
+            details={"fields": ["username"]},
+        )
+    return set_member(
+        uow, principal, project_id, user_id, ProjectMemberSet(role=body.role)
+    )
 
 
 def set_member(

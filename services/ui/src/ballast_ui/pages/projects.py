@@ -8,6 +8,7 @@ from typing import Any
 
 import streamlit as st
 
+from ballast_common.contracts import ProjectMemberRead
 from ballast_common.errors import AppError, NotFoundError, ValidationError
 from ballast_ui import cache
 from ballast_ui.client import ApiUnavailable, Project
@@ -21,6 +22,7 @@ from ballast_ui.forms import (
 )
 from ballast_ui.i18n import BLANK, fmt_time, t, user_zone
 from ballast_ui.metrics import note_trigger
+from ballast_ui.pages.jobs import api_error_text, flash
 from ballast_ui.router import Page, Router, page_number
 from ballast_ui.state import Ctx, track, values
 from ballast_ui.widgets import (
@@ -317,6 +319,8 @@ class ProjectsPage(Page):
         form = use_form(form_id, FIELDS, saved, version)
         if st.session_state.get(_OPENED) != form_id:
             st.session_state[_OPENED] = form_id
+            # Members are read once per opening (and after this session changes them).
+            st.session_state.pop(_members_key(project_id), None)
             track(ctx, "workbench.project_opened", {"new": project_id == NEW})
         # A new project is mine; an existing one says what I may do to it.
         can_write = ctx.can("projects:write") and (
@@ -438,3 +442,92 @@ class ProjectsPage(Page):
                 f"{fmt_time(ctx, project.updated_at)}",
                 help=f"{t(ctx, 'Timezone')}: {user_zone(ctx).key}",
             )
+            sharing(ctx, str(project.id), can_share)
+
+
+# --------------------------------------------------------------------------- sharing
+
+
+def _members_key(project_id: str) -> str:
+    return f"_ballast_members::{project_id}"
+
+
+def _share(ctx: Ctx, project_id: str) -> None:
+    """Form callback: share the project with the user named in the form."""
+    name_key, role_key = f"share::{project_id}::username", f"share::{project_id}::role"
+    username = str(st.session_state.get(name_key) or "").strip()
+    flash_key = f"share::{project_id}::flash"
+    if not username:
+        st.session_state[flash_key] = ("error", "Name the user to share with.")
+        return
+    try:
+        member = ctx.api.add_member(
+            project_id, username, str(st.session_state.get(role_key) or "viewer")
+        )
+    except AppError as exc:
+        st.session_state[flash_key] = ("error", api_error_text(exc))
+        return
+    st.session_state[name_key] = ""
+    st.session_state.pop(_members_key(project_id), None)
+    st.session_state[flash_key] = (
+        "info",
+        f"Shared with {member.username} ({member.role}).",
+    )
+
+
+def _unshare(ctx: Ctx, project_id: str, user_id: str, username: str) -> None:
+    """Button callback: stop sharing the project with one member."""
+    flash_key = f"share::{project_id}::flash"
+    try:
+        ctx.api.remove_member(project_id, user_id)
+    except AppError as exc:
+        st.session_state[flash_key] = ("error", api_error_text(exc))
+        return
+    st.session_state.pop(_members_key(project_id), None)
+    st.session_state[flash_key] = ("info", f"No longer shared with {username}.")
+
+
+def sharing(ctx: Ctx, project_id: str, can_share: bool) -> None:
+    """Who else sees the project and with which role; its owner (and admins) share it
+    with a user by username or stop sharing. Read once per opening of the project."""
+    key = _members_key(project_id)
+    members: list[ProjectMemberRead] | None = st.session_state.get(key)
+    problem = None
+    if members is None:
+        try:
+            members = ctx.api.list_members(project_id)
+            st.session_state[key] = members
+        except AppError as exc:
+            problem = api_error_text(exc)
+    with st.container(key=f"share-{project_id}"):
+        st.subheader(t(ctx, "Sharing"))
+        if problem is not None:
+            st.caption(f"The members cannot be shown: {problem}")
+        elif not members:
+            st.caption("Shared with nobody: only its owner and admins see it.")
+        for member in members or []:
+            who, role, act = st.columns([3, 2, 1], vertical_alignment="center")
+            who.markdown(
+                f"**{member.display_name or member.username}** `{member.username}`"
+            )
+            role.markdown(member.role)
+            act.button(
+                "Remove",
+                key=f"share::{project_id}::remove::{member.user_id}",
+                on_click=_unshare,
+                args=(ctx, project_id, str(member.user_id), member.username),
+                disabled=not can_share,
+            )
+        if can_share:
+            with st.form(f"share::{project_id}::form", border=False):
+                name, role, go = st.columns([3, 2, 1], vertical_alignment="bottom")
+                name.text_input(
+                    "Share with (username)",
+                    key=f"share::{project_id}::username",
+                    max_chars=64,
+                )
+                role.selectbox(
+                    "Role", ["viewer", "editor"], key=f"share::{project_id}::role"
+                )
+                go.form_submit_button("Share", on_click=_share, args=(ctx, project_id))
+        flash(f"share::{project_id}::flash")
