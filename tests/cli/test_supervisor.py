@@ -22,6 +22,17 @@ from tests.cli.fake_modules import write_modules
 pytestmark = pytest.mark.serial  # shutdowns within a few seconds
 
 
+@pytest.fixture(autouse=True)
+def _python_sigint() -> Iterator[None]:
+    """Python's own SIGINT handler while a test runs, which the tests expect the
+    supervisor to put back: a run started as a background job inherits SIGINT ignored,
+    and Python then installs no handler of its own (9 tests failed that way)."""
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, before)
+
+
 @pytest.fixture(scope="session")
 def fake_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return write_modules(tmp_path_factory.mktemp("fake_modules"))
