@@ -23,6 +23,19 @@ def _project(api: Api, user: str, **fields: Any) -> dict[str, Any]:
     return body
 
 
+def _dataset(api: Api, user: str, project_id: str, name: str) -> dict[str, Any]:
+    """A dataset import into a project: ``{"dataset": ..., "job": ...}``."""
+    response = api.client.post(
+        "/v1/datasets",
+        params={"name": name, "format": "csv", "project_id": project_id},
+        content=b"x\n1\n",
+        headers=api.h(user),
+    )
+    assert response.status_code == 202, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
 def _other_editor(api: Api) -> str:
     """A second editor, signed in (`api.h("other")` works afterwards)."""
     make_user(api.db, "other", "editor")
@@ -285,12 +298,7 @@ def test_datasets_and_jobs_follow_their_project(api: Api) -> None:
     assert cancel.status_code == 403
     # A job on a dataset I cannot see answers like a missing dataset.
     hidden = _project(api, "admin", name="Hidden")
-    other = api.client.post(
-        "/v1/datasets",
-        params={"name": "H", "format": "csv", "project_id": hidden["id"]},
-        content=b"x\n1\n",
-        headers=api.h("admin"),
-    ).json()["dataset"]
+    other = _dataset(api, "admin", hidden["id"], "H")["dataset"]
     blind = api.client.post(
         "/v1/jobs",
         json={
@@ -307,12 +315,7 @@ def test_a_jobs_can_list_says_what_the_caller_may_do(api: Api) -> None:
     on exactly the jobs the api lets the caller change: a project editor may act on
     another user's job of the project, a project viewer may not."""
     private = _project(api, "admin", name="Shared")
-    job = api.client.post(
-        "/v1/datasets",
-        params={"name": "D", "format": "csv", "project_id": private["id"]},
-        content=b"x\n1\n",
-        headers=api.h("admin"),
-    ).json()["job"]
+    job = _dataset(api, "admin", private["id"], "D")["job"]
     own = api.client.post(
         "/v1/jobs", json={"name": "demo.sleep", "kwargs": {}}, headers=api.h("editor")
     )

@@ -13,6 +13,7 @@ import json
 import secrets
 from importlib import resources
 from pathlib import Path
+from typing import Literal
 
 import httpx
 import streamlit as st
@@ -46,6 +47,29 @@ def _secure(request: Request) -> bool:
     return proto.split(",")[0].strip() == "https"
 
 
+def _with_cookie(
+    response: Response,
+    request: Request,
+    name: str,
+    value: str,
+    max_age: int,
+    samesite: Literal["lax", "strict"],
+) -> Response:
+    """`response` setting an HttpOnly cookie for the whole app (Secure behind HTTPS),
+    never cached."""
+    response.set_cookie(
+        name,
+        value,
+        max_age=max_age,
+        httponly=True,
+        secure=_secure(request),
+        samesite=samesite,
+        path="/",
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
 async def session(request: Request) -> Response:
     """Turn a one-time nonce into the session cookie (HttpOnly, SameSite=Strict)."""
     try:
@@ -70,18 +94,9 @@ async def session(request: Request) -> Response:
             status_code=400,
         )
     token, max_age = found
-    response = JSONResponse({"ok": True})
-    response.set_cookie(
-        COOKIE_NAME,
-        token,
-        max_age=max_age,
-        httponly=True,
-        secure=_secure(request),
-        samesite="strict",
-        path="/",
+    return _with_cookie(
+        JSONResponse({"ok": True}), request, COOKIE_NAME, token, max_age, "strict"
     )
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 async def logout(request: Request) -> Response:
@@ -121,19 +136,15 @@ async def sso(request: Request) -> Response:
         back = RedirectResponse(f"../?error={error}", status_code=303)
         back.headers["Cache-Control"] = "no-store"
         return back
-    response = RedirectResponse(url, status_code=303)
-    response.set_cookie(
+    # Lax: the provider's redirect back is a top-level navigation from its site.
+    return _with_cookie(
+        RedirectResponse(url, status_code=303),
+        request,
         SSO_COOKIE,
         binding,
-        max_age=config.auth.oidc.state_ttl_s,
-        httponly=True,
-        secure=_secure(request),
-        # Lax: the provider's redirect back is a top-level navigation from its site.
-        samesite="lax",
-        path="/",
+        config.auth.oidc.state_ttl_s,
+        "lax",
     )
-    response.headers["Cache-Control"] = "no-store"
-    return response
 
 
 ROUTES = [
