@@ -27,8 +27,14 @@ class Env:
     store: ObjectStore
     drop: Callable[[], None]
 
-    def backups(self, store: ObjectStore | None = None) -> Backups:
-        return Backups.from_config(self.config, store=store or self.store)
+    def backups(
+        self, store: ObjectStore | None = None, *, restore_jobs: int | None = None
+    ) -> Backups:
+        config = self.config
+        if restore_jobs is not None:
+            backup = config.backup.model_copy(update={"restore_jobs": restore_jobs})
+            config = config.model_copy(update={"backup": backup})
+        return Backups.from_config(config, store=store or self.store)
 
 
 def _sqlite_env(tmp_path: Path) -> Iterator[Env]:

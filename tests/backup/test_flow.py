@@ -195,19 +195,13 @@ def test_pg_restore_streamed_or_by_parallel_workers_is_the_same(
     """`backup.restore_jobs`: 1 streams the dump into one pg_restore; more copies it
     to a checked temporary file first and restores it with that many workers."""
     from ballast_backup import dbio, verify
-    from ballast_backup.core import Backups
 
     db = pg_env.db
     seed(db)
     create_projects(db, 40, "parallel")
     add_draft(db, _admin_id(db), "name", {"text": "typed"})
     expected = state(db)
-    config = pg_env.config.model_copy(
-        update={
-            "backup": pg_env.config.backup.model_copy(update={"restore_jobs": jobs})
-        }
-    )
-    backups = Backups.from_config(config, store=pg_env.store)
+    backups = pg_env.backups(restore_jobs=jobs)
     assert backups.restore_jobs == jobs
     parallel: list[int] = []
 

@@ -61,11 +61,13 @@ def _pg_exists(server: PostgresServer, name: str) -> bool:
 # ---------------------------------------------------------------- failed restores
 
 
+@pytest.mark.parametrize("jobs", [1, 2])
 def test_flipped_byte_with_force_keeps_a_non_empty_pg_target(
-    pg_env: Env, postgres_server: PostgresServer
+    pg_env: Env, postgres_server: PostgresServer, jobs: int
 ) -> None:
+    """Streamed into one pg_restore or copied first for parallel workers."""
     seed(pg_env.db)
-    backups = pg_env.backups()
+    backups = pg_env.backups(restore_jobs=jobs)
     full = backups.snapshot_db("full")
     _flip(pg_env, full)
     name = f"{pg_env.db.url.database}_target"
