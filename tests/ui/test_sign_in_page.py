@@ -108,8 +108,8 @@ class Browser:
         assert resp.status_code == 303, resp.text
         assert resp.headers["cache-control"] == "no-store"
         cookie = resp.headers["set-cookie"]
-        assert "HttpOnly" in cookie and "SameSite=lax" in cookie, cookie
-        assert "Max-Age=600" in cookie and "Path=/" in cookie, cookie
+        for part in ("HttpOnly", "SameSite=lax", "Max-Age=600", "Path=/"):
+            assert part in cookie, cookie
         self.cookies[SSO_COOKIE] = resp.cookies[SSO_COOKIE]
         return resp.headers["location"]
 
