@@ -122,8 +122,10 @@ class VerifyOps(BackupsBase):
         try:
             with engine.connect() as conn, conn.begin():
                 changes.pg_settings(conn)
+                # Each table's checksum the way the manifest's was computed.
+                methods = {t: v.get("method") for t, v in manifest.tables.items()}
                 if manifest.kind == "full":
-                    return table_stats(conn, dict.fromkeys(list_tables(conn)))
+                    return table_stats(conn, dict.fromkeys(list_tables(conn)), methods)
                 present = set(list_tables(conn))
                 carried = {
                     t for t, v in manifest.tables.items() if v.get("scope") == "carried"
@@ -133,7 +135,7 @@ class VerifyOps(BackupsBase):
                     for t, c in changes.compared_columns().items()
                     if t in present and t not in carried
                 }
-                stats = table_stats(conn, columns)
+                stats = table_stats(conn, columns, methods)
                 if carried:
                     stats.update(self._carried(conn, manifest, carried))
                 return stats
