@@ -67,6 +67,8 @@ class FakeApi:
                     "pages": 1,
                 },
             )
+        if request.method == "GET" and path.endswith("/members"):
+            return httpx.Response(200, json=[])
         if request.method == "GET" and path.startswith("/projects/"):
             found = self.projects.get(path.split("/")[2])
             if found is not None:
@@ -166,6 +168,8 @@ def _controls(at: AppTest, project_id: str) -> dict[str, bool]:
         "status": not at.selectbox(key=f"{k}.status").disabled,
         "priority": not at.slider(key=f"{k}.priority").disabled,
         "public": not at.checkbox(key=f"{k}.is_public").disabled,
+        # The Sharing section's form is there only for who may share.
+        "share": any(t.key == f"share::{project_id}::username" for t in at.text_input),
     }
 
 
@@ -190,6 +194,7 @@ def test_an_editor_gets_what_the_project_allows(fake: FakeApi) -> None:
     assert c["name"]
     assert c["priority"]
     assert not c["public"]  # only the owner shares
+    assert not c["share"]
     at = open_page("projects", EDITOR, id=mine["id"])
     assert all(
         v for name, v in _controls(at, mine["id"]).items() if name != "apply_offered"
