@@ -522,7 +522,7 @@ def sharing(ctx: Ctx, project_id: str, can_share: bool) -> None:
             with st.form(f"share::{project_id}::form", border=False):
                 name, role, go = st.columns([3, 2, 1], vertical_alignment="bottom")
                 name.text_input(
-                    "Share with (username)",
+                    "Share with user",
                     key=f"share::{project_id}::username",
                     max_chars=64,
                 )
