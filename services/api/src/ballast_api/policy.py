@@ -290,12 +290,14 @@ def check_job(
     job: Job | None,
     job_id: uuid.UUID,
     need: Access,
-) -> Job:
+) -> tuple[Job, Access]:
+    """The job and the caller's access to it, if at least `need`; else 404 or 403."""
     if job is None:
         _deny("jobs", job_id, Access.NONE, need)
         raise AssertionError("unreachable")  # pragma: no cover
-    _deny("jobs", job_id, access_to_job(uow, principal, job), need)
-    return job
+    access = access_to_job(uow, principal, job)
+    _deny("jobs", job_id, access, need)
+    return job, access
 
 
 def project_of_job_params(

@@ -166,8 +166,7 @@ async def get_job(job_id: uuid.UUID, principal: Reader, db: DBDep) -> JobView:
     """One job: status, progress, error with trace id and suggested action."""
 
     def work(uow: UnitOfWork) -> JobView:
-        job = service.visible(uow, principal, job_id)
-        access = policy.access_to_job(uow, principal, job)
+        job, access = service.visible_with_access(uow, principal, job_id)
         return JobView.of(job, policy.job_capabilities(principal, access))
 
     return await run_tx_async(work, db=db)

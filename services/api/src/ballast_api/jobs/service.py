@@ -25,6 +25,16 @@ def visible(
 ) -> Job:
     """The job if the caller may see it (404 otherwise: no existence leak) and has
     `need` on it (403 otherwise)."""
+    return visible_with_access(uow, principal, job_id, need)[0]
+
+
+def visible_with_access(
+    uow: UnitOfWork,
+    principal: Principal,
+    job_id: uuid.UUID,
+    need: Access = Access.READ,
+) -> tuple[Job, Access]:
+    """`visible`, and the caller's access to the job (computed once)."""
     job = JobRepository(uow.session).lock(job_id)
     return policy.check_job(uow, principal, job, job_id, need)
 
