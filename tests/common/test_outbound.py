@@ -7,7 +7,9 @@ has passed" is made by moving the stored `opened_at` back.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from pathlib import Path
 
@@ -18,15 +20,18 @@ import redis
 from prometheus_client import REGISTRY
 from sqlalchemy import update
 
-from ballast_common.config import AppConfig
+from ballast_common.config import AppConfig, OutboundTargetConfig
 from ballast_common.db import DB, migrate
+from ballast_common.errors import NotFoundError
 from ballast_common.models import CircuitBreakerRow, utcnow
 from ballast_common.outbound import (
     BadStatus,
     CircuitOpen,
     Outbound,
     OutboundUnavailable,
+    SqlCircuitStorage,
     full_jitter_delay,
+    process_outbound,
 )
 from ballast_testing.servers import RedisServer, free_port
 from tests.fixtures.receiver import Receiver, receiver
@@ -261,3 +266,76 @@ def test_full_jitter_delay_stays_within_the_cap() -> None:
 def test_default_settings_apply_to_unnamed_targets() -> None:
     cfg = AppConfig(outbound={"default": {"timeout_s": 7}})
     assert Outbound(cfg).settings("anything").timeout_s == 7
+
+
+class TestCallsOfOneTarget:
+    def test_a_slow_call_does_not_hold_up_the_others(self) -> None:
+        """The breaker decides, it does not serialise: a multi-GiB upload must not make
+        every other call of the target in the process wait."""
+        client = Outbound(config())
+        started, release = threading.Event(), threading.Event()
+
+        def slow() -> str:
+            started.set()
+            assert release.wait(10)
+            return "slow"
+
+        with ThreadPoolExecutor(max_workers=2) as pool:
+            slow_call = pool.submit(client.call, "t", slow)
+            assert started.wait(5)
+            quick = pool.submit(client.call, "t", lambda: "quick")
+            try:
+                assert quick.result(timeout=5) == "quick"
+                assert not slow_call.done()
+            finally:
+                release.set()
+            assert slow_call.result(timeout=5) == "slow"
+
+    def test_answers_that_are_errors_are_refused_not_failures(self) -> None:
+        client = Outbound(config())
+        before = metric("ballast_outbound_calls_total", target="t", outcome="refused")
+        errors = metric("ballast_outbound_calls_total", target="t", outcome="error")
+
+        def missing() -> None:
+            raise NotFoundError("object k not found")
+
+        for _ in range(3):
+            with pytest.raises(NotFoundError):
+                client.call("t", missing)
+        assert client.breaker("t").fail_counter == 0
+        assert client.breaker("t").current_state == pybreaker.STATE_CLOSED
+        assert (
+            metric("ballast_outbound_calls_total", target="t", outcome="refused")
+            == before + 3
+        )
+        assert (
+            metric("ballast_outbound_calls_total", target="t", outcome="error")
+            == errors
+        )
+
+
+def test_one_outbound_per_process_and_configuration(db_url: str) -> None:
+    cfg, other = config(), config()
+    db = DB(db_url)
+    try:
+        assert process_outbound(cfg) is process_outbound(cfg)
+        assert process_outbound(cfg) is not process_outbound(other)
+        with_db = process_outbound(cfg, engine=db.engine)
+        assert with_db is process_outbound(cfg, engine=db.engine)
+        assert with_db is not process_outbound(cfg)
+        assert isinstance(with_db.breaker("t")._state_storage, SqlCircuitStorage)
+    finally:
+        db.dispose()
+
+
+def test_a_standalone_outbound_reads_no_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BALLAST_REDIS_URL", "redis://127.0.0.1:1/0")
+    monkeypatch.setenv("BALLAST_OUTBOUND__DEFAULT__ATTEMPTS", "9")
+    client = Outbound.standalone()
+    assert client.config.redis_url is None
+    assert client.settings("s3").attempts == OutboundTargetConfig().attempts
+    assert isinstance(
+        client.breaker("s3")._state_storage, pybreaker.CircuitMemoryStorage
+    )

@@ -1,4 +1,5 @@
-"""One way to call anything outside the process (webhook endpoints, future integrations).
+"""One way to call anything outside the process (webhook endpoints, the S3 object store,
+future integrations).
 
 Every call to a *target* (a named external service, configured once under `outbound`
 in `AppConfig`: timeouts, attempts, backoff, breaker) goes through the same steps:
@@ -8,9 +9,13 @@ in `AppConfig`: timeouts, attempts, backoff, breaker) goes through the same step
    `retry_after`) instead of piling up on a dead service;
 2. **retries** of transient failures (connection errors, timeouts, 429 and 5xx) with
    exponential backoff and full jitter, so many clients that failed together do not
-   retry in lock-step; exhausted retries raise :class:`OutboundUnavailable`;
+   retry in lock-step; exhausted retries raise :class:`OutboundUnavailable` (a client
+   with retries of its own -- botocore, for S3 -- makes one attempt per call here and
+   reports its retries through :meth:`Outbound.count_retry`, so they never multiply);
 3. **timeouts** on every attempt (connect and read/write), never an unbounded wait;
-4. **metrics** per target: ``ballast_outbound_calls_total{target,outcome}``,
+4. **metrics** per target: ``ballast_outbound_calls_total{target,outcome}`` (outcome
+   ``ok``, ``refused`` -- an application error that is an answer, such as a missing
+   object, not a failure --, ``error`` or ``circuit_open``),
    ``ballast_outbound_call_seconds{target}``, ``ballast_outbound_retries_total{target}``
    and ``ballast_circuit_state{name}`` (0 closed, 1 half-open, 2 open).
 
@@ -24,15 +29,22 @@ Libraries, and why:
   :class:`SqlCircuitStorage` (the ``circuit_breakers`` table) otherwise, so every worker
   process sees the same breaker for an endpoint -- the embedded default included.
   `aiobreaker` is asyncio-only and keeps its state in one process.
-  pybreaker serialises calls through one breaker object within a process (a lock);
-  a Celery prefork worker runs one task per process, so that costs nothing there.
+  Calls go through pybreaker's ``calling()``, which holds the breaker's lock only to
+  decide whether a call may go and to record how it ended, never during the call
+  (``CircuitBreaker.call`` would serialise every call of a target in the process: one
+  multi-GiB S3 upload would hold up every other object-store call of an api replica).
 - HTTP: `httpx`, one pooled client per target with the target's timeouts.
+
+One `Outbound` per process (:func:`process_outbound`) lets every caller in it share the
+breakers and connection pools.
 """
 
 from __future__ import annotations
 
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
@@ -45,8 +57,8 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import IntegrityError
 
-from ballast_common.config import AppConfig, OutboundTargetConfig
-from ballast_common.errors import TransientError
+from ballast_common.config import AppConfig, OutboundConfig, OutboundTargetConfig
+from ballast_common.errors import AppError, TransientError
 from ballast_common.models.webhook import CircuitBreakerRow
 from ballast_common.telemetry import get_logger
 from ballast_common.telemetry.metrics import get_or_create
@@ -89,8 +101,9 @@ def _calls() -> Counter:
         "ballast_outbound_calls",
         lambda: Counter(
             "ballast_outbound_calls",
-            "Attempts of outbound calls by target and outcome "
-            "(ok, error, circuit_open).",
+            "Attempts of outbound calls by target and outcome (ok; refused: the "
+            "target answered no, e.g. a missing object, which is no failure; error: "
+            "a failure, counted by the breaker; circuit_open: not made).",
             ("target", "outcome"),
             registry=REGISTRY,
         ),
@@ -279,6 +292,14 @@ class Outbound:
         self._clients: dict[str, httpx.Client] = {}
         self._redis: Any = None
 
+    @classmethod
+    def standalone(cls, settings: OutboundConfig | None = None) -> Outbound:
+        """An `Outbound` of its own, configured by `settings` only (default: every
+        target's defaults; no environment, files or Redis are read), its breakers in
+        its own memory: for clients built by hand (tests, scripts) that were given none.
+        """
+        return cls(AppConfig.model_construct(outbound=settings or OutboundConfig()))
+
     def settings(self, target: str) -> OutboundTargetConfig:
         return self.config.outbound.target(target)
 
@@ -363,7 +384,9 @@ class Outbound:
         def attempt() -> T:
             started = time.monotonic()
             try:
-                result = breaker.call(fn)
+                # The breaker's lock is held while entering and leaving, not around fn.
+                with breaker.calling():
+                    result = fn()
             except pybreaker.CircuitBreakerError:
                 calls.labels(target, "circuit_open").inc()
                 raise CircuitOpen(
@@ -371,8 +394,9 @@ class Outbound:
                     details={"target": target, "circuit": breaker.name},
                     retry_after=self.retry_after(breaker),
                 ) from None
-            except BaseException:
-                calls.labels(target, "error").inc()
+            except BaseException as exc:
+                refused = isinstance(exc, AppError) and _not_a_failure(exc)
+                calls.labels(target, "refused" if refused else "error").inc()
                 seconds.labels(target).observe(time.monotonic() - started)
                 raise
             calls.labels(target, "ok").inc()
@@ -386,7 +410,7 @@ class Outbound:
             ),
             retry=tenacity.retry_if_exception(retry_on),
             sleep=self._sleep,
-            before_sleep=lambda _state: _retries().labels(target).inc(),
+            before_sleep=lambda _state: self.count_retry(target),
             reraise=True,
         )
         try:
@@ -400,6 +424,11 @@ class Outbound:
                 f"{target} is unavailable: {_describe(exc)}",
                 details={"target": target, "circuit": breaker.name},
             ) from exc
+
+    def count_retry(self, target: str) -> None:
+        """Count one retried attempt of `target` made by a client's own retry logic
+        (botocore's, for S3), so ``ballast_outbound_retries_total`` covers it."""
+        _retries().labels(target).inc()
 
     # ------------------------------------------------------------------ HTTP
 
@@ -452,6 +481,42 @@ class Outbound:
             if self._redis is not None:
                 self._redis.close()
                 self._redis = None
+
+
+_process: dict[tuple[int, int, int], tuple[Any, Any, Outbound]] = {}
+_process_lock = threading.Lock()
+
+
+def process_outbound(config: AppConfig, *, engine: Engine | None = None) -> Outbound:
+    """This process's `Outbound` for `config` (and `engine`, the breakers' shared SQL
+    storage when there is no Redis): callers that are handed only the configuration (an
+    api route opening the object store per request, the backup CLI) share one set of
+    breakers and connection pools. A forked child builds its own (no shared sockets).
+    """
+    key = (os.getpid(), id(config), id(engine))
+    with _process_lock:
+        found = _process.get(key)
+        # ids are reused once an object is gone: the weak references say whether the
+        # entry still belongs to these objects.
+        if (
+            found is not None
+            and found[0]() is config
+            and (found[1] is None or found[1]() is engine)
+        ):
+            return found[2]
+        for stale in [
+            k for k, v in _process.items() if k[0] != key[0] or v[0]() is None
+        ]:
+            gone = _process.pop(stale)[2]
+            if stale[0] == key[0]:  # a parent's sockets stay the parent's
+                gone.close()
+        outbound = Outbound(config, engine=engine)
+        _process[key] = (
+            weakref.ref(config),
+            weakref.ref(engine) if engine is not None else None,
+            outbound,
+        )
+        return outbound
 
 
 def _describe(exc: BaseException) -> str:

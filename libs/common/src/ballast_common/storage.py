@@ -22,10 +22,10 @@ import os
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Any, Protocol, runtime_checkable
+from typing import IO, Any, Protocol, TypeVar, runtime_checkable
 
 import boto3
 from boto3.exceptions import S3UploadFailedError
@@ -40,6 +40,9 @@ from urllib3.exceptions import HTTPError as Urllib3Error
 from ballast_common.config import AppConfig
 from ballast_common.errors import AppError, NotFoundError, TransientError
 from ballast_common.errors import ValidationError as AppValidationError
+from ballast_common.outbound import CircuitOpen, Outbound, process_outbound
+
+T = TypeVar("T")
 
 CHUNK = 1024 * 1024
 # S3 parts: 8 MiB (the minimum is 5 MiB for every part but the last).
@@ -51,6 +54,9 @@ _S3_TMP = re.compile(r"\.upload-[0-9a-f]{12}$")
 # Incomplete multipart uploads (the server was unreachable when one had to be aborted)
 # are removed by a bucket lifecycle rule after this many days.
 ABORT_INCOMPLETE_DAYS = 1
+# The outbound target of the object store: its timeouts, attempts and breaker are
+# `outbound.targets.s3` (BALLAST_OUTBOUND__TARGETS__S3__BREAKER_FAIL_MAX=...).
+S3_TARGET = "s3"
 
 
 class StorageError(AppError):
@@ -65,6 +71,14 @@ class StorageUnavailableError(StorageError, TransientError):
 
     default_code = "storage_unavailable"
     default_status = 503
+
+
+class StorageCircuitOpenError(StorageUnavailableError, CircuitOpen):
+    """The object store's circuit breaker is open: the call was not made, and a retry
+    makes sense after `retry_after` seconds (503). Both a `StorageUnavailableError` and
+    the outbound layer's `CircuitOpen`."""
+
+    default_code = "storage_unavailable"
 
 
 class TooLargeError(AppValidationError):
@@ -306,6 +320,35 @@ class S3ObjectStore:
     (`ensure_bucket`) removes the parts later. Unreachable servers and 5xx errors raise
     `StorageUnavailableError` (a `TransientError`), refusals a `StorageError` naming the
     bucket, key and the server's error code.
+
+    Every operation (`put`, `open`, `stat`, `exists`, `delete`, `list`, `ensure_bucket`)
+    is one call of the outbound target `target` (``"s3"``; see `ballast_common.outbound`):
+    timed and counted per target (``ballast_outbound_*``), and behind the target's circuit
+    breaker. Only the store being unwell counts against the breaker (unreachable,
+    timeouts, 5xx, throttling); a missing object, a refusal (403, no such bucket) or an
+    invalid key or size is an answer, not a failure. While the breaker is open an
+    operation fails at once with `StorageCircuitOpenError` (a `StorageUnavailableError`
+    and a `CircuitOpen`) instead of waiting on a dead server. Reading an opened object's
+    body is not a call of its own (a cut there raises `StorageUnavailableError`, as the
+    caller asked for the bytes after the call succeeded).
+
+    Retries are botocore's alone: each HTTP request (each part of a managed transfer
+    included) is tried up to the target's ``attempts`` times by the client built in
+    `from_config` (standard mode: exponential backoff with full jitter, capped at 20 s),
+    and `Outbound` makes one attempt per operation. Retrying in both layers would
+    multiply the attempts (3 x 3 requests against a dead server before one failure
+    counts), and an outbound-level retry of an upload would send every part again
+    where botocore resends only the part that failed. botocore's retries are still
+    counted in ``ballast_outbound_retries_total{target="s3"}``.
+
+    Args:
+        client: A boto3 S3 client (its retry and timeout settings stand).
+        bucket: The bucket.
+        part_size: Bytes per part of a multipart upload (at least 5 MiB).
+        max_concurrency: Parts uploaded in parallel.
+        outbound: The process's outbound calls; None: a `Outbound.standalone()` of this
+            store's own (default settings, breaker in memory), for stores built by hand.
+        target: The outbound target (settings, breaker and metrics label).
     """
 
     def __init__(
@@ -315,6 +358,8 @@ class S3ObjectStore:
         *,
         part_size: int = PART_SIZE,
         max_concurrency: int = 4,
+        outbound: Outbound | None = None,
+        target: str = S3_TARGET,
     ) -> None:
         if part_size < 5 * 1024 * 1024:
             raise ValueError("S3 parts must be at least 5 MiB")
@@ -322,10 +367,30 @@ class S3ObjectStore:
         self.bucket = bucket
         self.part_size = part_size
         self.max_concurrency = max_concurrency
+        self.outbound = outbound if outbound is not None else Outbound.standalone()
+        self.target = target
+        # Every retry botocore makes of a request of this client, counted per target.
+        # The unique id keeps one counter per client when several stores share it.
+        client.meta.events.register(
+            "request-created.s3",
+            self._count_retry,
+            unique_id=f"ballast-outbound-retries-{target}",
+        )
 
     @classmethod
-    def from_config(cls, config: AppConfig) -> S3ObjectStore:
+    def from_config(
+        cls, config: AppConfig, *, outbound: Outbound | None = None
+    ) -> S3ObjectStore:
+        """The store of ``config.s3``, its client set up from the ``s3`` outbound target.
+
+        Args:
+            config: The application configuration.
+            outbound: The process's outbound calls (a worker's, whose breakers share
+                state through the database); None: `process_outbound(config)`.
+        """
         s3 = config.s3
+        outbound = outbound if outbound is not None else process_outbound(config)
+        target = outbound.settings(S3_TARGET)
         client = boto3.client(
             "s3",
             endpoint_url=s3.endpoint_url,
@@ -338,14 +403,51 @@ class S3ObjectStore:
                 else None
             ),
             config=Config(
-                retries={"max_attempts": 5, "mode": "standard"},
+                # The only retries of S3 requests (see the class docstring): each
+                # request, a transfer's parts included, at most `attempts` times.
+                retries={"total_max_attempts": target.attempts, "mode": "standard"},
+                connect_timeout=target.connect_timeout_s,
+                read_timeout=target.timeout_s,
                 # Path-style addressing works with every S3-compatible server.
                 s3={"addressing_style": "path"},
                 request_checksum_calculation="when_required",
                 response_checksum_validation="when_required",
             ),
         )
-        return cls(client, s3.bucket)
+        return cls(client, s3.bucket, outbound=outbound)
+
+    def _count_retry(self, request: Any = None, **_: Any) -> None:
+        context = getattr(request, "context", None) or {}
+        if int(context.get("retries", {}).get("attempt", 1)) > 1:
+            self.outbound.count_retry(self.target)
+
+    def call(self, key: str, fn: Callable[[], T]) -> T:
+        """Run `fn` (requests of `client` about `key`) as one operation of the store's
+        outbound target: breaker, timing and counts, botocore's errors mapped to ours on
+        the way (so the breaker tells a missing object, an answer, from an unreachable
+        server, a failure). For code that makes S3 requests the methods here do not
+        (multipart uploads from browsers): exceptions `fn` raises itself pass as they
+        are, and count against the breaker only if they are `TransientError`s.
+
+        Raises:
+            StorageCircuitOpenError: The breaker is open; `fn` was not called.
+        """
+
+        def mapped() -> T:
+            with self._errors(key):
+                return fn()
+
+        try:
+            # One attempt: botocore retries the requests (see the class docstring).
+            return self.outbound.call(
+                self.target, mapped, attempts=1, retry_on=_no_retry
+            )
+        except CircuitOpen as exc:
+            raise StorageCircuitOpenError(
+                f"object store unavailable for {self.bucket}/{key} (circuit open)",
+                details={"bucket": self.bucket, "key": key, "circuit": self.target},
+                retry_after=exc.retry_after,
+            ) from None
 
     @contextlib.contextmanager
     def _errors(self, key: str) -> Iterator[None]:
@@ -422,7 +524,8 @@ class S3ObjectStore:
             source: io.RawIOBase = _Limited(data, size)
         else:
             source = hashing = _Hashing(data, max_bytes)
-        with self._errors(key):
+
+        def upload() -> tuple[str, int, int]:
             self.client.upload_fileobj(
                 source,
                 self.bucket,
@@ -430,19 +533,24 @@ class S3ObjectStore:
                 ExtraArgs=extra,
                 Config=self._transfer_config(),
             )
-            if not seekable:
-                sha, size = hashing.sha256(), hashing.size
+            if seekable:
+                done_sha, done_size = sha, size
+            else:
+                done_sha, done_size = hashing.sha256(), hashing.size
                 self.client.put_object_tagging(
                     Bucket=self.bucket,
                     Key=key,
-                    Tagging={"TagSet": [{"Key": "sha256", "Value": sha}]},
+                    Tagging={"TagSet": [{"Key": "sha256", "Value": done_sha}]},
                 )
-            stored = int(
-                self.client.head_object(Bucket=self.bucket, Key=key)["ContentLength"]
-            )
+            head = self.client.head_object(Bucket=self.bucket, Key=key)
+            return done_sha, done_size, int(head["ContentLength"])
+
+        sha, size, stored = self.call(key, upload)
         if stored != size:
             with contextlib.suppress(Exception):
-                self.client.delete_object(Bucket=self.bucket, Key=key)
+                self.call(
+                    key, lambda: self.client.delete_object(Bucket=self.bucket, Key=key)
+                )
             raise StorageError(
                 f"object store kept {stored} of {size} bytes of {self.bucket}/{key}",
                 details={"bucket": self.bucket, "key": key},
@@ -450,26 +558,33 @@ class S3ObjectStore:
         return ObjectInfo(key, size, sha, content_type)
 
     def open(self, key: str) -> IO[bytes]:
-        with self._errors(key):
-            body = self.client.get_object(Bucket=self.bucket, Key=check_key(key))[
-                "Body"
-            ]
-        return io.BufferedReader(_S3Body(self, key, body), buffer_size=CHUNK)
+        check_key(key)
+        response = self.call(
+            key, lambda: self.client.get_object(Bucket=self.bucket, Key=key)
+        )
+        return io.BufferedReader(
+            _S3Body(self, key, response["Body"]), buffer_size=CHUNK
+        )
 
     def stat(self, key: str) -> ObjectInfo:
-        with self._errors(key):
-            head = self.client.head_object(Bucket=self.bucket, Key=check_key(key))
-            sha = str(head.get("Metadata", {}).get("sha256", ""))
+        check_key(key)
+
+        def head() -> tuple[dict[str, Any], str]:
+            found = self.client.head_object(Bucket=self.bucket, Key=key)
+            sha = str(found.get("Metadata", {}).get("sha256", ""))
             if not sha:  # a streamed upload: its checksum is a tag
                 tags = self.client.get_object_tagging(Bucket=self.bucket, Key=key)
                 sha = next(
                     (t["Value"] for t in tags["TagSet"] if t["Key"] == "sha256"), ""
                 )
+            return found, sha
+
+        found, sha = self.call(key, head)
         return ObjectInfo(
             key,
-            int(head["ContentLength"]),
+            int(found["ContentLength"]),
             sha,
-            str(head.get("ContentType", "application/octet-stream")),
+            str(found.get("ContentType", "application/octet-stream")),
         )
 
     def exists(self, key: str) -> bool:
@@ -480,32 +595,37 @@ class S3ObjectStore:
         return True
 
     def delete(self, key: str) -> None:
-        with self._errors(key):
-            self.client.delete_object(Bucket=self.bucket, Key=check_key(key))
+        check_key(key)
+        self.call(key, lambda: self.client.delete_object(Bucket=self.bucket, Key=key))
 
     def list(self, prefix: str = "") -> list[str]:
-        keys: list[str] = []
-        with self._errors(prefix):
+        def keys() -> list[str]:
+            found: list[str] = []
             paginator = self.client.get_paginator("list_objects_v2")
             for page in paginator.paginate(Bucket=self.bucket, Prefix=prefix):
-                keys.extend(
+                found.extend(
                     item["Key"]
                     for item in page.get("Contents", [])
                     if not _S3_TMP.search(item["Key"])
                 )
-        return sorted(keys)
+            return found
+
+        return sorted(self.call(prefix, keys))
 
     def ensure_bucket(self) -> None:
         """Create the bucket if it does not exist, and make it drop incomplete multipart
         uploads after `ABORT_INCOMPLETE_DAYS` (dev/test convenience; production buckets
         should carry the same lifecycle rule)."""
         try:
-            self.client.head_bucket(Bucket=self.bucket)
-        except ClientError:
-            with self._errors(""):
-                self.client.create_bucket(Bucket=self.bucket)
-        with self._errors(""):
-            self.client.put_bucket_lifecycle_configuration(
+            self.call("", lambda: self.client.head_bucket(Bucket=self.bucket))
+        except StorageUnavailableError:
+            raise
+        except (NotFoundError, StorageError):
+            # Missing (404), or a head this identity may not make (403): create it.
+            self.call("", lambda: self.client.create_bucket(Bucket=self.bucket))
+        self.call(
+            "",
+            lambda: self.client.put_bucket_lifecycle_configuration(
                 Bucket=self.bucket,
                 LifecycleConfiguration={
                     "Rules": [
@@ -519,7 +639,12 @@ class S3ObjectStore:
                         }
                     ]
                 },
-            )
+            ),
+        )
+
+
+def _no_retry(_exc: BaseException) -> bool:
+    return False
 
 
 def _too_large(max_bytes: int) -> TooLargeError:
@@ -623,20 +748,27 @@ class _S3Body(io.RawIOBase):
         super().close()
 
 
-def open_store(config: AppConfig) -> ObjectStore:
+def open_store(config: AppConfig, *, outbound: Outbound | None = None) -> ObjectStore:
     """The configured store: S3 when ``s3.endpoint_url`` is set, else a local directory
-    (``paths.data_dir/objects``)."""
+    (``paths.data_dir/objects``).
+
+    Args:
+        config: The application configuration.
+        outbound: The process's outbound calls for S3 (see `S3ObjectStore.from_config`).
+    """
     if config.s3.endpoint_url:
-        return S3ObjectStore.from_config(config)
+        return S3ObjectStore.from_config(config, outbound=outbound)
     return LocalObjectStore(Path(config.paths.data_dir) / "objects")
 
 
 __all__ = [
     "ABORT_INCOMPLETE_DAYS",
+    "S3_TARGET",
     "LocalObjectStore",
     "ObjectInfo",
     "ObjectStore",
     "S3ObjectStore",
+    "StorageCircuitOpenError",
     "StorageError",
     "StorageUnavailableError",
     "TooLargeError",
