@@ -3,12 +3,14 @@ a clear error and no data object; then bootstrap intervals with progress."""
 
 from __future__ import annotations
 
+import hashlib
 import uuid
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
+from ballast_common import uploads
 from ballast_common.config import AppConfig
 from ballast_common.db import run_tx
 from ballast_common.jobs import JobStatus
@@ -157,8 +159,34 @@ def test_import_through_s3(
         b"x,y\n" + b"".join(b"%d,%d\n" % (i, i % 7) for i in range(300))
     )
     bad, bad_job = upload(b"")
+    # A browser's direct upload: a multipart upload with no checksum; the import
+    # computes it while reading and records it on the dataset and the object.
+    direct = uuid.uuid4()
+    data = b"x,y\n" + b"".join(b"%d,%d\n" % (i, i % 5) for i in range(1000))
+    key = f"datasets/{direct}/source.csv"
+    mpu = uploads.start(bucket_store, key, "text/csv")
+    part = bucket_store.client.upload_part(
+        Bucket=bucket, Key=key, UploadId=mpu, PartNumber=1, Body=data
+    )
+    uploads.complete(
+        bucket_store, key, mpu, [uploads.Part(1, len(data), uploads.etag(part["ETag"]))]
+    )
+    run_tx(
+        lambda uow: uow.repo(Dataset).create(
+            id=direct, name="direct", format="csv", source_key=key, size_bytes=len(data)
+        ),
+        db=stack.db,
+    )
+    direct_job = stack.enqueue("datasets.import", kwargs={"dataset_id": str(direct)})
     assert stack.wait(good_job).status == JobStatus.COMPLETED
     assert dataset(stack, good).row_count == 300
+    assert stack.wait(direct_job).status == JobStatus.COMPLETED
+    sha = hashlib.sha256(data).hexdigest()
+    assert (dataset(stack, direct).sha256, dataset(stack, direct).row_count) == (
+        sha,
+        1000,
+    )
+    assert bucket_store.stat(key).sha256 == sha
     assert bucket_store.exists(f"datasets/{good}/data.parquet")
     failed = stack.wait(bad_job)
     assert failed.status == JobStatus.FAILED

@@ -209,6 +209,14 @@ class DatasetConfig(BaseModel):
     max_compression_ratio: float = Field(default=100.0, gt=1)
     # Imports parse and write this many megabytes of table (in memory) at a time.
     chunk_mb: float = Field(default=8.0, gt=0, le=1024)
+    # Largest file a browser may upload straight to the object store (presigned
+    # multipart, S3 only; in megabytes). S3 allows up to 5 TiB per object.
+    max_direct_upload_mb: float = Field(default=51200.0, gt=0, le=5 * 1024 * 1024)
+    # Part size of those uploads (in megabytes; S3 needs at least 5 for every part but
+    # the last). Larger files get larger parts: an upload has at most 10,000.
+    upload_part_mb: int = Field(default=8, ge=5, le=5 * 1024)
+    # How long a presigned part URL is valid (in seconds); a browser asks again after.
+    upload_url_ttl_s: int = Field(default=900, ge=30, le=7 * 24 * 3600)
 
 
 class SecurityConfig(BaseModel):
@@ -366,6 +374,13 @@ class S3Config(BaseModel):
     region: str = "us-east-1"
     access_key_id: str | None = None
     secret_access_key: SecretStr | None = None
+    # The S3 address browsers reach (presigned upload URLs are signed for it), e.g.
+    # https://s3.example.com; None: endpoint_url.
+    public_url: str | None = None
+    # Origins (scheme://host[:port]) of the ui allowed to PUT upload parts straight to
+    # the bucket: its CORS rule, set when the api starts. Empty: leave the bucket's CORS
+    # as it is (configure it on the bucket yourself).
+    cors_origins: list[str] = Field(default_factory=list)
 
 
 class PitrConfig(BaseModel):

@@ -18,17 +18,33 @@ from ballast_api.input_guard import InputGuardMiddleware
 from ballast_api.middleware import ClientAddressMiddleware, RequestContextMiddleware
 from ballast_api.routes import api_router
 from ballast_api.security_headers import SecurityHeadersMiddleware
+from ballast_common import uploads
 from ballast_common.app import init_app
 from ballast_common.cache import reset_cache
 from ballast_common.config import AppConfig
 from ballast_common.db import DB
 from ballast_common.db.migrate import head_revision
+from ballast_common.errors import AppError
 from ballast_common.security import configure_password_hashing
+from ballast_common.storage import open_store
 from ballast_common.telemetry import get_logger
 from ballast_common.telemetry.metrics import set_build_info
 from ballast_common.telemetry.tracing import untraced
 
 API_DESCRIPTION = "Ballast state API: sessions, drafts, forms, projects, audit, events."
+
+
+def _upload_cors(config: AppConfig) -> None:
+    """Let the ui's origins PUT upload parts to the bucket (``s3.cors_origins``); a
+    store that is away now only delays direct uploads, never the api's start."""
+    if not (config.s3.endpoint_url and config.s3.cors_origins):
+        return
+    try:
+        uploads.configure_cors(
+            uploads.s3_store(open_store(config)), config.s3.cors_origins
+        )
+    except AppError as exc:
+        get_logger(__name__).warning("upload_cors_not_set", error=str(exc))
 
 
 def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI:
@@ -43,6 +59,7 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
         get_logger(__name__).info("api_started", database=repr(app.state.db))
         schema: str | None = await asyncio.to_thread(head_revision)
         set_build_info("api", version, schema or "")
+        await asyncio.to_thread(_upload_cors, app.state.config)
         pool_stats = asyncio.create_task(publish_pool_stats(app.state.db))
         try:
             yield

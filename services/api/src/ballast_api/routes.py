@@ -12,6 +12,7 @@ from ballast_api.forms.router import router as forms
 from ballast_api.jobs.router import router as jobs
 from ballast_api.projects.router import router as projects
 from ballast_api.schedules.router import router as schedules
+from ballast_api.uploads.router import router as uploads
 from ballast_api.users.router import router as users
 from ballast_api.webhooks.router import router as webhooks
 
@@ -27,6 +28,7 @@ for r in (
     jobs,
     schedules,
     datasets,
+    uploads,
     webhooks,
     exports,
 ):

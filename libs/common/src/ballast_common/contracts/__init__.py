@@ -71,6 +71,16 @@ from ballast_common.contracts.schedules import (
     ScheduleUpdate,
     ScheduleView,
 )
+from ballast_common.contracts.uploads import (
+    CompletedPart,
+    UploadComplete,
+    UploadCreate,
+    UploadPart,
+    UploadPartsRequest,
+    UploadPartUrl,
+    UploadPartUrls,
+    UploadRead,
+)
 from ballast_common.contracts.users import (
     Preferences,
     UserAdminRead,
@@ -89,6 +99,7 @@ __all__ = [
     "TERMINAL",
     "AuditRead",
     "Capability",
+    "CompletedPart",
     "DatasetDetail",
     "DatasetFormat",
     "DatasetImport",
@@ -135,6 +146,13 @@ __all__ = [
     "SubscriptionCreated",
     "SubscriptionRead",
     "TaskInfo",
+    "UploadComplete",
+    "UploadCreate",
+    "UploadPart",
+    "UploadPartUrl",
+    "UploadPartUrls",
+    "UploadPartsRequest",
+    "UploadRead",
     "UserAdminRead",
     "UserCreate",
     "UserRead",

@@ -16,6 +16,7 @@ from ballast_common.models.project import (
 )
 from ballast_common.models.schedule import JobSchedule, JobScheduleRun
 from ballast_common.models.schema import SchemaLineage
+from ballast_common.models.upload import UPLOAD_STATES, Upload
 from ballast_common.models.user import (
     Permission,
     Role,
@@ -37,6 +38,7 @@ __all__ = [
     "DATASET_STATUSES",
     "MEMBER_ROLES",
     "PROJECT_STATUSES",
+    "UPLOAD_STATES",
     "AuditLog",
     "CircuitBreakerRow",
     "Dataset",
@@ -54,6 +56,7 @@ __all__ = [
     "Role",
     "SchemaLineage",
     "SessionHandoff",
+    "Upload",
     "User",
     "UserIdentity",
     "UserSession",

@@ -21,7 +21,8 @@ from typing import Any
 from ballast_common.db import UnitOfWork, run_tx
 from ballast_common.jobs import DatasetImportParams
 from ballast_common.models import Dataset
-from ballast_common.storage import download, open_store
+from ballast_common.storage import open_store
+from ballast_common.uploads import fetch
 from ballast_jobs.datasets import import_file
 from ballast_jobs.runtime import JobContext, JobFailure, JobLost, Outcome
 from ballast_jobs.tasks import job_task
@@ -41,7 +42,7 @@ def import_dataset(ctx: JobContext) -> Outcome:
         dataset = session.get(Dataset, params.dataset_id)
         if dataset is None or dataset.deleted_at is not None:
             raise JobFailure("the dataset was deleted", code="dataset_not_ready")
-        source, fmt = dataset.source_key, dataset.format
+        source, fmt, recorded = dataset.source_key, dataset.format, dataset.sha256
     store = open_store(ctx.config)
     key = data_key(params.dataset_id)
     _update(
@@ -50,7 +51,11 @@ def import_dataset(ctx: JobContext) -> Outcome:
     try:
         with tempfile.TemporaryDirectory(prefix="ballast-import-") as tmp:
             local = Path(tmp) / "source"
-            download(store, source, local)
+            # Verifies the upload's SHA-256; a browser's direct upload has none yet:
+            # it is computed while reading and recorded on the dataset here.
+            got = fetch(store, source, local)
+            if got.sha256 != recorded:
+                _update(ctx, params.dataset_id, sha256=got.sha256)
             ctx.progress(0.05, "parsing")
             out = Path(tmp) / "data.parquet"
             imported = import_file(
