@@ -44,6 +44,10 @@ where it is. A hand-written `helm upgrade` must do the same (charts/ballast/READ
 retire refuses until --after has passed since the last switch (the `ballast.io/switched-at`
 annotation): the old colour stays up for a quick rollback until then.
 
+A release with `rollout.mode: argo` has no colours: Argo Rollouts switches its Services and
+runs the same smoke test and gate as its prePromotionAnalysis. Every command then refuses
+with the `kubectl argo rollouts` command to use instead, before touching anything.
+
 The runbook is charts/ballast/README.md.
 """
 
@@ -231,6 +235,27 @@ def release_values(target: Target) -> dict[str, Any]:
             f"cannot read release {target.release}: {proc.stderr.strip()}"
         )
     return json.loads(proc.stdout or "{}") or {}
+
+
+def refuse_argo(target: Target, values: dict[str, Any], verb: str) -> None:
+    """Raise, naming what to run instead, when the release runs rollout.mode argo."""
+    if str((values.get("rollout") or {}).get("mode", "colors")) != "argo":
+        return
+    rollout, ns = f"{target.fullname}-app", target.namespace
+    instead = {
+        "promote": f"kubectl argo rollouts promote {rollout} -n {ns}",
+        "roll back": f"kubectl argo rollouts undo {rollout} -n {ns}, then promote "
+        f"(before promotion: kubectl argo rollouts abort {rollout} -n {ns})",
+        "show": f"kubectl argo rollouts get rollout {rollout} -n {ns}",
+        "stage": "helm upgrade --reuse-values --set-string image.tag=<tag> (the Rollout "
+        "previews it)",
+        "retire": "nothing: Argo Rollouts scales the old ReplicaSet down "
+        "rollout.argo.scaleDownDelaySeconds after the promotion",
+    }[verb]
+    raise DeployError(
+        f"refusing to {verb}: release {target.release} runs rollout.mode argo, where Argo "
+        f"Rollouts switches traffic; use {instead}"
+    )
 
 
 def active_color(values: dict[str, Any]) -> str:
@@ -714,6 +739,7 @@ def switch(
             f"refusing to {verb}: {exc}; cannot check the colour is ready"
         ) from None
     values = release_values(target)
+    refuse_argo(target, values, verb)
     live, found = live_color(target, values)
     to = other(live)
     if not any(r.role == "active" for r in found):
@@ -881,6 +907,7 @@ def status(
     try:
         require_cluster(target)
         values = release_values(target)
+        refuse_argo(target, values, "show")
         active, found = live_color(target, values)
         for color in (active, other(active)):
             state = color_state(target, color)
@@ -922,6 +949,7 @@ def stage(
     try:
         require_cluster(target)
         values = release_values(target)
+        refuse_argo(target, values, "stage")
         active, _ = live_color(target, values)
         pinned = color_tag(values, active, _app_version(chart))
         idle = other(active)
@@ -1116,6 +1144,7 @@ def retire(
         delay = _duration(after)
         require_cluster(target)
         values = release_values(target)
+        refuse_argo(target, values, "retire")
         live, found = live_color(target, values)
         idle = other(live)
         when = switched_at(found)

@@ -820,3 +820,81 @@ def test_helm_waits_longer_than_the_migration_may_take() -> None:
         assert "--timeout" in line, line
         timeout = line.split("--timeout", 1)[1].split()[0]
         assert _seconds(timeout) >= deadline + 300, line
+
+
+# -- rollout.mode argo: Argo Rollouts switches; deploy.py refuses and says what to run ------
+
+
+@pytest.mark.parametrize(
+    ("command", "instead"),
+    [
+        ("promote", "use kubectl argo rollouts promote ballast-app -n apps"),
+        (
+            "rollback",
+            "use kubectl argo rollouts undo ballast-app -n apps, then promote (before ",
+        ),
+        ("status", "use kubectl argo rollouts get rollout ballast-app -n apps"),
+        ("stage", "helm upgrade --reuse-values --set-string image.tag=<tag>"),
+        ("retire", "rollout.argo.scaleDownDelaySeconds after the promotion"),
+    ],
+)
+def test_argo_mode_is_refused_with_the_command_to_use(
+    cluster: FakeCluster, command: str, instead: str
+) -> None:
+    cluster.values["rollout"] = {"mode": "argo"}
+    args = [command, "--tag", "1.2.0"] if command == "stage" else [command]
+    proc = cluster.run(*args)
+    assert proc.returncode == 1
+    (line,) = proc.stderr.strip().splitlines()
+    assert "runs rollout.mode argo, where Argo Rollouts switches traffic" in line
+    assert instead in line
+    # Nothing was scaled, smoke-tested, patched or upgraded.
+    changed = {"scale", "patch", "port-forward", "rollout"}
+    assert not [c for c in cluster.log() if c[0] == "kubectl" and c[1] in changed]
+    assert [c[:2] for c in cluster.helm_calls()] == [["get", "values"]]
+
+
+def _chart_smoke(backend: Backend, password: str) -> subprocess.CompletedProcess[str]:
+    """charts/ballast/files/smoke_test.py as the analysis Job runs it (`python -c`)."""
+    base = f"http://127.0.0.1:{backend.port}"
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            (CHART / "files" / "smoke_test.py").read_text(),
+            base,
+            base,
+        ],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+        env={"BALLAST_SMOKE_USERNAME": SMOKE_USER, "BALLAST_SMOKE_PASSWORD": password},
+    )
+
+
+def test_the_analysis_smoke_test_makes_the_requests_promote_makes(
+    cluster: FakeCluster, backend: Backend
+) -> None:
+    """rollout.mode argo's Job runs the chart's copy of the smoke test: same steps, same order."""
+    assert cluster.run("promote").returncode == 0
+    by_promote = [c[1:] for c in cluster.log() if c[0] == "http"]
+    cluster.calls.unlink()
+    proc = _chart_smoke(backend, SMOKE_PASSWORD)
+    assert proc.returncode == 0, proc.stderr
+    assert "smoke test passed" in proc.stdout
+    by_job = [c[1:] for c in cluster.log() if c[0] == "http"]
+    assert by_job == by_promote
+    assert by_job[-1] == ["GET", "/_stcore/health"]
+
+
+def test_the_analysis_smoke_test_fails_the_job(backend: Backend) -> None:
+    proc = _chart_smoke(backend, "wrong")
+    assert proc.returncode == 1
+    assert proc.stderr.strip() == (
+        "error: smoke test failed: login as smoke answered HTTP 401, not 201"
+    )
+    backend.readyz = 503
+    proc = _chart_smoke(backend, SMOKE_PASSWORD)
+    assert proc.returncode == 1
+    assert "GET /readyz answered HTTP 503, not 200" in proc.stderr
