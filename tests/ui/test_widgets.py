@@ -139,23 +139,37 @@ def table_app() -> None:
     from tests.ui.fakes import install_ctx
 
     install_ctx()
-    values().setdefault("t.counts", [{"n": 3, "label": "x"}])
+    values().setdefault(
+        "t.counts", [{"n": 3, "x": 1.5, "ok": True}, {"n": 4, "x": None, "ok": False}]
+    )
     s_table("Milestones", "t.rows", ["title", "due"], default=[{"title": "a"}])
-    s_table("Counts", "t.counts", ["n", "label"])
+    s_table("Counts", "t.counts", ["n", "x", "ok"])
     st.text(repr(sorted((m["key"], m["kind"]) for m in journal_meta().values())))
     st.text(repr(journal_meta().get("st-key-t-rows")))
+    st.text(repr(journal_meta().get("st-key-t-counts")))
 
 
-def test_text_tables_are_journaled_others_not() -> None:
+def test_tables_of_every_column_type_are_journaled() -> None:
+    """Numbers and checkboxes too: the editor's edit state carries them as JSON numbers
+    and booleans (recorded in Chromium: ``{"0": {"n": 7}, "1": {"x": 2.25, "ok":
+    true}}``), which the browser applies to the same base as the server."""
     at = AppTest.from_function(table_app, default_timeout=10).run()
     assert not at.exception
-    # A numeric column would come back from the browser as formatted text.
-    assert ast.literal_eval(at.text[0].value) == [("t.rows", "table")]
+    assert ast.literal_eval(at.text[0].value) == [
+        ("t.counts", "table"),
+        ("t.rows", "table"),
+    ]
     assert ast.literal_eval(at.text[1].value) == {
         "key": "t.rows",
         "kind": "table",
         "columns": ["title", "due"],
         "base": [{"title": "a", "due": None}],
+    }
+    assert ast.literal_eval(at.text[2].value) == {
+        "key": "t.counts",
+        "kind": "table",
+        "columns": ["n", "x", "ok"],
+        "base": [{"n": 3, "x": 1.5, "ok": True}, {"n": 4, "x": None, "ok": False}],
     }
 
 

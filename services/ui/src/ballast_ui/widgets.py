@@ -135,7 +135,7 @@ def _journal(key: str, kind: str, **extra: Any) -> None:
     ``kind`` tells the browser how to read the value from the DOM and turn it into the
     stored (JSON) form: ``text``, ``int``, ``float``, ``bool``, ``slider``, ``select``,
     ``multi`` (both with ``labels``/``values``), ``date``, ``table`` (with ``columns``
-    and the editor's ``base`` rows; text columns only).
+    and the editor's ``base`` rows; any column type: the edit state is JSON).
     """
     journal: dict[str, dict[str, Any]] = st.session_state.setdefault(JOURNAL_KEYS, {})
     journal[widget_css_class(key)] = {"key": key, "kind": kind, **extra}
@@ -424,11 +424,6 @@ def _table_changed(key: str, columns: Sequence[str]) -> None:
     persist_input(key, rows, urgent=True)
 
 
-def _text_column(col: pd.Series) -> bool:
-    textual = col.dtype == object or isinstance(col.dtype, pd.StringDtype)
-    return bool(textual and all(isinstance(v, str) for v in col.dropna()))
-
-
 def s_table(
     label: str,
     key: str,
@@ -456,10 +451,11 @@ def s_table(
     # Dense rows: a column no row has a value in stays a text column (not float NaN).
     base = _jsonable_rows(shadow[f"{key}::base"], columns)
     frame = pd.DataFrame(base, columns=list(columns))
-    if all(_text_column(frame[c]) for c in columns):
-        # The browser journal rebuilds the rows from the editor's edit state and this
-        # base; text cells come back exactly as stored (other types are not journaled).
-        _journal(key, "table", columns=list(columns), base=base)
+    # The browser journal rebuilds the rows from the editor's edit state and this base,
+    # as `_table_changed` does: the edit state is JSON whatever the column type (a
+    # number cell comes back as a JSON number, a checkbox as true/false), so every
+    # table is journaled.
+    _journal(key, "table", columns=list(columns), base=base)
     st.caption(label)
     st.data_editor(
         frame,
