@@ -149,6 +149,12 @@ class S3Server:
 class LocalCeph:
     """A throwaway single-node Ceph cluster (mon + memstore OSD + radosgw) on loopback."""
 
+    # The memstore OSD's capacity (in bytes). Memory is taken only as objects are
+    # written (about 1.5 GB of the OSD's RSS per GiB stored), so the cap costs nothing
+    # until used; it is large enough for the 6 GiB upload test (over S3's 5 GiB
+    # single-copy limit) with room below the OSD's full ratios.
+    memstore_bytes = 8 * 1024**3
+
     def __init__(self, base_dir: Path) -> None:
         self.base = base_dir
         self.conf = base_dir / "ceph.conf"
@@ -248,7 +254,7 @@ mon data = {base}/mon/$cluster-$id
 osd data = {base}/osd/$cluster-$id
 # One OSD holding everything in memory: size-1 pools, no host-level failure domain.
 osd objectstore = memstore
-memstore device bytes = 2147483648
+memstore device bytes = {self.memstore_bytes}
 osd pool default size = 1
 osd pool default min size = 1
 mon allow pool size one = true
@@ -275,6 +281,10 @@ rgw frontends = beast endpoint={LOOPBACK}:{self.rgw_port} ssl_endpoint={LOOPBACK
 rgw data = {base}/rgw
 rgw enable usage log = false
 rgw crypt require ssl = false
+# A deleted object's data (its tail) is garbage-collected within seconds, not hours:
+# the memstore OSD holds it in RAM until then (a deleted multi-GiB test object too).
+rgw gc obj min wait = 5
+rgw gc processor period = 10
 """)
 
     def _make_certificate(self) -> None:
