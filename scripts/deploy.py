@@ -54,6 +54,7 @@ The runbook is charts/ballast/README.md.
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import math
 import re
@@ -65,12 +66,12 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from types import ModuleType
 from typing import Annotated, Any
 
 import typer
@@ -82,8 +83,8 @@ COMPONENTS = ("api", "ui")
 SELECTOR = "ballast.io/color"
 SWITCHED_AT = "ballast.io/switched-at"
 SWITCHED_FROM = "ballast.io/switched-from"
-# The smoke test's draft: a form id no page uses, discarded after the round trip.
-SMOKE_FORM = "ballast.smoke-test"
+# The smoke test (`smoke_api`), shared with rollout.mode argo's analysis Job.
+SMOKE_SCRIPT = CHART / "files" / "smoke_test.py"
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -514,51 +515,25 @@ def _expect(step: str, status: int, want: int) -> None:
         )
 
 
+def _load_smoke_module() -> ModuleType:
+    """charts/ballast/files/smoke_test.py: the one smoke test, also run by the Argo analysis Job."""
+    spec = importlib.util.spec_from_file_location("ballast_smoke_test", SMOKE_SCRIPT)
+    if spec is None or spec.loader is None:
+        raise DeployError(f"cannot load the smoke test {SMOKE_SCRIPT}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+_SMOKE = _load_smoke_module()
+
+
 def smoke_api(base: str, username: str, password: str) -> None:
     """Health, readiness, login, a read and a draft round trip against one api."""
-    status, _ = http("GET", f"{base}/healthz")
-    _expect("GET /healthz", status, 200)
-    status, _ = http("GET", f"{base}/readyz")
-    _expect("GET /readyz", status, 200)
-    status, session = http(
-        "POST", f"{base}/v1/sessions", body={"username": username, "password": password}
-    )
-    _expect(f"login as {username}", status, 201)
-    if not isinstance(session, dict) or not session.get("token"):
-        raise DeployError("smoke test failed: login answered without a token")
-    token = str(session["token"])
     try:
-        status, me = http("GET", f"{base}/v1/sessions/me", token=token)
-        _expect("GET /v1/sessions/me", status, 200)
-        if not isinstance(me, dict) or me.get("username") != username:
-            raise DeployError("smoke test failed: /v1/sessions/me names another user")
-        status, _ = http("GET", f"{base}/v1/projects?size=1", token=token)
-        _expect("GET /v1/projects", status, 200)
-        nonce = uuid.uuid4().hex
-        # seq grows with time: a draft left by an interrupted earlier run never wins.
-        seq = time.time_ns() // 1000
-        item = {"form_id": SMOKE_FORM, "field": "probe", "value": nonce, "seq": seq}
-        status, _ = http(
-            "PUT",
-            f"{base}/v1/drafts",
-            body={"items": [item]},
-            token=token,
-            headers={"Idempotency-Key": f"smoke-{nonce}"},
-        )
-        _expect("PUT /v1/drafts", status, 200)
-        query = urllib.parse.urlencode({"form_id": SMOKE_FORM})
-        status, drafts = http("GET", f"{base}/v1/drafts?{query}", token=token)
-        _expect("GET /v1/drafts", status, 200)
-        if not any(d.get("value") == nonce for d in drafts or []):
-            raise DeployError(
-                "smoke test failed: the draft just written did not read back"
-            )
-        status, _ = http("DELETE", f"{base}/v1/drafts?{query}", token=token)
-        _expect("DELETE /v1/drafts", status, 200)
-    finally:
-        # Logging out is tidying up; the session expires anyway.
-        with suppress(DeployError):
-            http("DELETE", f"{base}/v1/sessions/current", token=token)
+        _SMOKE.smoke_api(base, username, password)
+    except _SMOKE.SmokeError as exc:
+        raise DeployError(str(exc)) from None
 
 
 def smoke_credentials(

@@ -876,7 +876,7 @@ def _chart_smoke(backend: Backend, password: str) -> subprocess.CompletedProcess
 def test_the_analysis_smoke_test_makes_the_requests_promote_makes(
     cluster: FakeCluster, backend: Backend
 ) -> None:
-    """rollout.mode argo's Job runs the chart's copy of the smoke test: same steps, same order."""
+    """rollout.mode argo's Job runs the file promote imports: same requests, same order."""
     assert cluster.run("promote").returncode == 0
     by_promote = [c[1:] for c in cluster.log() if c[0] == "http"]
     cluster.calls.unlink()

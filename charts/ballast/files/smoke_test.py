@@ -2,10 +2,11 @@
 
     python -c "$(cat smoke_test.py)" API_URL UI_URL
 
-The same steps as `scripts/deploy.py promote` (tests/charts/test_argo_rollout.py runs both
-against one fake api and compares the requests): api /healthz and /readyz; login as the
-smoke-test user (BALLAST_SMOKE_USERNAME / BALLAST_SMOKE_PASSWORD); /v1/sessions/me and a page
-of /v1/projects; a draft written, read back and discarded; logout; ui /_stcore/health.
+The one smoke test: `scripts/deploy.py promote` imports this file for `smoke_api`, and
+tests/charts/test_deploy_script.py runs both paths against one fake api and compares the
+requests. api /healthz and /readyz; login as the smoke-test user (BALLAST_SMOKE_USERNAME /
+BALLAST_SMOKE_PASSWORD); /v1/sessions/me and a page of /v1/projects; a draft written, read
+back and discarded; logout; ui /_stcore/health.
 Standard library only: the chart passes this file to `python -c`. Exit 0 when every step
 passed, else 1 with the failed step on stderr.
 """
@@ -141,8 +142,10 @@ def main(argv: list[str]) -> None:
     )
 
 
-try:
-    main(sys.argv[1:])
-except SmokeError as exc:
-    sys.stderr.write(f"error: {exc}\n")
-    sys.exit(1)
+# `python -c` runs this as __main__; scripts/deploy.py imports it for smoke_api.
+if __name__ == "__main__":
+    try:
+        main(sys.argv[1:])
+    except SmokeError as exc:
+        sys.stderr.write(f"error: {exc}\n")
+        sys.exit(1)
