@@ -24,10 +24,10 @@ run() {
 rm -f .coverage .coverage.*
 echo "== phase 1: tests beside each other ($workers workers)"
 run -m "not e2e and not serial" -n "$workers" --dist loadfile \
-    --cov --cov-report= --cov-fail-under=0 --durations=15 "$@"
+    --cov --cov-report= --cov-fail-under=0 --durations=25 "$@"
 rc1=$?
 echo "== phase 2: end-to-end and timing tests, one at a time"
-run -m "e2e or serial" "${COV[@]}" --cov-append --durations=15 "$@"
+run -m "e2e or serial" "${COV[@]}" --cov-append --durations=25 "$@"
 rc2=$?
 # Both phases always run, so one log shows every failure.
 [ $rc1 -eq 0 ] || { echo "make test: phase 1 failed (exit $rc1)" >&2; exit $rc1; }

@@ -236,7 +236,11 @@ def test_jobs_survive_navigation_and_refresh_and_can_be_cancelled(
 
     # Leave and come back: the job kept running and the page re-attaches to it.
     nav(page, "Home")
-    page.wait_for_timeout(1500)
+    away_at = editor_api.get_job(follow).progress
+    deadline = time.monotonic() + 15
+    while editor_api.get_job(follow).progress <= away_at:
+        assert time.monotonic() < deadline, "the job made no progress while away"
+        time.sleep(0.2)
     nav(page, "Jobs")
     expect(followed).to_contain_text("running")
     wait_progress_above(followed, first)
