@@ -26,7 +26,12 @@ from ballast_common.config import AppConfig
 from ballast_common.storage import CHUNK, S3ObjectStore, open_store
 from ballast_testing.s3 import S3Server
 
-pytestmark = [pytest.mark.integration, pytest.mark.serial]
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.serial,
+    # About 2.5 min alone; room for a loaded machine before the 300 s default cuts it.
+    pytest.mark.timeout(600),
+]
 
 GIB = 1024**3
 MIB = 1024**2
