@@ -70,6 +70,10 @@ CALLS: dict[str, tuple[str, str]] = {
     "import_dataset": ("POST", "/v1/datasets"),
     "list_datasets": ("GET", "/v1/datasets"),
     "get_dataset": ("GET", "/v1/datasets/{dataset_id}"),
+    "create_upload": ("POST", "/v1/uploads"),
+    "get_upload": ("GET", "/v1/uploads/{upload_id}"),
+    "sign_upload_parts": ("POST", "/v1/uploads/{upload_id}/parts"),
+    "complete_upload": ("POST", "/v1/uploads/{upload_id}/complete"),
     "list_subscriptions": ("GET", "/v1/webhooks/subscriptions"),
     "create_subscription": ("POST", "/v1/webhooks/subscriptions"),
     "list_deliveries": ("GET", "/v1/webhooks/deliveries"),
@@ -90,6 +94,7 @@ OTHER_CALLS: dict[str, tuple[str, str]] = {
     "jobs_summary": ("GET", "/v1/jobs/summary"),
     "delete_subscription": ("DELETE", "/v1/webhooks/subscriptions/{subscription_id}"),
     "delete_schedule": ("DELETE", "/v1/schedules/{schedule_id}"),
+    "abort_upload": ("DELETE", "/v1/uploads/{upload_id}"),
 }
 # The client's transport, not calls of one route (`download` fetches the export files
 # of several routes: bytes, no model).

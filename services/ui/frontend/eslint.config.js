@@ -12,8 +12,8 @@ const readonly = (names) => Object.fromEntries(names.map((name) => [name, 'reado
 // The globals the component modules use (no `globals` package needed).
 const browser = readonly([
   'AbortController', 'ArrayBuffer', 'Element', 'HTMLInputElement', 'HTMLTextAreaElement',
-  'TextDecoder', 'URLSearchParams', 'WebSocket', 'clearTimeout', 'document', 'fetch',
-  'localStorage', 'performance', 'setTimeout', 'window',
+  'TextDecoder', 'URLSearchParams', 'WebSocket', 'XMLHttpRequest', 'clearTimeout', 'document',
+  'fetch', 'localStorage', 'performance', 'setTimeout', 'window',
 ]);
 const node = readonly(['Buffer', 'TextDecoder', 'URL', 'URLSearchParams', 'console', 'process']);
 

@@ -47,6 +47,11 @@ from ballast_common.contracts import (
     SubscriptionCreated,
     SubscriptionRead,
     TaskInfo,
+    UploadComplete,
+    UploadCreate,
+    UploadPartsRequest,
+    UploadPartUrls,
+    UploadRead,
     UserAdminRead,
     UserRead,
 )
@@ -894,6 +899,52 @@ class ApiClient:
             timeout=timeout,
         )
         return DatasetImport.model_validate(body)
+
+    # ------------------------------------------------------------------ uploads
+
+    def create_upload(self, upload: UploadCreate) -> UploadRead:
+        """Begin a direct upload (S3 only: 409 ``direct_upload_unavailable`` else)."""
+        return UploadRead.model_validate(
+            self.request(
+                "POST",
+                "/uploads",
+                json=upload.model_dump(mode="json", exclude_none=True),
+            )
+        )
+
+    def get_upload(self, upload_id: uuid.UUID | str) -> UploadRead:
+        """An upload with the parts the object store holds (to resume it)."""
+        return UploadRead.model_validate(self.request("GET", f"/uploads/{upload_id}"))
+
+    def sign_upload_parts(
+        self, upload_id: uuid.UUID | str, parts: UploadPartsRequest
+    ) -> UploadPartUrls:
+        """Presigned URLs to PUT some parts to."""
+        return UploadPartUrls.model_validate(
+            self.request(
+                "POST",
+                f"/uploads/{upload_id}/parts",
+                json=parts.model_dump(mode="json"),
+            )
+        )
+
+    def complete_upload(
+        self, upload_id: uuid.UUID | str, parts: UploadComplete
+    ) -> DatasetImport:
+        """Join the parts into the file and start its import (idempotent)."""
+        return DatasetImport.model_validate(
+            self.request(
+                "POST",
+                f"/uploads/{upload_id}/complete",
+                json=parts.model_dump(mode="json"),
+                # Joining many parts takes the object store a while.
+                timeout=120.0,
+            )
+        )
+
+    def abort_upload(self, upload_id: uuid.UUID | str) -> None:
+        """Abort an open upload (its parts are dropped)."""
+        self.request("DELETE", f"/uploads/{upload_id}")
 
     def list_datasets(
         self,

@@ -10,6 +10,9 @@
 - `bridge`: drops acknowledged journal entries, hands unacknowledged ones back after a
   refresh, the offline banner, the session-cookie hand-off, and the Ctrl+Z /
   Ctrl+Shift+Z hotkeys.
+- `upload`: the Data page's direct upload: the file's parts go from the browser
+  straight to the object store (presigned URLs, through the ui's ``/_ballast/uploads``
+  routes), with a progress bar; a refresh resumes it (`ballast_ui.uploads`).
 
 The browser code lives in ``ballast_ui/frontend/`` (``nav.js``, ``journal.js``,
 ``bridge.js``, their pure logic in ``lib/``, unit-tested with node's test runner in
@@ -147,3 +150,34 @@ def bridge(
         on_restore_change=on_restore,
         height=0,
     )
+
+
+def upload(
+    *,
+    user: str | None,
+    project: str | None,
+    name: str,
+    enabled: bool,
+    on_done: Callable[[], None],
+    key: str = "ballast_upload",
+) -> Any:
+    """Mount the direct upload (file field, Upload/Cancel, progress bar, status line).
+
+    Args:
+        user: The user id (unfinished uploads are remembered per user, to resume).
+        project: The project the dataset goes into (None: none).
+        name: The dataset's name ("" : the file's name).
+        enabled: Whether the user may upload.
+        on_done: Called when an upload completed; ``st.session_state[key].done`` is
+            ``{"dataset": id, "job": id}``.
+    """
+    return _element("upload")(
+        key=key,
+        data={"user": user, "project": project, "name": name, "enabled": enabled},
+        on_done_change=on_done,
+        height=UPLOAD_HEIGHT,
+    )
+
+
+# Fixed: the element never changes the page's layout while it works.
+UPLOAD_HEIGHT = 112

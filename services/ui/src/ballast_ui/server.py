@@ -5,6 +5,8 @@
 - ``POST /_ballast/logout``: end the api session named by the cookie and delete it.
 - ``GET /_ballast/sso``: begin a single sign-on bound to this browser (a secret in an
   HttpOnly cookie) and send the browser to the provider.
+- ``/_ballast/uploads…``: direct uploads of the Data page, forwarded to the api with the
+  cookie's session (`ballast_ui.uploads`).
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from ballast_common.config import load_config
+from ballast_ui import uploads
 from ballast_ui.auth import COOKIE_NAME, SSO_COOKIE, begin_sso, redeem
 from ballast_ui.st_internals import warn_if_untested
 
@@ -152,6 +155,7 @@ ROUTES = [
     Route("/_ballast/session", session, methods=["POST"]),
     Route("/_ballast/logout", logout, methods=["POST"]),
     Route("/_ballast/sso", sso, methods=["GET"]),
+    *uploads.ROUTES,
 ]
 
 warn_if_untested()

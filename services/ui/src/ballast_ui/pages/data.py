@@ -1,7 +1,10 @@
 """Data page: upload a file into a project's dataset, follow its import, preview it.
 
-The upload goes to ``POST /v1/datasets`` (raw body); the api stores the file and starts
-an import job. The selected dataset (``?id=``) is polled by a ``run_every`` fragment
+The file field's upload goes to ``POST /v1/datasets`` (raw body, up to the api's body
+limit); the api stores the file and starts an import job. The direct upload below it
+(`ballast_ui.components.upload`) takes any size: the browser sends the file's parts
+straight to the object store, with a progress bar, resumable after a refresh, and the
+api starts the same import when the last part is in. The selected dataset (``?id=``) is polled by a ``run_every`` fragment
 until it is READY or FAILED; then the answer (with its preview rows) comes from the cache
 (`ballast_ui.cache`, shared by the UI's replicas) until the dataset is written again.
 """
@@ -15,7 +18,7 @@ from typing import Any
 import streamlit as st
 
 from ballast_common.errors import AppError
-from ballast_ui import cache
+from ballast_ui import cache, components
 from ballast_ui.client import ApiUnavailable, Dataset, DatasetDetail
 from ballast_ui.downloads import download_buttons
 from ballast_ui.i18n import t
@@ -30,6 +33,7 @@ LIST_SIZE = 10
 POLL_S = 1.0
 _FLASH = "data::flash"
 _DETAILS = "data::details"
+_UPLOAD = "data::upload"
 
 CSS = """<style>
 .st-key-data-flash { min-height: 3.5rem; max-height: 3.5rem; overflow: hidden; }
@@ -139,6 +143,35 @@ class DataPage(Page):
         )
         with st.container(key="data-flash"):
             flash(_FLASH)
+        st.caption(
+            "Large file? Upload it straight to storage (any size, resumable after a "
+            "refresh):"
+        )
+        store = values()
+
+        def uploaded() -> None:
+            self._uploaded(ctx, router)
+
+        components.upload(
+            user=str(ctx.user.id),
+            project=str(store.get(f"{FORM}.project") or "") or None,
+            name=str(store.get(f"{FORM}.name") or "").strip(),
+            enabled=can_write,
+            on_done=uploaded,
+            key=_UPLOAD,
+        )
+
+    def _uploaded(self, ctx: Ctx, router: Router) -> None:
+        """A direct upload completed: follow its dataset's import."""
+        done = getattr(st.session_state.get(_UPLOAD), "done", None)
+        if not isinstance(done, dict) or not done.get("dataset"):
+            return
+        cache.written("datasets", f"datasets:{done['dataset']}")
+        track(ctx, "workbench.dataset_imported", {"direct": True})
+        st.session_state[_FLASH] = ("info", "Uploaded; importing…")
+        router.navigate(
+            self.name, {"id": str(done["dataset"]), "job": str(done.get("job") or "")}
+        )
 
     def _start(self, ctx: Ctx, router: Router) -> None:
         picked = upload_bytes(f"{FORM}.file")
