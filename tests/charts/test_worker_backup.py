@@ -3,8 +3,19 @@
 from __future__ import annotations
 
 import pytest
+import yaml
 
-from tests.charts.conftest import CHART, VALUE_SETS, Obj, find, helm, one, render
+from tests.charts.conftest import (
+    CHART,
+    VALUE_SETS,
+    Obj,
+    find,
+    helm,
+    one,
+    pod_specs,
+    render,
+    render_text,
+)
 
 PROD = VALUE_SETS["production"]
 
@@ -164,6 +175,70 @@ def test_backup_exporter() -> None:
     svc = one(objs, "Service", "rel-ballast-backup-exporter")
     assert svc["metadata"]["labels"]["ballast.io/service-role"] == "metrics"
     assert svc["spec"]["selector"] == d["spec"]["selector"]["matchLabels"]
+
+
+# --- which release the background work runs ------------------------------------------
+
+
+def _images(objs: list[Obj]) -> dict[str, list[str]]:
+    """kind/name -> the images of its init containers and containers."""
+    out = {}
+    for ref, spec in pod_specs(objs):
+        containers = [*spec.get("initContainers", []), *spec["containers"]]
+        out[ref] = [c["image"] for c in containers]
+    return out
+
+
+def _tags(images: list[str]) -> set[str]:
+    return {image.rsplit(":", 1)[1] for image in images}
+
+
+def test_worker_and_exporter_follow_image_tag_by_default() -> None:
+    """worker.tag and backup.exporter.tag are "" by default: the render is what it was."""
+    images = _images(render(PROD, {"image.tag": "2.0.0"}))
+    assert _tags(images["Deployment/rel-ballast-worker"]) == {"2.0.0"}
+    assert _tags(images["Deployment/rel-ballast-backup-exporter"]) == {"2.0.0"}
+    defaults = yaml.safe_load((CHART / "values.yaml").read_text())
+    assert defaults["worker"]["tag"] == defaults["backup"]["exporter"]["tag"] == ""
+    # A pin on the tag image.tag names renders byte for byte what no pin renders.
+    sets = {"image.tag": "2.0.0", "colors.green.enabled": "true"}
+    pinned = {**sets, "worker.tag": "2.0.0", "backup.exporter.tag": "2.0.0"}
+    assert render_text(PROD, pinned) == render_text(PROD, sets)
+
+
+def test_stage_pins_the_worker_and_the_exporter_to_the_live_release() -> None:
+    """What `deploy.py stage --tag 2.0.0` sets with blue live on 1.0.0: the staged colour
+    runs 2.0.0, and so do the migration Job and the backup CronJobs; the worker (its
+    wait-for-migrations init container too) and the exporter stay on the live 1.0.0.
+    """
+    sets = {
+        "image.tag": "2.0.0",
+        "colors.blue.tag": "1.0.0",
+        "colors.green.enabled": "true",
+        "colors.green.tag": "2.0.0",
+        "worker.tag": "1.0.0",
+        "backup.exporter.tag": "1.0.0",
+    }
+    objs = render(PROD, sets)
+    images = _images(objs)
+    worker = images["Deployment/rel-ballast-worker"]
+    assert len(worker) == 2  # wait-for-migrations + worker
+    assert worker == ["ghcr.io/example/ballast-jobs:1.0.0"] * 2
+    assert images["Deployment/rel-ballast-backup-exporter"] == [
+        "ghcr.io/example/ballast-backup:1.0.0"
+    ]
+    assert _tags(images["Deployment/rel-ballast-api-blue"]) == {"1.0.0"}
+    assert _tags(images["Deployment/rel-ballast-api-green"]) == {"2.0.0"}
+    assert _tags(images["Deployment/rel-ballast-ui-green"]) == {"2.0.0"}
+    (migrate,) = [ref for ref in images if ref.startswith("Job/")]
+    assert _tags(images[migrate]) == {"2.0.0"}
+    cronjobs = [ref for ref in images if ref.startswith("CronJob/")]
+    assert cronjobs
+    for ref in cronjobs:
+        assert _tags(images[ref]) == {"2.0.0"}, ref
+    # Each pin moves only its own workload.
+    only_worker = _images(render(PROD, {"image.tag": "2.0.0", "worker.tag": "1.0.0"}))
+    assert _tags(only_worker["Deployment/rel-ballast-backup-exporter"]) == {"2.0.0"}
 
 
 def test_backups_need_an_object_store() -> None:

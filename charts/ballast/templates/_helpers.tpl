@@ -58,6 +58,8 @@ app.kubernetes.io/component: {{ .component }}
 {{/*
 Image of a component in a colour: (dict "root" $ "component" "api" "color" "blue"); color may be "".
 "image" names the Dockerfile target when it differs from the component (worker: jobs).
+"tag" pins a workload outside the colours to a release (worker.tag, backup.exporter.tag: the
+live colour's, set by ballast deploy stage); "" follows image.tag.
 */}}
 {{- define "ballast.image" -}}
 {{- $root := .root }}
@@ -67,6 +69,7 @@ Image of a component in a colour: (dict "root" $ "component" "api" "color" "blue
 {{- if .color }}
 {{- $tag = default $tag (index $root.Values.colors .color).tag }}
 {{- end }}
+{{- $tag = default $tag .tag }}
 {{- printf "%s:%s" $repo $tag }}
 {{- end }}
 
