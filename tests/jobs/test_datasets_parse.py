@@ -141,7 +141,9 @@ def test_truncated_excel_and_empty_sheet(tmp_path: Path) -> None:
 
 
 def test_limits_are_enforced(tmp_path: Path) -> None:
-    small = DatasetConfig(max_rows=1, max_columns=2, max_upload_mb=0.0001)
+    small = DatasetConfig(
+        max_rows=1, max_columns=2, max_upload_mb=0.0001, max_direct_upload_mb=0.0001
+    )
     csv = write(tmp_path, "f.csv", GOOD["csv"]())
     with pytest.raises(ImportFailure, match="too large"):
         parse(csv, "csv", small, print)

@@ -757,10 +757,12 @@ def import_file(
     size = path.stat().st_size
     if size == 0:
         raise ImportFailure("the file is empty")
-    if size > limits.max_upload_mb * 1024 * 1024:
+    # Through the api or straight to the object store, each with its own limit.
+    limit_mb = max(limits.max_upload_mb, limits.max_direct_upload_mb)
+    if size > limit_mb * 1024 * 1024:
         raise ImportFailure(
             f"the file is too large ({size / 1e6:.1f} MB; the limit is "
-            f"{limits.max_upload_mb:g} MB)"
+            f"{limit_mb:g} MB)"
         )
     sizer = _Sizer(int(limits.chunk_mb * 1024 * 1024))
     spool = _Spool(out, limits)

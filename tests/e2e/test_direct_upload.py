@@ -1,0 +1,265 @@
+"""End-to-end: a file larger than the api's body limit goes from Chromium straight to
+the S3 server (presigned parts, through the ui's /_ballast/uploads routes), the Data
+page shows its progress, and the dataset is imported with its checksum recorded.
+
+This module runs a stack of its own (api + Celery worker + ui) on a private Redis
+broker and a fresh bucket of the S3 test server, sharing only the e2e database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from playwright.sync_api import BrowserContext, Page, expect
+
+from ballast_testing.s3 import S3Server
+from ballast_testing.servers import free_port, throwaway_redis
+from tests.e2e.conftest import PASSWORDS, Proc, _env, login, no_exception, screenshot
+from tests.e2e.test_jobs_page import WorkerProc
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+# The api takes at most 1 MB in a request body; the file is ~12 MB (three 5 MiB parts).
+MAX_BODY_MB = "1"
+ROWS = 800_000
+
+
+@pytest.fixture(scope="module")
+def ui_port() -> int:
+    return free_port()
+
+
+@pytest.fixture(scope="module")
+def upload_env(
+    stack_db: str,
+    s3_server: S3Server,
+    ui_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[dict[str, str]]:
+    """Settings shared by the module's api and worker: database, broker, bucket."""
+    bucket = s3_server.create_bucket()
+    with throwaway_redis() as broker:
+        yield {
+            "BALLAST_DATABASE__URL": stack_db,
+            "BALLAST_JOBS__BROKER_URL": broker.url,
+            "BALLAST_PATHS__DATA_DIR": str(tmp_path_factory.mktemp("e2e-up") / "data"),
+            "BALLAST_LOG_LEVEL": "WARNING",
+            "BALLAST_S3__ENDPOINT_URL": s3_server.endpoint_url,
+            "BALLAST_S3__BUCKET": bucket,
+            "BALLAST_S3__REGION": s3_server.region,
+            "BALLAST_S3__ACCESS_KEY_ID": s3_server.access_key,
+            "BALLAST_S3__SECRET_ACCESS_KEY": s3_server.secret_key,
+            # The browser PUTs from the ui's origin: the api sets the bucket's CORS rule.
+            "BALLAST_S3__CORS_ORIGINS": f'["http://127.0.0.1:{ui_port}"]',
+            "BALLAST_DATASETS__MAX_UPLOAD_MB": MAX_BODY_MB,
+            "BALLAST_DATASETS__UPLOAD_PART_MB": "5",
+        }
+
+
+@pytest.fixture(scope="module")
+def upload_api(
+    upload_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[str]:
+    port = free_port()
+    proc = Proc(
+        "upload-api",
+        [sys.executable, "-m", "ballast_api"],
+        _env(**upload_env, BALLAST_API__HOST="127.0.0.1", BALLAST_API__PORT=str(port)),
+        f"http://127.0.0.1:{port}/healthz",
+        tmp_path_factory.mktemp("e2e-up-logs") / "api.log",
+    )
+    proc.start()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        proc.stop()
+
+
+@pytest.fixture(scope="module")
+def upload_ui(
+    upload_env: dict[str, str],
+    upload_api: str,
+    ui_port: int,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[str]:
+    """The ui on the module's api, once the module's worker is ready too."""
+    worker = WorkerProc(upload_env, tmp_path_factory.mktemp("e2e-up-w") / "w.log")
+    proc = Proc(
+        "upload-ui",
+        [sys.executable, "-m", "ballast_ui"],
+        _env(
+            BALLAST_API_URL=upload_api,
+            BALLAST_UI__HOST="127.0.0.1",
+            BALLAST_UI__PORT=str(ui_port),
+        ),
+        f"http://127.0.0.1:{ui_port}/_stcore/health",
+        tmp_path_factory.mktemp("e2e-up-ui") / "ui.log",
+    )
+    try:
+        proc.start()
+        worker.wait_ready()
+        yield f"http://127.0.0.1:{ui_port}"
+    finally:
+        proc.stop()
+        worker.stop()
+
+
+def throttle(context: BrowserContext, page: Page, bytes_per_s: int) -> None:
+    """Slow the page's uploads down (Chromium's network emulation)."""
+    cdp = context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {
+            "offline": False,
+            "latency": 0,
+            "downloadThroughput": -1,
+            "uploadThroughput": bytes_per_s,
+        },
+    )
+
+
+def test_a_file_beyond_the_body_limit_goes_straight_to_storage(
+    context: BrowserContext,
+    upload_ui: str,
+    upload_api: str,
+    sql: Callable[[str, tuple[object, ...]], list[tuple[object, ...]]],
+    tmp_path: Path,
+) -> None:
+    csv = tmp_path / "sensors.csv"
+    csv.write_text(
+        "t,value\n" + "".join(f"{i},{(i * 37) % 1009 / 7:.4f}\n" for i in range(ROWS))
+    )
+    data = csv.read_bytes()
+    assert len(data) > 2 * 5 * 1024 * 1024  # three parts
+    # The api's own upload refuses it: the body limit is 1 MB.
+    token = httpx.post(
+        f"{upload_api}/v1/sessions",
+        json={"username": "editor", "password": PASSWORDS["editor"]},
+    ).json()["token"]
+    refused = httpx.post(
+        f"{upload_api}/v1/datasets",
+        params={"name": "too big"},
+        content=data,
+        headers={"Authorization": f"Bearer {token}", "X-Filename": "sensors.csv"},
+        timeout=60,
+    )
+    assert refused.status_code == 413
+
+    page = context.new_page()
+    login(page, upload_ui, "editor", "/?page=data")
+    expect(page.locator(".st-key-bpage-data")).to_be_visible()
+    bar = page.locator('[data-testid="ballast-upload-progress"]')
+    status = page.locator('[data-testid="ballast-upload-status"]')
+    expect(bar).to_be_visible()
+    # Slow uploads down (4 MB/s) so the progress is seen moving, not only at its end.
+    throttle(context, page, 4_000_000)
+    page.locator('[data-testid="ballast-upload-file"]').set_input_files(str(csv))
+    page.locator('[data-testid="ballast-upload-start"]').click()
+
+    expect(status).to_contain_text(re.compile(r"Uploading: .* of 1\d\.\d MB"))
+    fractions = []
+    while len(fractions) < 400:
+        value = float(bar.evaluate("el => el.value"))
+        fractions.append(value)
+        if value >= 1:
+            break
+        page.wait_for_timeout(25)
+    partial = [f for f in fractions if 0 < f < 1]
+    assert len(set(partial)) >= 3, fractions  # it moved in steps, not at once
+    assert fractions == sorted(fractions)  # and never went back
+    screenshot(page, "direct-upload-progress")
+
+    # The page follows the dataset's import to the end.
+    expect(page).to_have_url(re.compile(r"id=[0-9a-f-]{36}"), timeout=30_000)
+    expect(page.get_by_text(re.compile(r"sensors · ready"))).to_be_visible(
+        timeout=60_000
+    )
+    expect(page.get_by_text(f"{ROWS:,} rows", exact=False)).to_be_visible()
+    no_exception(page)
+    screenshot(page, "direct-upload-imported")
+    dataset_id = re.search(r"id=([0-9a-f-]{36})", page.url)
+    assert dataset_id is not None
+    [(size, sha, rows)] = sql(
+        "SELECT size_bytes, sha256, row_count FROM datasets WHERE id = %s",
+        (dataset_id.group(1),),
+    )
+    assert (size, sha, rows) == (len(data), hashlib.sha256(data).hexdigest(), ROWS)
+    # The record that would resume it is gone with the finished upload.
+    assert (
+        page.evaluate(
+            "() => Object.keys(localStorage).filter(k => k.startsWith('ballast.uploads.'))"
+        )
+        == []
+    )
+
+
+def test_a_refresh_in_the_middle_resumes_the_upload(
+    context: BrowserContext,
+    upload_ui: str,
+    upload_api: str,
+    sql: Callable[[str, tuple[object, ...]], list[tuple[object, ...]]],
+    tmp_path: Path,
+) -> None:
+    rows = 1_400_000  # ~22 MB: five parts, three sent at once
+    csv = tmp_path / "resumed.csv"
+    csv.write_text("t,v\n" + "".join(f"{i},{i % 997}\n" for i in range(rows)))
+    data = csv.read_bytes()
+    token = httpx.post(
+        f"{upload_api}/v1/sessions",
+        json={"username": "editor", "password": PASSWORDS["editor"]},
+    ).json()["token"]
+    page = context.new_page()
+    login(page, upload_ui, "editor", "/?page=data")
+    throttle(context, page, 3_000_000)
+    page.locator('[data-testid="ballast-upload-file"]').set_input_files(str(csv))
+    page.locator('[data-testid="ballast-upload-start"]').click()
+    status = page.locator('[data-testid="ballast-upload-status"]')
+    expect(status).to_contain_text("Uploading:")
+
+    # The browser remembers the upload; wait until the store holds some of its parts.
+    def kept() -> list[dict[str, object]]:
+        return list(page.evaluate("""() => Object.keys(localStorage)
+                    .filter(k => k.startsWith('ballast.uploads.'))
+                    .flatMap(k => JSON.parse(localStorage.getItem(k)))"""))
+
+    [record] = kept()
+    assert (record["name"], record["size"]) == ("resumed.csv", len(data))
+    held: list[dict[str, object]] = []
+    for _ in range(300):
+        held = httpx.get(
+            f"{upload_api}/v1/uploads/{record['id']}",
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()["parts"]
+        if held:
+            break
+        page.wait_for_timeout(100)
+    assert held, "no part arrived"
+    assert len(held) < 5
+
+    # Refresh mid-upload: the page comes back; choosing the same file resumes it.
+    page.reload()
+    expect(page.locator('[data-testid="ballast-upload-start"]')).to_be_visible()
+    assert [r["id"] for r in kept()] == [record["id"]]
+    page.locator('[data-testid="ballast-upload-file"]').set_input_files(str(csv))
+    page.locator('[data-testid="ballast-upload-start"]').click()
+    expect(status).to_contain_text("Resumed:")
+    expect(page).to_have_url(re.compile(r"id=[0-9a-f-]{36}"), timeout=60_000)
+    expect(page.get_by_text(re.compile(r"resumed · ready"))).to_be_visible(
+        timeout=60_000
+    )
+    no_exception(page)
+    dataset_id = re.search(r"id=([0-9a-f-]{36})", page.url)
+    assert dataset_id is not None
+    [(size, sha, count)] = sql(
+        "SELECT size_bytes, sha256, row_count FROM datasets WHERE id = %s",
+        (dataset_id.group(1),),
+    )
+    assert (size, sha, count) == (len(data), hashlib.sha256(data).hexdigest(), rows)
+    assert kept() == []
