@@ -106,7 +106,16 @@ def _not_open(upload: Upload) -> AppError:
     )
 
 
-@router.post("", response_model=UploadRead, status_code=201, responses=RESPONSES)
+@router.post(
+    "",
+    response_model=UploadRead,
+    status_code=201,
+    responses={
+        **RESPONSES,
+        403: {"description": "The named project may be read, not changed"},
+        413: {"description": "The file is larger than datasets.max_direct_upload_mb"},
+    },
+)
 async def create_upload(
     body: UploadCreate,
     principal: Writer,

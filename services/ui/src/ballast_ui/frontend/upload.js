@@ -76,15 +76,24 @@ function view(parent) {
   if (root) return root;
   root = document.createElement('div');
   root.className = 'ballast-upload';
-  root.style.cssText = 'display:flex;flex-direction:column;gap:.4rem;min-height:6.5rem;font:inherit';
   root.innerHTML = `
-    <div style="display:flex;gap:.5rem;align-items:center;flex-wrap:wrap">
+    <style>
+      .ballast-upload { display: flex; flex-direction: column; gap: .45rem; min-height: 6.5rem; font: inherit; }
+      .ballast-upload .row { display: flex; gap: .5rem; align-items: center; }
+      .ballast-upload input[type=file] { flex: 1; min-width: 0; font: inherit; font-size: .875rem; }
+      .ballast-upload button { font: inherit; font-size: .875rem; padding: .3rem .8rem; border-radius: .5rem;
+        border: 1px solid rgba(49, 51, 63, .2); background: transparent; color: inherit; cursor: pointer; }
+      .ballast-upload button:disabled { opacity: .45; cursor: default; }
+      .ballast-upload progress { width: 100%; height: .6rem; }
+      .ballast-upload [role=status] { min-height: 1.4rem; font-size: .875rem; }
+    </style>
+    <div class="row">
       <input type="file" accept="${ACCEPT}" data-testid="ballast-upload-file" aria-label="File to upload directly">
-      <button type="button" data-testid="ballast-upload-start">Upload</button>
-      <button type="button" data-testid="ballast-upload-cancel" disabled>Cancel</button>
+      <button type="button" data-testid="ballast-upload-start">Upload directly</button>
+      <button type="button" data-testid="ballast-upload-cancel" disabled>Cancel upload</button>
     </div>
-    <progress data-testid="ballast-upload-progress" max="1" value="0" style="width:100%;height:.8rem" aria-label="Upload progress"></progress>
-    <div data-testid="ballast-upload-status" role="status" style="min-height:1.4rem;font-size:.9rem"></div>`;
+    <progress data-testid="ballast-upload-progress" max="1" value="0" aria-label="Upload progress"></progress>
+    <div data-testid="ballast-upload-status" role="status"></div>`;
   parent.appendChild(root);
   return root;
 }
@@ -108,7 +117,7 @@ export default function (component) {
     const busy = state.phase === 'sending' || state.phase === 'completing';
     start.disabled = busy || !data.enabled;
     input.disabled = busy || !data.enabled;
-    cancel.disabled = !busy;
+    cancel.disabled = state.phase !== 'sending';
     bar.value = state.fraction || 0;
     status.textContent = state.message || '';
     root.dataset.phase = state.phase;
