@@ -30,7 +30,18 @@ colour is waited on. In order:
    `ballast.io/switched-from`), their `-preview` twins to the old one. If any patch fails,
    the Services already patched are put back and the replica counts restored: the
    command succeeds only when all four Services select what it says.
-   `promote --gate-only` stops before this step (for a switch made elsewhere, e.g. in git).
+   `promote --gate-only` stops before this step (for a switch made elsewhere, e.g. in git);
+6. then the background workloads follow the traffic: the worker and the backup exporter
+   Deployments (one each, outside the colours) are moved to the image tag the now-live
+   colour's api Deployment runs (`kubectl set image`, keeping each image's repository; the
+   wait-for-migrations init container too) and waited for (`kubectl rollout status`). Those
+   already on that tag are left alone. This comes after the switch and cannot undo it: if it
+   fails, the command exits non-zero saying traffic IS switched and the workers are not, with
+   the commands that finish the move.
+
+`stage` pins them (`worker.tag`, `backup.exporter.tag`) to the live colour's tag, so the staged
+release takes no job before it is promoted; the backup CronJobs and the migration Job run
+`image.tag`, the newest release (charts/ballast/README.md, Blue-green).
 
 Why a patch and not `helm upgrade --set activeColor=...`: Helm's --wait (and --atomic,
 which implies it) waits on every workload of the release, not just the switched-to
@@ -38,8 +49,9 @@ colour, and an upgrade needs the released chart, which Helm does not hand back. 
 activeColor renders nothing but these four selectors (tests/charts/test_objects.py), so
 the patch is exactly what an upgrade would change. Helm's stored activeColor is then
 stale; the Services are the truth: status reports both, and stage and retire pass
-`--set activeColor=<the colour the Services select>` so their upgrade keeps the traffic
-where it is. A hand-written `helm upgrade` must do the same (charts/ballast/README.md).
+`--set activeColor=<the colour the Services select>` (and that colour's tag as `worker.tag`
+and `backup.exporter.tag`) so their upgrade keeps the traffic and the workers where they are.
+A hand-written `helm upgrade` must do the same (charts/ballast/README.md).
 
 retire refuses until --after has passed since the last switch (the `ballast.io/switched-at`
 annotation): the old colour stays up for a quick rollback until then.
@@ -85,6 +97,14 @@ SWITCHED_AT = "ballast.io/switched-at"
 SWITCHED_FROM = "ballast.io/switched-from"
 # The smoke test (`smoke_api`), shared with rollout.mode argo's analysis Job.
 SMOKE_SCRIPT = CHART / "files" / "smoke_test.py"
+# Workloads outside the colours that run app code on jobs and follow the live colour's
+# release: (Deployment name suffix, its main container, the chart value pinning its tag).
+# The backup CronJobs are not among them: they run image.tag, the release whose schema the
+# database has (charts/ballast/templates/backup/backup-cronjob.yaml).
+FOLLOWERS = (
+    ("worker", "worker", "worker.tag"),
+    ("backup-exporter", "exporter", "backup.exporter.tag"),
+)
 
 cli = typer.Typer(
     no_args_is_help=True,
@@ -138,6 +158,28 @@ class Route:
     color: str
     port: int
     annotations: dict[str, str]
+
+
+@dataclass(frozen=True)
+class Move:
+    """A follower Deployment to move to the live colour's tag: `kubectl set image` arguments."""
+
+    deployment: str
+    images: dict[str, str]  # container -> new image
+    tag: str
+
+    def set_command(self, target: Target) -> list[str]:
+        pairs = [f"{name}={image}" for name, image in self.images.items()]
+        return kube(target, "set", "image", f"deployment/{self.deployment}", *pairs)
+
+    def wait_command(self, target: Target, timeout: int) -> list[str]:
+        return kube(
+            target,
+            "rollout",
+            "status",
+            f"deployment/{self.deployment}",
+            f"--timeout={timeout}s",
+        )
 
 
 @dataclass(frozen=True)
@@ -696,6 +738,126 @@ def switch_services(target: Target, found: list[Route], live: str, to: str) -> N
         done.append(route)
 
 
+# -- background work follows the traffic ------------------------------------------------
+
+
+def split_image(image: str) -> tuple[str, str]:
+    """(repository, tag) of an image reference; the tag is "" when it names none."""
+    ref = image.split("@", 1)[0]  # a digest pins content, not a release: drop it
+    repo, sep, tag = ref.rpartition(":")
+    if not sep or "/" in tag:  # "registry:5000/name" has a port, not a tag
+        return ref, ""
+    return repo, tag
+
+
+def pod_containers(doc: dict[str, Any]) -> list[dict[str, Any]]:
+    """A Deployment's init containers and containers."""
+    pod = doc.get("spec", {}).get("template", {}).get("spec", {})
+    return [*(pod.get("initContainers") or []), *(pod.get("containers") or [])]
+
+
+def find_deployment(target: Target, name: str) -> dict[str, Any] | None:
+    """A Deployment as JSON, None when it does not exist; any other failure raises."""
+    proc = _run(kube(target, "get", "deployment", name, "-o", "json"))
+    if proc.returncode == 0:
+        return dict(json.loads(proc.stdout))
+    if "NotFound" in proc.stderr:
+        return None
+    raise DeployError(
+        f"cannot read deployment {name}: {_reason(proc, 'kubectl failed')}"
+    )
+
+
+def color_image_tag(target: Target, color: str) -> str:
+    """The image tag `color`'s api Deployment runs (its ui's when there is no api)."""
+    for component in COMPONENTS:
+        name = deployment_name(target, component, color)
+        doc = find_deployment(target, name)
+        for container in pod_containers(doc or {}):
+            if container.get("name") == component:
+                tag = split_image(str(container.get("image", "")))[1]
+                if tag:
+                    return tag
+    raise DeployError(
+        f"cannot tell which release {color} runs: no image tag on "
+        f"{deployment_name(target, 'api', color)} or {deployment_name(target, 'ui', color)}"
+    )
+
+
+def plan_followers(target: Target, color: str) -> tuple[list[Move], list[str]]:
+    """What moving the worker and the backup exporter to `color`'s tag takes (reads only).
+
+    Returns the Deployments to move and a line for each one that needs nothing (absent, or
+    already on that tag). Every container of a Deployment that runs the main container's
+    image repository moves (the worker's wait-for-migrations init container too), as a
+    render with that tag would; sidecars of other images are left alone.
+    """
+    found: list[tuple[str, str, list[dict[str, Any]]]] = []
+    for suffix, main, _ in FOLLOWERS:
+        name = f"{target.fullname}-{suffix}"
+        doc = find_deployment(target, name)
+        if doc is None:
+            continue
+        containers = pod_containers(doc)
+        primary = next((c for c in containers if c.get("name") == main), None)
+        if primary is None:
+            raise DeployError(f"deployment {name} has no container {main!r}")
+        found.append((name, split_image(str(primary.get("image", "")))[0], containers))
+    if not found:
+        return [], [
+            "no worker or backup exporter Deployment: no background work to move"
+        ]
+    tag = color_image_tag(target, color)
+    moves: list[Move] = []
+    notes: list[str] = []
+    for name, repo, containers in found:
+        images: dict[str, str] = {}
+        for c in containers:
+            their_repo, their_tag = split_image(str(c.get("image", "")))
+            if their_repo == repo and their_tag != tag:
+                images[str(c["name"])] = f"{repo}:{tag}"
+        if images:
+            moves.append(Move(name, images, tag))
+        else:
+            notes.append(f"{name} already runs {tag} ({color}'s release)")
+    return moves, notes
+
+
+def move_followers(target: Target, moves: list[Move], timeout: int) -> None:
+    """Set the new images, then wait for each rollout; raise naming what is left to do."""
+    for i, move in enumerate(moves):
+        try:
+            run_kubectl(
+                move.set_command(target), f"moving {move.deployment} to {move.tag}"
+            )
+        except DeployError as exc:
+            left = [
+                cmd
+                for m in moves[i:]
+                for cmd in (m.set_command(target), m.wait_command(target, timeout))
+            ]
+            left += [m.wait_command(target, timeout) for m in moves[:i]]
+            kept = " and ".join(m.deployment for m in moves[i:])
+            raise _not_followed(f"{exc} ({kept} keep their old image)", left) from None
+    for i, move in enumerate(moves):
+        cmd = move.wait_command(target, timeout)
+        print(f"$ {shlex.join(cmd)}")
+        proc = _run(cmd, timeout=timeout + 30)
+        if proc.returncode != 0:
+            reason = (
+                f"{move.deployment} not rolled out on {move.tag} within {timeout}s "
+                f"({_reason(proc, 'rollout status failed')})"
+            )
+            left = [m.wait_command(target, timeout) for m in moves[i:]]
+            raise _not_followed(reason, left)
+
+
+def _not_followed(reason: str, left: list[list[str]]) -> DeployError:
+    return DeployError(
+        f"{reason}; finish with: {' && '.join(shlex.join(cmd) for cmd in left)}"
+    )
+
+
 def switch(
     target: Target,
     *,
@@ -737,6 +899,13 @@ def switch(
         for line in plan:
             print(f"would run: {line}")
         raise DeployError(f"refusing to {verb}: {to} is not deployed ({state.detail})")
+    # Read before anything changes: a worker move that cannot be planned refuses here.
+    try:
+        moves, notes = plan_followers(target, to)
+    except DeployError as exc:
+        raise DeployError(
+            f"refusing to {verb}: {exc}; traffic stays on {live}"
+        ) from None
     print(f"switching traffic from {live} to {to}")
     # Credentials first: a missing Secret refuses before anything is scaled.
     user = creds() if creds is not None and not dry_run else None
@@ -748,6 +917,12 @@ def switch(
             print(f"would hold the Prometheus gate for {gate.minutes:g} min")
         for line in plan:
             print(f"would run: {line}")
+        for move in moves:
+            print(f"would run: {shlex.join(move.set_command(target))}")
+        for move in moves:
+            print(f"would run: {shlex.join(move.wait_command(target, ready_timeout))}")
+        for note in notes:
+            print(note)
         print(f"(dry run: nothing changed; {to}: {state.detail})")
         return
     try:
@@ -759,6 +934,11 @@ def switch(
             prometheus_gate(gate, target.namespace, to)
         if gate_only:
             print(f"{to} passed the gate; not switching (--gate-only)")
+            if moves:
+                print(
+                    f"the worker and backup exporter stay where they are: switch them with "
+                    f"the traffic (worker.tag and backup.exporter.tag {moves[0].tag})"
+                )
             return
         switch_services(target, found, live, to)
     except DeployError as exc:
@@ -773,6 +953,18 @@ def switch(
             f"{verb} patched the Services but they select {now}, not {to}"
         )
     print(f"traffic is on {to}; {live} keeps running for a rollback (retire it later)")
+    # The switch stands whatever happens next: report it, never undo it.
+    try:
+        move_followers(target, moves, ready_timeout)
+    except DeployError as exc:
+        raise DeployError(
+            f"traffic IS on {to} (the Services were switched), but the background work "
+            f"does not follow it yet: {exc}"
+        ) from None
+    for move in moves:
+        print(f"{move.deployment} now runs {move.tag} ({to}'s release)")
+    for note in notes:
+        print(note)
 
 
 Release = Annotated[str, typer.Option(help="Helm release name.")]
@@ -890,6 +1082,20 @@ def status(
             tag = color_tag(values, color, _app_version(chart))
             mark = "ready" if state.ready else "NOT READY"
             print(f"{role} {color:<5} tag {tag:<12} {mark:<9} {state.detail}")
+        live_tag = color_tag(values, active, _app_version(chart))
+        for suffix, main, _ in FOLLOWERS:
+            doc = find_deployment(target, f"{target.fullname}-{suffix}")
+            runs = [
+                split_image(str(c.get("image", "")))[1]
+                for c in pod_containers(doc or {})
+                if c.get("name") == main
+            ]
+            if doc is None or not runs:
+                continue
+            ok, detail = deployment_ready(doc)
+            follows = f"follows {active}" if runs[0] == live_tag else f"NOT {active}'s"
+            mark = "ready" if ok else "NOT READY"
+            print(f"{suffix:<15} tag {runs[0]:<12} {follows:<13} {mark:<9} {detail}")
         when = switched_at(found)
         if when is not None:
             print(f"switched to {active} at {when.isoformat()}")
@@ -940,14 +1146,18 @@ def stage(
                 f"colors.{idle}.enabled": "true",
                 f"colors.{idle}.tag": tag,
                 f"colors.{idle}.contract": str(contract).lower(),
+                # Background work stays on the live release until promote moves it.
+                **{key: pinned for _, _, key in FOLLOWERS},
             },
         )
         print(
             f"staging {tag} on {idle}; {active} stays on {pinned} and keeps the traffic"
         )
         print(
-            f"the worker and backup exporter move to {tag} now and take {active}'s jobs "
-            "too; promote/rollback leave them there (charts/ballast/README.md, Blue-green)"
+            f"the worker and backup exporter stay on {pinned} ({active}'s release) and take "
+            f"every job until promote moves them to {tag}; rollback moves them back; the "
+            f"migration Job and the backup CronJobs run {tag} (charts/ballast/README.md, "
+            "Blue-green)"
         )
         if contract:
             print(
@@ -1129,8 +1339,15 @@ def retire(
                 f"refusing to retire {idle}: traffic moved to {live} at "
                 f"{when.isoformat()}; {idle} stays for a rollback until {until} (--after {after})"
             )
+        live_tag = color_tag(values, live, _app_version(chart))
         cmd = upgrade_command(
-            target, {"activeColor": live, f"colors.{idle}.enabled": "false"}
+            target,
+            {
+                "activeColor": live,
+                f"colors.{idle}.enabled": "false",
+                # promote/rollback moved them with kubectl: keep them there.
+                **{key: live_tag for _, _, key in FOLLOWERS},
+            },
         )
         execute(cmd, dry_run)
     except DeployError as exc:

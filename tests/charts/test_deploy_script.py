@@ -9,6 +9,7 @@ stage is checked against the real chart with `helm template`.
 from __future__ import annotations
 
 import json
+import shlex
 import subprocess
 import sys
 import threading
@@ -37,10 +38,25 @@ def _deploy_module() -> Any:
     return deploy
 
 
-def _deployment(name: str, replicas: int, ready: int) -> dict[str, Any]:
+REPO = "ghcr.io/example/ballast"
+
+
+def _deployment(
+    name: str,
+    replicas: int,
+    ready: int,
+    containers: dict[str, str] | None = None,
+    init: dict[str, str] | None = None,
+) -> dict[str, Any]:
+    """A Deployment; `containers` and `init` map container names to images."""
+    pod: dict[str, Any] = {
+        "containers": [{"name": n, "image": i} for n, i in (containers or {}).items()]
+    }
+    if init:
+        pod["initContainers"] = [{"name": n, "image": i} for n, i in init.items()]
     return {
         "metadata": {"name": name, "generation": 2},
-        "spec": {"replicas": replicas},
+        "spec": {"replicas": replicas, "template": {"spec": pod}},
         "status": {
             "observedGeneration": 2,
             "readyReplicas": ready,
@@ -113,6 +129,21 @@ if args[:2] == ["patch", "service"]:
         else:
             notes[k] = v
     save("service", name, doc); print(f"service/{name} patched"); sys.exit(0)
+if args[:2] == ["set", "image"]:
+    name = args[2].split("/", 1)[1]
+    if listed("set-image-fail", name):
+        print(f'Error from server (Forbidden): deployments.apps "{name}" is forbidden', file=sys.stderr); sys.exit(1)
+    doc = load("deployment", name)
+    pod = doc["spec"]["template"]["spec"]
+    for pair in args[3:args.index("-n")]:
+        container, image = pair.split("=", 1)
+        (match,) = [c for c in pod.get("initContainers", []) + pod["containers"] if c["name"] == container]
+        match["image"] = image
+    doc["metadata"]["generation"] += 1
+    doc["status"]["observedGeneration"] = doc["metadata"]["generation"]
+    if listed("stuck", name):
+        doc["status"]["readyReplicas"] = 0
+    save("deployment", name, doc); print(f"deployment.apps/{name} image updated"); sys.exit(0)
 if args[0] == "port-forward":
     port = (root / "forward-port").read_text().strip()
     print(f"Forwarding from 127.0.0.1:{port} -> {args[2][1:]}", flush=True)
@@ -330,15 +361,33 @@ def cluster(tmp_path: Path, backend: Backend) -> FakeCluster:
     }
     replicas = {"api": 2, "ui": 3}
     for component, port in (("api", 8000), ("ui", 8501)):
-        for color, n in (("blue", replicas[component]), ("green", 1)):
+        for color, n, tag in (
+            ("blue", replicas[component], "1.0.0"),
+            ("green", 1, "1.1.0"),
+        ):
             name = f"ballast-{component}-{color}"
-            c.objects[("deployment", name)] = _deployment(name, n, n)
+            image = f"{REPO}-{component}:{tag}"
+            c.objects[("deployment", name)] = _deployment(
+                name, n, n, {component: image}
+            )
         c.objects[("service", f"ballast-{component}")] = _service(
             f"ballast-{component}", "blue", port
         )
         c.objects[("service", f"ballast-{component}-preview")] = _service(
             f"ballast-{component}-preview", "green", port
         )
+    # Background work on the live release (stage pins it there); the worker has a
+    # sidecar of another image, which never moves.
+    c.objects[("deployment", "ballast-worker")] = _deployment(
+        "ballast-worker",
+        2,
+        2,
+        {"worker": f"{REPO}-jobs:1.0.0", "proxy": "example.org/proxy:9.9"},
+        init={"wait-for-migrations": f"{REPO}-jobs:1.0.0"},
+    )
+    c.objects[("deployment", "ballast-backup-exporter")] = _deployment(
+        "ballast-backup-exporter", 1, 1, {"exporter": f"{REPO}-backup:1.0.0"}
+    )
     c.objects[("secret", "ballast-smoke-test")] = {
         "data": {
             "username": "c21va2U=",  # smoke
@@ -373,13 +422,18 @@ def test_promote_scales_smoke_tests_then_patches_only_the_selectors(
     # Routing only: helm is asked for the values and nothing else.
     assert [c[:2] for c in cluster.helm_calls()] == [["get", "values"]]
     # The idle colour was brought to the live colour's replica counts, then waited for;
-    # only green was waited on.
+    # only green was waited on before the switch (the workers follow it, below).
     scales = cluster.kubectl_calls("scale")
     assert [c[1:3] for c in scales] == [
         ["deployment/ballast-api-green", "--replicas=2"],
         ["deployment/ballast-ui-green", "--replicas=3"],
     ]
-    waited = [c[2] for c in cluster.kubectl_calls("rollout")]
+    switch = cluster.first("kubectl", "patch")
+    waited = [
+        c[3]
+        for c in cluster.log()[:switch]
+        if c[0] == "kubectl" and c[1:3] == ["rollout", "status"]
+    ]
     assert waited == ["deployment/ballast-api-green", "deployment/ballast-ui-green"]
     # The smoke test went through the preview Services, before any patch.
     forwards = [c[1] for c in cluster.kubectl_calls("port-forward")]
@@ -566,6 +620,226 @@ def test_interrupted_switch_is_reported_not_guessed(cluster: FakeCluster) -> Non
     assert cluster.patches() == []
 
 
+# -- background work follows the traffic ---------------------------------------------------
+
+
+def _images(cluster: FakeCluster, name: str) -> dict[str, str]:
+    """Container name -> image of a Deployment as the fake holds it now."""
+    pod = cluster.read("deployment", name)["spec"]["template"]["spec"]
+    containers = [*pod.get("initContainers", []), *pod["containers"]]
+    return {c["name"]: c["image"] for c in containers}
+
+
+def _calls_from(cluster: FakeCluster, verb: str) -> list[tuple[int, list[str]]]:
+    return [
+        (i, c[1:])
+        for i, c in enumerate(cluster.log())
+        if c[0] == "kubectl" and c[1] == verb
+    ]
+
+
+def _on(cluster: FakeCluster, tag: str) -> None:
+    """Put the worker and the exporter (every container of their image) on `tag`."""
+    for name in ("ballast-worker", "ballast-backup-exporter"):
+        pod = cluster.objects[("deployment", name)]["spec"]["template"]["spec"]
+        for c in [*pod.get("initContainers", []), *pod["containers"]]:
+            if c["image"].startswith(REPO):
+                c["image"] = c["image"].rsplit(":", 1)[0] + f":{tag}"
+
+
+def test_promote_moves_the_workers_to_the_new_live_tag_after_the_switch(
+    cluster: FakeCluster,
+) -> None:
+    proc = cluster.run("promote")
+    assert proc.returncode == 0, proc.stderr
+    assert _images(cluster, "ballast-worker") == {
+        "wait-for-migrations": f"{REPO}-jobs:1.1.0",
+        "worker": f"{REPO}-jobs:1.1.0",
+        "proxy": "example.org/proxy:9.9",  # a sidecar of another image stays
+    }
+    assert _images(cluster, "ballast-backup-exporter") == {
+        "exporter": f"{REPO}-backup:1.1.0"
+    }
+    # One `kubectl set image` per Deployment, only after the last Service patch (so the
+    # staged release took no job before it was live), then each rollout waited for.
+    last_patch = max(i for i, _ in _calls_from(cluster, "patch"))
+    sets = _calls_from(cluster, "set")
+    assert [c for _, c in sets] == [
+        [
+            "set",
+            "image",
+            "deployment/ballast-worker",
+            f"wait-for-migrations={REPO}-jobs:1.1.0",
+            f"worker={REPO}-jobs:1.1.0",
+            "-n",
+            "apps",
+        ],
+        [
+            "set",
+            "image",
+            "deployment/ballast-backup-exporter",
+            f"exporter={REPO}-backup:1.1.0",
+            "-n",
+            "apps",
+        ],
+    ]
+    assert min(i for i, _ in sets) > last_patch
+    waits = [(i, c[2]) for i, c in _calls_from(cluster, "rollout") if i > last_patch]
+    assert [w for _, w in waits] == [
+        "deployment/ballast-worker",
+        "deployment/ballast-backup-exporter",
+    ]
+    assert min(i for i, _ in waits) > max(i for i, _ in sets)
+    assert "ballast-worker now runs 1.1.0 (green's release)" in proc.stdout
+    assert "ballast-backup-exporter now runs 1.1.0 (green's release)" in proc.stdout
+
+
+def test_rollback_moves_the_workers_back_to_the_old_release(
+    cluster: FakeCluster,
+) -> None:
+    _live_on_green(cluster)
+    _on(cluster, "1.1.0")  # where the promote put them
+    proc = cluster.run("rollback")
+    assert proc.returncode == 0, proc.stderr
+    assert [cluster.selector(s) for s in ROUTES] == ["blue", "blue", "green", "green"]
+    worker = _images(cluster, "ballast-worker")
+    assert worker["worker"] == worker["wait-for-migrations"] == f"{REPO}-jobs:1.0.0"
+    assert _images(cluster, "ballast-backup-exporter") == {
+        "exporter": f"{REPO}-backup:1.0.0"
+    }
+    assert "ballast-worker now runs 1.0.0 (blue's release)" in proc.stdout
+    # Still routing-only: no helm upgrade moved them.
+    assert cluster.upgrades() == []
+
+
+def test_workers_already_on_the_live_tag_are_not_patched(cluster: FakeCluster) -> None:
+    # An old-style stage left them on the staged release already: nothing to move.
+    _on(cluster, "1.1.0")
+    proc = cluster.run("promote")
+    assert proc.returncode == 0, proc.stderr
+    assert cluster.kubectl_calls("set") == []
+    waited = [c[2] for c in cluster.kubectl_calls("rollout")]
+    assert waited == ["deployment/ballast-api-green", "deployment/ballast-ui-green"]
+    assert "ballast-worker already runs 1.1.0 (green's release)" in proc.stdout
+    # Only the one that is not there moves.
+    cluster.calls.unlink()
+    cluster.objects.clear()  # keep the state the fakes wrote
+    (cluster.root / "deployment-ballast-backup-exporter.json").write_text(
+        json.dumps(
+            _deployment(
+                "ballast-backup-exporter", 1, 1, {"exporter": f"{REPO}-backup:1.1.0"}
+            )
+        )
+    )
+    proc = cluster.run("rollback")
+    assert proc.returncode == 0, proc.stderr
+    assert [c[2] for c in cluster.kubectl_calls("set")] == [
+        "deployment/ballast-worker",
+        "deployment/ballast-backup-exporter",
+    ]
+
+
+def test_no_worker_deployments_is_not_an_error(cluster: FakeCluster) -> None:
+    del cluster.objects[("deployment", "ballast-worker")]
+    del cluster.objects[("deployment", "ballast-backup-exporter")]
+    proc = cluster.run("promote")
+    assert proc.returncode == 0, proc.stderr
+    assert "no worker or backup exporter Deployment" in proc.stdout
+    assert cluster.kubectl_calls("set") == []
+
+
+def test_a_failed_worker_move_says_traffic_is_switched_and_how_to_finish(
+    cluster: FakeCluster,
+) -> None:
+    cluster.flag("set-image-fail", "ballast-worker")
+    proc = cluster.run("promote")
+    assert proc.returncode == 1
+    assert proc.stderr.count("\n") == 1
+    error = proc.stderr.strip()
+    assert error.startswith(
+        "error: traffic IS on green (the Services were switched), but the background "
+        "work does not follow it yet: moving ballast-worker to 1.1.0 failed: "
+        'Error from server (Forbidden): deployments.apps "ballast-worker" is forbidden '
+        "(ballast-worker and ballast-backup-exporter keep their old image); finish with: "
+    )
+    # The switch stands: nothing was put back, nothing scaled back.
+    assert [cluster.selector(s) for s in ROUTES] == ["green", "green", "blue", "blue"]
+    assert cluster.read("deployment", "ballast-ui-green")["spec"]["replicas"] == 3
+    assert "traffic is on green" in proc.stdout
+    # The printed commands finish the job once the cause is fixed.
+    finish = error.split("finish with: ", 1)[1]
+    assert finish.count("kubectl set image") == 2
+    assert finish.count("kubectl rollout status") == 2
+    (cluster.root / "set-image-fail").unlink()
+    for command in finish.split(" && "):
+        argv = shlex.split(command)
+        assert argv[0] == str(cluster.kubectl)
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        assert done.returncode == 0, (command, done.stderr)
+    assert _images(cluster, "ballast-worker")["worker"] == f"{REPO}-jobs:1.1.0"
+    assert _images(cluster, "ballast-backup-exporter")["exporter"].endswith(":1.1.0")
+
+
+def test_a_worker_rollout_that_never_gets_ready_is_reported(
+    cluster: FakeCluster,
+) -> None:
+    cluster.flag("stuck", "ballast-worker")
+    proc = cluster.run("promote", "--ready-timeout", "5")
+    assert proc.returncode == 1
+    error = proc.stderr.strip()
+    assert "error: traffic IS on green (the Services were switched)" in error
+    assert "ballast-worker not rolled out on 1.1.0 within 5s" in error
+    assert error.endswith(
+        f"finish with: {cluster.kubectl} rollout status deployment/ballast-worker "
+        f"--timeout=5s -n apps && {cluster.kubectl} rollout status "
+        "deployment/ballast-backup-exporter --timeout=5s -n apps"
+    )
+    assert cluster.selector("ballast-api") == "green"
+
+
+def test_promote_dry_run_prints_the_worker_move(cluster: FakeCluster) -> None:
+    proc = cluster.run("promote", "--dry-run")
+    assert proc.returncode == 0, proc.stderr
+    assert (
+        f"would run: {cluster.kubectl} set image deployment/ballast-worker "
+        f"wait-for-migrations={REPO}-jobs:1.1.0 worker={REPO}-jobs:1.1.0 -n apps"
+    ) in proc.stdout
+    assert (
+        f"would run: {cluster.kubectl} set image deployment/ballast-backup-exporter "
+        f"exporter={REPO}-backup:1.1.0 -n apps"
+    ) in proc.stdout
+    assert (
+        f"would run: {cluster.kubectl} rollout status deployment/ballast-worker "
+        "--timeout=600s -n apps"
+    ) in proc.stdout
+    assert cluster.kubectl_calls("set") == []
+    assert cluster.kubectl_calls("rollout") == []
+    assert _images(cluster, "ballast-worker")["worker"] == f"{REPO}-jobs:1.0.0"
+
+
+def test_gate_only_leaves_the_workers(cluster: FakeCluster) -> None:
+    proc = cluster.run("promote", "--gate-only")
+    assert proc.returncode == 0, proc.stderr
+    assert cluster.kubectl_calls("set") == []
+    assert "worker.tag and backup.exporter.tag 1.1.0" in proc.stdout
+
+
+def test_a_colour_without_an_image_tag_is_refused_before_the_switch(
+    cluster: FakeCluster,
+) -> None:
+    for component in ("api", "ui"):
+        name = f"ballast-{component}-green"
+        cluster.objects[("deployment", name)] = _deployment(
+            name, 1, 1, {component: f"{REPO}-{component}@sha256:{'0' * 64}"}
+        )
+    proc = cluster.run("promote")
+    assert proc.returncode == 1
+    assert "refusing to promote: cannot tell which release green runs" in proc.stderr
+    assert "traffic stays on blue" in proc.stderr
+    assert cluster.patches() == []
+    assert cluster.kubectl_calls("scale") == []
+
+
 # -- the Prometheus gate ----------------------------------------------------------------
 
 
@@ -684,13 +958,30 @@ def test_status_reports_both_colours_and_a_stale_helm_value(
     )
     proc = cluster.run("status")
     assert proc.returncode == 0, proc.stderr
-    active, preview = proc.stdout.splitlines()
+    active, preview, worker, exporter = proc.stdout.splitlines()
     assert active.split()[:5] == ["active", "blue", "tag", "1.0.0", "ready"]
     assert preview.split()[:5] == ["preview", "green", "tag", "1.1.0", "NOT"]
+    # The background work runs the live colour's release.
+    assert worker.split()[:6] == ["worker", "tag", "1.0.0", "follows", "blue", "ready"]
+    assert exporter.split()[:5] == [
+        "backup-exporter",
+        "tag",
+        "1.0.0",
+        "follows",
+        "blue",
+    ]
     # After a promote Helm's activeColor is stale; the Services are the truth.
     _live_on_green(cluster)
     proc = cluster.run("status")
     assert proc.stdout.splitlines()[0].split()[:2] == ["active", "green"]
+    # A worker the switch did not move shows.
+    assert proc.stdout.splitlines()[2].split()[:5] == [
+        "worker",
+        "tag",
+        "1.0.0",
+        "NOT",
+        "green's",
+    ]
     assert (
         "Helm's values say activeColor=blue; the Services select green" in proc.stdout
     )
@@ -717,9 +1008,17 @@ def test_stage_pins_the_active_colour_and_the_command_renders(
         "colors.green.enabled=true",
         "colors.green.tag=1.1.0",
         "colors.green.contract=true",
+        "worker.tag=1.0.0",
+        "backup.exporter.tag=1.0.0",
     ]
+    assert "the worker and backup exporter stay on 1.0.0 (blue's release)" in (
+        proc.stdout
+    )
+    assert "until promote moves them to 1.1.0; rollback moves them back" in proc.stdout
     # The same --set flags on top of the release's values render what stage promises.
     args = ["template", "ballast", str(CHART), "--set", "image.tag=1.0.0"]
+    args += ["--set", "backup.enabled=true", "--set", "s3.endpointUrl=http://s3:9000"]
+    args += ["--set", "networkPolicy.enabled=false"]  # no s3Peers to name here
     for i, a in enumerate(upgrade):
         if a.startswith("--set"):
             args += [a, upgrade[i + 1]]
@@ -731,6 +1030,12 @@ def test_stage_pins_the_active_colour_and_the_command_renders(
     }
     assert images["ballast-api-blue"].endswith(":1.0.0")
     assert images["ballast-api-green"].endswith(":1.1.0")
+    # The staged release takes no job before promotion: background work stays live's.
+    assert images["ballast-worker"].endswith("-jobs:1.0.0")
+    assert images["ballast-backup-exporter"].endswith("-backup:1.0.0")
+    for cronjob in find(objs, "CronJob"):
+        pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+        assert pod["containers"][0]["image"].endswith("-backup:1.1.0")
     notes = deployments["ballast-api-green"]["metadata"].get("annotations") or {}
     assert notes.get("ballast.io/contract-migration") == "true"
     assert find(objs, "Job")[0]["spec"]["template"]["spec"]["containers"][0][
@@ -755,6 +1060,9 @@ def test_stage_after_a_promote_keeps_traffic_where_the_services_point(
         "colors.green.tag=1.1.0",
     ]
     assert "colors.blue.tag=1.2.0" in _sets(upgrade)
+    # promote moved the workers to green's 1.1.0: the upgrade keeps them there.
+    assert "worker.tag=1.1.0" in _sets(upgrade)
+    assert "backup.exporter.tag=1.1.0" in _sets(upgrade)
 
 
 def test_retire_keeps_the_old_colour_for_the_delay(cluster: FakeCluster) -> None:
@@ -770,7 +1078,12 @@ def test_retire_keeps_the_old_colour_for_the_delay(cluster: FakeCluster) -> None
     proc = cluster.run("retire", "--after", "5m")
     assert proc.returncode == 0, proc.stderr
     (upgrade,) = cluster.upgrades()
-    assert _sets(upgrade) == ["activeColor=green", "colors.blue.enabled=false"]
+    assert _sets(upgrade) == [
+        "activeColor=green",
+        "colors.blue.enabled=false",
+        "worker.tag=1.1.0",
+        "backup.exporter.tag=1.1.0",
+    ]
     proc = cluster.run("retire", "--after", "soon")
     assert proc.returncode == 1
     assert "not a duration" in proc.stderr
