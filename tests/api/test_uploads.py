@@ -261,13 +261,29 @@ def test_a_part_of_the_wrong_size_is_refused(s3api: Api) -> None:
     upload = begin(s3api, size=5 * MIB + 10).json()
     [part] = urls(s3api, upload["id"], [2]).json()["urls"]
     assert part["size"] == 10
-    etag = httpx.put(part["url"], content=b"0123456789-too-long", timeout=30).headers[
-        "ETag"
-    ]
+    # The part's size is signed into its URL: the store refuses another body.
+    refused = httpx.put(part["url"], content=b"0123456789-too-long", timeout=30)
+    assert refused.status_code == 403
+    # Should a part of another size get there anyway, completing refuses it.
+    etag = bucket(s3api).upload_part(
+        Bucket=s3api.config.s3.bucket,
+        Key=f"datasets/{upload['dataset_id']}/source.csv",
+        UploadId=_s3_upload_id(s3api, upload["id"]),
+        PartNumber=2,
+        Body=b"0123456789-too-long",
+    )["ETag"]
     first = put_parts(s3api, upload["id"], [1])
     resp = finish(s3api, upload["id"], {1: first[1], 2: etag})
     assert resp.status_code == 422
     assert "part 2 has 19 bytes, not 10" in resp.json()["message"]
+
+
+def _s3_upload_id(api: Api, upload_id: str) -> str:
+    [(s3_id,)] = api.sql(
+        "SELECT s3_upload_id FROM uploads WHERE id = :id",
+        id=uuid.UUID(upload_id).hex if api.db.is_sqlite else upload_id,
+    )
+    return str(s3_id)
 
 
 def test_abort(s3api: Api) -> None:

@@ -87,6 +87,7 @@ def test_browsers_of_the_ui_may_put_parts(s3_server: S3Server, s3_bucket: str) -
         "x/y.csv",
         upload_id,
         1,
+        8,
         60,
     )
     preflight = httpx.options(

@@ -207,10 +207,12 @@ def test_a_refresh_in_the_middle_resumes_the_upload(
     sql: Callable[[str, tuple[object, ...]], list[tuple[object, ...]]],
     tmp_path: Path,
 ) -> None:
-    rows = 1_400_000  # ~22 MB: five parts, three sent at once
+    rows = 2_000_000  # ~22 MB: five parts, three sent at once
     csv = tmp_path / "resumed.csv"
     csv.write_text("t,v\n" + "".join(f"{i},{i % 997}\n" for i in range(rows)))
     data = csv.read_bytes()
+    count = -(-len(data) // (5 * 1024 * 1024))
+    assert count == 5
     token = httpx.post(
         f"{upload_api}/v1/sessions",
         json={"username": "editor", "password": PASSWORDS["editor"]},
@@ -241,15 +243,28 @@ def test_a_refresh_in_the_middle_resumes_the_upload(
             break
         page.wait_for_timeout(100)
     assert held, "no part arrived"
-    assert len(held) < 5
+    assert len(held) < count
 
     # Refresh mid-upload: the page comes back; choosing the same file resumes it.
     page.reload()
     expect(page.locator('[data-testid="ballast-upload-start"]')).to_be_visible()
     assert [r["id"] for r in kept()] == [record["id"]]
+    stored = len(
+        httpx.get(
+            f"{upload_api}/v1/uploads/{record['id']}",
+            headers={"Authorization": f"Bearer {token}"},
+        ).json()["parts"]
+    )
+    assert 0 < stored < count
+    puts: list[str] = []
+    page.on("request", lambda r: puts.append(r.url) if r.method == "PUT" else None)
     page.locator('[data-testid="ballast-upload-file"]').set_input_files(str(csv))
     page.locator('[data-testid="ballast-upload-start"]').click()
-    expect(status).to_contain_text("Resumed:")
+    expect(status).to_contain_text(
+        f"resumed: {stored} of {count} parts were already stored", timeout=60_000
+    )
+    # Only the parts the store did not hold went again.
+    assert len(puts) == count - stored, puts
     expect(page).to_have_url(re.compile(r"id=[0-9a-f-]{36}"), timeout=60_000)
     expect(page.get_by_text(re.compile(r"resumed · ready"))).to_be_visible(
         timeout=60_000

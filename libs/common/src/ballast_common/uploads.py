@@ -253,9 +253,17 @@ def presigner(config: AppConfig) -> Any:
 
 
 def presign_part(
-    client: Any, bucket: str, key: str, upload_id: str, number: int, ttl_s: int
+    client: Any,
+    bucket: str,
+    key: str,
+    upload_id: str,
+    number: int,
+    size: int,
+    ttl_s: int,
 ) -> str:
-    """A URL to PUT part `number` to, valid for `ttl_s` seconds."""
+    """A URL to PUT part `number` to, valid for `ttl_s` seconds. The part's size is
+    signed too (``Content-Length`` is a signed header): the store refuses a body of
+    another size, so nobody puts more into the bucket than the upload declared."""
     return str(
         client.generate_presigned_url(
             "upload_part",
@@ -264,6 +272,7 @@ def presign_part(
                 "Key": key,
                 "UploadId": upload_id,
                 "PartNumber": number,
+                "ContentLength": size,
             },
             ExpiresIn=ttl_s,
             HttpMethod="PUT",

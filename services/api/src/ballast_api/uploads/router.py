@@ -213,16 +213,13 @@ async def sign_parts(
     signer = uploads.presigner(config)
     ttl = config.datasets.upload_url_ttl_s
     bucket = config.s3.bucket
-    urls = [
-        UploadPartUrl(
-            number=n,
-            size=uploads.part_size_of(n, upload.size, upload.part_size),
-            url=uploads.presign_part(
-                signer, bucket, upload.key, upload.s3_upload_id, n, ttl
-            ),
+    urls = []
+    for n in dict.fromkeys(body.numbers):
+        size = uploads.part_size_of(n, upload.size, upload.part_size)
+        url = uploads.presign_part(
+            signer, bucket, upload.key, upload.s3_upload_id, n, size, ttl
         )
-        for n in dict.fromkeys(body.numbers)
-    ]
+        urls.append(UploadPartUrl(number=n, size=size, url=url))
     return UploadPartUrls(
         urls=urls, expires_at=datetime.now(UTC) + timedelta(seconds=ttl)
     )

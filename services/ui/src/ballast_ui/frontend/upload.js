@@ -151,8 +151,11 @@ export default function (component) {
         keepRecord(localStorage, d.user, file, upload.id);
       }
       let finished = null;
+      let resumed = '';
       if (upload.state === 'OPEN') {
         const plan = resumePlan(file.size, upload.part_size, upload.parts);
+        const had = Object.keys(plan.done).length;
+        if (had) resumed = ` (resumed: ${had} of ${upload.part_count} parts were already stored)`;
         const etags = { ...plan.done };
         let sent = plan.sent;
         const inFlight = {};
@@ -201,7 +204,7 @@ export default function (component) {
       }
       dropRecord(localStorage, d.user, upload.id);
       Object.assign(state, {
-        phase: 'done', fraction: 1, message: `Uploaded ${file.name}: importing…`,
+        phase: 'done', fraction: 1, message: `Uploaded ${file.name}${resumed}: importing…`,
       });
       state.show();
       setTriggerValue('done', { dataset: finished.dataset.id, job: finished.job.id, at: Date.now() });
