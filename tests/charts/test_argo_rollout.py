@@ -83,7 +83,8 @@ def test_no_ui_or_api_deployment_one_rollout(values: list[Path]) -> None:
 
 def test_the_worker_stays_a_deployment_on_image_tag() -> None:
     """Workers take jobs from the broker, not through a Service: a blue-green preview worker
-    would consume live jobs anyway (charts/ballast/README.md), so it rolls like in colour mode.
+    would consume live jobs anyway (charts/ballast/README.md): one Deployment, on worker.tag
+    ("" follows image.tag), which nothing moves with the traffic in this mode.
     """
     objs = render(PRODUCTION, ARGO)
     worker = one(objs, "Deployment", "rel-ballast-worker")

@@ -1089,6 +1089,30 @@ def test_retire_keeps_the_old_colour_for_the_delay(cluster: FakeCluster) -> None
     assert "not a duration" in proc.stderr
 
 
+def test_the_readme_names_every_value_stage_and_retire_set(
+    cluster: FakeCluster,
+) -> None:
+    """The runbook's table shows the command each step runs: no --set of the script is missing."""
+    rows = {
+        line.split("|")[1].strip(): line
+        for line in (CHART / "README.md").read_text().splitlines()
+        if line.startswith("| ") and "deploy.py" in line
+    }
+    _live_on_green(cluster)
+    assert cluster.run("stage", "--tag", "1.2.0").returncode == 0
+    assert cluster.run("retire", "--after", "0").returncode == 0
+    stage, retire = cluster.upgrades()
+    for row, upgrade in (
+        ("stage release N+1", stage),
+        ("retire the old colour", retire),
+    ):
+        for key in (s.split("=", 1)[0] for s in _sets(upgrade)):
+            generic = key.replace("green", "<live>").replace("blue", "<idle>")
+            assert generic in rows[row] or key in rows[row], (row, key)
+    for row in ("promote", "roll back"):
+        assert "worker and" in rows[row]
+
+
 def test_the_contract_mark_renders_only_on_its_colour() -> None:
     objs = render(
         (),

@@ -236,6 +236,10 @@ def test_stage_pins_the_worker_and_the_exporter_to_the_live_release() -> None:
     assert cronjobs
     for ref in cronjobs:
         assert _tags(images[ref]) == {"2.0.0"}, ref
+    # Staging restarts no background pod: the worker and the exporter render as before it.
+    before = render(PROD, {"image.tag": "1.0.0", "colors.blue.tag": "1.0.0"})
+    for name in ("rel-ballast-worker", "rel-ballast-backup-exporter"):
+        assert one(objs, "Deployment", name) == one(before, "Deployment", name), name
     # Each pin moves only its own workload.
     only_worker = _images(render(PROD, {"image.tag": "2.0.0", "worker.tag": "1.0.0"}))
     assert _tags(only_worker["Deployment/rel-ballast-backup-exporter"]) == {"2.0.0"}
