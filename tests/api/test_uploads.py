@@ -321,3 +321,31 @@ def test_the_local_store_says_to_upload_through_the_api(api: Api) -> None:
     )
     assert resp.status_code == 409
     assert resp.json()["code"] == "direct_upload_unavailable"
+
+
+def test_no_longer_allowed_into_the_project_leaves_no_file(s3api: Api) -> None:
+    project = s3api.client.post(
+        "/v1/projects", json={"name": "Shared"}, headers=s3api.h("editor")
+    ).json()
+    members = f"/v1/projects/{project['id']}/members"
+    member = s3api.client.post(
+        members,
+        json={"username": "editor2", "role": "editor"},
+        headers=s3api.h("editor"),
+    )
+    assert member.status_code == 200, member.text
+    upload = begin(s3api, size=100, user="editor2", project_id=project["id"])
+    assert upload.status_code == 201, upload.text
+    [part] = urls(s3api, upload.json()["id"], [1], user="editor2").json()["urls"]
+    etag = httpx.put(part["url"], content=DATA[:100], timeout=30).headers["ETag"]
+    # The owner stops sharing before the upload completes.
+    gone = s3api.client.delete(
+        f"{members}/{member.json()['user_id']}", headers=s3api.h("editor")
+    )
+    assert gone.status_code == 204
+    refused = finish(s3api, upload.json()["id"], {1: etag}, user="editor2")
+    assert refused.status_code == 404
+    key = f"datasets/{upload.json()['dataset_id']}/"
+    listed = bucket(s3api).list_objects_v2(Bucket=s3api.config.s3.bucket, Prefix=key)
+    assert listed.get("KeyCount", 0) == 0
+    assert sent(s3api) == []

@@ -306,6 +306,13 @@ async def complete_upload(
         return await run_tx_async(lambda uow: _imported(uow, principal, upload), db=db)
     if upload.state != "OPEN":
         raise _not_open(upload)
+    if upload.project_id is not None:
+        # Before the parts are joined: a refused import leaves no object behind.
+        project_id = upload.project_id
+        await run_tx_async(
+            lambda uow: policy.check_project(uow, principal, project_id, Access.WRITE),
+            db=db,
+        )
     store = _store(config)
     try:
         held = await run_in_threadpool(
