@@ -1113,6 +1113,48 @@ def test_the_readme_names_every_value_stage_and_retire_set(
         assert "worker and" in rows[row]
 
 
+def test_the_followers_are_the_charts_deployments_and_containers() -> None:
+    """deploy.py's worker and exporter names match the chart's, so promote finds them, and
+    every container promote moves is one the chart renders with the pinned tag."""
+    deploy = _deploy_module()
+    objs = render(
+        (),
+        {
+            "backup.enabled": "true",
+            "s3.endpointUrl": "http://s3:9000",
+            "networkPolicy.enabled": "false",
+            "worker.tag": "7.0.0",
+            "backup.exporter.tag": "7.0.0",
+        },
+    )
+    keys = {key for _, _, key in deploy.FOLLOWERS}
+    assert keys == {"worker.tag", "backup.exporter.tag"}
+    for suffix, main, _ in deploy.FOLLOWERS:
+        (d,) = find(objs, "Deployment", f"rel-ballast-{suffix}")
+        pod = d["spec"]["template"]["spec"]
+        containers = [*pod.get("initContainers", []), *pod["containers"]]
+        assert main in [c["name"] for c in containers]
+        for c in containers:
+            assert deploy.split_image(c["image"])[1] == "7.0.0", (suffix, c["name"])
+
+
+@pytest.mark.parametrize(
+    ("image", "split"),
+    [
+        (
+            "ghcr.io/example/ballast-jobs:1.2.0",
+            ("ghcr.io/example/ballast-jobs", "1.2.0"),
+        ),
+        ("registry:5000/ballast-jobs:1.2.0", ("registry:5000/ballast-jobs", "1.2.0")),
+        ("registry:5000/ballast-jobs", ("registry:5000/ballast-jobs", "")),
+        (f"ballast-jobs@sha256:{'a' * 64}", ("ballast-jobs", "")),
+        (f"ballast-jobs:1.2.0@sha256:{'a' * 64}", ("ballast-jobs", "1.2.0")),
+    ],
+)
+def test_split_image_keeps_the_repository(image: str, split: tuple[str, str]) -> None:
+    assert _deploy_module().split_image(image) == split
+
+
 def test_the_contract_mark_renders_only_on_its_colour() -> None:
     objs = render(
         (),
