@@ -75,9 +75,7 @@ import shlex
 import subprocess
 import sys
 import time
-import urllib.error
 import urllib.parse
-import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -516,40 +514,6 @@ def port_forward(target: Target, service: str, port: int) -> Iterator[str]:
             proc.wait()
 
 
-def http(
-    method: str,
-    url: str,
-    *,
-    body: Any = None,
-    token: str | None = None,
-    headers: dict[str, str] | None = None,
-) -> tuple[int, Any]:
-    """One HTTP request; (status, parsed JSON body or text)."""
-    if urllib.parse.urlsplit(url).scheme not in ("http", "https"):
-        raise DeployError(f"{url!r} is not an http(s) URL")
-    data = None if body is None else json.dumps(body).encode()
-    request = urllib.request.Request(url, data=data, method=method)  # noqa: S310
-    request.add_header("Accept", "application/json")
-    if data is not None:
-        request.add_header("Content-Type", "application/json")
-    if token:
-        request.add_header("Authorization", f"Bearer {token}")
-    for key, value in (headers or {}).items():
-        request.add_header(key, value)
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-            status, raw = response.status, response.read()
-    except urllib.error.HTTPError as exc:
-        status, raw = exc.code, exc.read()
-    except (urllib.error.URLError, OSError) as exc:
-        reason = getattr(exc, "reason", exc)
-        raise DeployError(f"{method} {url} failed: {reason}") from None
-    try:
-        return status, json.loads(raw) if raw else None
-    except ValueError:
-        return status, raw.decode(errors="replace")
-
-
 def _expect(step: str, status: int, want: int) -> None:
     if status != want:
         raise DeployError(
@@ -568,6 +532,24 @@ def _load_smoke_module() -> ModuleType:
 
 
 _SMOKE = _load_smoke_module()
+
+
+def http(
+    method: str,
+    url: str,
+    *,
+    body: Any = None,
+    token: str | None = None,
+    headers: dict[str, str] | None = None,
+) -> tuple[int, Any]:
+    """One HTTP request (the smoke test's); (status, parsed JSON body or text)."""
+    try:
+        result: tuple[int, Any] = _SMOKE.http(
+            method, url, body=body, token=token, headers=headers
+        )
+    except _SMOKE.SmokeError as exc:
+        raise DeployError(str(exc)) from None
+    return result
 
 
 def smoke_api(base: str, username: str, password: str) -> None:
