@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -349,3 +350,30 @@ def test_no_longer_allowed_into_the_project_leaves_no_file(s3api: Api) -> None:
     listed = bucket(s3api).list_objects_v2(Bucket=s3api.config.s3.bucket, Prefix=key)
     assert listed.get("KeyCount", 0) == 0
     assert sent(s3api) == []
+
+
+def test_an_abandoned_upload_is_aborted_by_its_owners_next_one(s3api: Api) -> None:
+    old = begin(s3api).json()
+    put_parts(s3api, old["id"], [1])
+    recent = begin(s3api).json()
+    # The first was begun two days ago and never finished.
+    s3api.sql(
+        "UPDATE uploads SET created_at = :at WHERE id = :id",
+        at=datetime.now(UTC) - timedelta(days=2),
+        id=uuid.UUID(old["id"]).hex if s3api.db.is_sqlite else old["id"],
+    )
+    assert begin(s3api, user="editor2").status_code == 201  # another user's: untouched
+    path = f"/v1/uploads/{old['id']}"
+    assert s3api.client.get(path, headers=s3api.h("editor")).json()["state"] == "OPEN"
+    assert begin(s3api).status_code == 201
+    assert (
+        s3api.client.get(path, headers=s3api.h("editor")).json()["state"] == "ABORTED"
+    )
+    recent_path = f"/v1/uploads/{recent['id']}"
+    assert s3api.client.get(recent_path, headers=s3api.h("editor")).json()["state"] == (
+        "OPEN"
+    )
+    pending = bucket(s3api).list_multipart_uploads(Bucket=s3api.config.s3.bucket)
+    keys = {u["Key"] for u in pending.get("Uploads", [])}
+    assert f"datasets/{old['dataset_id']}/source.csv" not in keys
+    assert f"datasets/{recent['dataset_id']}/source.csv" in keys

@@ -15,6 +15,7 @@ from pathlib import PurePosixPath
 from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
+from sqlalchemy import select
 from starlette.concurrency import run_in_threadpool
 
 from ballast_api import policy
@@ -37,13 +38,25 @@ from ballast_common.contracts import (
     UploadPartUrls,
     UploadRead,
 )
-from ballast_common.db import UnitOfWork, run_tx_async
+from ballast_common.db import DB, UnitOfWork, WriteContext, run_tx_async
 from ballast_common.errors import AppError, NotFoundError, ValidationError
 from ballast_common.models import Dataset, Job, Upload
 from ballast_common.security import Permission
-from ballast_common.storage import ObjectInfo, S3ObjectStore, TooLargeError, open_store
+from ballast_common.storage import (
+    ABORT_INCOMPLETE_DAYS,
+    ObjectInfo,
+    S3ObjectStore,
+    TooLargeError,
+    open_store,
+)
+from ballast_common.telemetry import get_logger
 
 router = APIRouter(prefix="/uploads", tags=["uploads"])
+log = get_logger(__name__)
+# An upload still open after this long is abandoned (the bucket's lifecycle rule drops
+# unfinished uploads after as long); its owner's next upload aborts a few at a time.
+STALE = timedelta(days=ABORT_INCOMPLETE_DAYS)
+MAX_SWEEP = 20
 Writer = Annotated[Principal, Depends(require(Permission.DATASETS_WRITE))]
 
 RESPONSES: dict[int | str, dict[str, object]] = {
@@ -106,6 +119,35 @@ def _not_open(upload: Upload) -> AppError:
     )
 
 
+async def _sweep(
+    principal: Principal, db: DB, ctx: WriteContext, store: S3ObjectStore
+) -> None:
+    """Abort my uploads left open longer than the bucket keeps unfinished ones (a few
+    per call): the rows say ABORTED and the store drops their parts, even where the
+    bucket has no lifecycle rule."""
+    cutoff = datetime.now(UTC) - STALE
+
+    def stale(uow: UnitOfWork) -> list[tuple[str, str]]:
+        rows = uow.session.execute(
+            select(Upload.id, Upload.key, Upload.s3_upload_id)
+            .where(
+                Upload.user_id == principal.user_id,
+                Upload.state == "OPEN",
+                Upload.created_at < cutoff,
+            )
+            .limit(MAX_SWEEP)
+        ).all()
+        for row in rows:
+            uow.repo(Upload).update(row.id, state="ABORTED")
+        return [(row.key, row.s3_upload_id) for row in rows]
+
+    for key, s3_id in await run_tx_async(stale, db=db, ctx=ctx):
+        try:
+            await run_in_threadpool(uploads.abort, store, key, s3_id)
+        except AppError as exc:  # the lifecycle rule removes the parts later
+            log.warning("upload_abort_failed", key=key, error=str(exc))
+
+
 @router.post(
     "",
     response_model=UploadRead,
@@ -140,6 +182,7 @@ async def create_upload(
             lambda uow: policy.check_project(uow, principal, project_id, Access.WRITE),
             db=db,
         )
+    await _sweep(principal, db, ctx, store)
     dataset_id = uuid.uuid4()
     key = datasets.source_key(dataset_id, fmt)
     s3_id = await run_in_threadpool(uploads.start, store, key, body.content_type)
