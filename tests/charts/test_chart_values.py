@@ -358,3 +358,35 @@ def test_pod_identity_needs_no_static_s3_key() -> None:
     backups = [s for r, s in pod_specs(objs) if r.startswith("CronJob/")]
     assert backups
     assert {s["serviceAccountName"] for s in backups} == {"rel-ballast-backup"}
+
+
+def test_direct_uploads_get_the_browser_facing_store_and_the_ui_origins() -> None:
+    """Presigned upload URLs are signed for s3.publicUrl, and the bucket's CORS rule
+    lets the ui's own origins PUT to it: by default every Ingress host."""
+    hosts = {"ingress.host": "app.example.com", "ingress.extraHosts[0]": "x.example.com"}
+    default = _config(render(PROD, hosts))
+    assert "BALLAST_S3__PUBLIC_URL" not in default
+    assert json.loads(default["BALLAST_S3__CORS_ORIGINS"]) == [
+        "https://app.example.com",
+        "https://x.example.com",
+    ]
+    chosen = _config(
+        render(
+            PROD,
+            {
+                **hosts,
+                "s3.publicUrl": "https://files.example.com",
+                "s3.corsOrigins[0]": "https://other.example.com",
+            },
+        )
+    )
+    assert chosen["BALLAST_S3__PUBLIC_URL"] == "https://files.example.com"
+    assert json.loads(chosen["BALLAST_S3__CORS_ORIGINS"]) == [
+        "https://other.example.com"
+    ]
+    # No Ingress, no origin to guess: the bucket's CORS is left alone.
+    assert "BALLAST_S3__CORS_ORIGINS" not in _config(
+        render(PROD, {"ingress.enabled": "false"})
+    )
+    # No object store: nothing of it at all.
+    assert "BALLAST_S3__CORS_ORIGINS" not in _config(render())

@@ -173,6 +173,18 @@ BALLAST_S3__REGION: {{ $.Values.s3.region | quote }}
 {{- with $.Values.s3.accessKeyId }}
 BALLAST_S3__ACCESS_KEY_ID: {{ . | quote }}
 {{- end }}
+{{- with $.Values.s3.publicUrl }}
+BALLAST_S3__PUBLIC_URL: {{ . | quote }}
+{{- end }}
+{{- $origins := $.Values.s3.corsOrigins }}
+{{- if and (not $origins) $.Values.ingress.enabled }}
+{{- range (prepend $.Values.ingress.extraHosts $.Values.ingress.host | uniq) }}
+{{- $origins = append $origins (printf "https://%s" .) }}
+{{- end }}
+{{- end }}
+{{- with $origins }}
+BALLAST_S3__CORS_ORIGINS: {{ toJson . | quote }}
+{{- end }}
 {{- end }}
 {{- with .Values.config.trustedProxies }}
 BALLAST_SECURITY__TRUSTED_PROXIES: {{ toJson . | quote }}
