@@ -120,12 +120,32 @@ async def _forward(request: Request, call: Callable[[ApiClient], Any]) -> Respon
     )
 
 
-async def create(request: Request) -> Response:
-    """Begin a direct upload."""
-    body = await _body(request, UploadCreate)
+async def _forward_body(
+    request: Request,
+    model: type[M],
+    call: Callable[[ApiClient, M, uuid.UUID | None], Any],
+    *,
+    upload: bool = True,
+) -> Response:
+    """Check the path's upload id (`upload`) and the JSON body, then forward
+    ``call(api, body, upload_id)``."""
+    upload_id = _upload_id(request) if upload else None
+    if upload and upload_id is None:
+        return _error(404, "not_found", "no such upload")
+    body = await _body(request, model)
     if isinstance(body, JSONResponse):
         return body
-    return await _forward(request, lambda api: api.create_upload(body))
+    return await _forward(request, lambda api: call(api, body, upload_id))
+
+
+async def create(request: Request) -> Response:
+    """Begin a direct upload."""
+    return await _forward_body(
+        request,
+        UploadCreate,
+        lambda api, body, _id: api.create_upload(body),
+        upload=False,
+    )
 
 
 async def one(request: Request) -> Response:
@@ -140,24 +160,20 @@ async def one(request: Request) -> Response:
 
 async def parts(request: Request) -> Response:
     """Presigned URLs for some parts."""
-    upload_id = _upload_id(request)
-    if upload_id is None:
-        return _error(404, "not_found", "no such upload")
-    body = await _body(request, UploadPartsRequest)
-    if isinstance(body, JSONResponse):
-        return body
-    return await _forward(request, lambda api: api.sign_upload_parts(upload_id, body))
+    return await _forward_body(
+        request,
+        UploadPartsRequest,
+        lambda api, body, upload_id: api.sign_upload_parts(str(upload_id), body),
+    )
 
 
 async def complete(request: Request) -> Response:
     """Join the parts and start the import."""
-    upload_id = _upload_id(request)
-    if upload_id is None:
-        return _error(404, "not_found", "no such upload")
-    body = await _body(request, UploadComplete)
-    if isinstance(body, JSONResponse):
-        return body
-    return await _forward(request, lambda api: api.complete_upload(upload_id, body))
+    return await _forward_body(
+        request,
+        UploadComplete,
+        lambda api, body, upload_id: api.complete_upload(str(upload_id), body),
+    )
 
 
 ROUTES = [
