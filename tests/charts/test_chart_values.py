@@ -363,7 +363,10 @@ def test_pod_identity_needs_no_static_s3_key() -> None:
 def test_direct_uploads_get_the_browser_facing_store_and_the_ui_origins() -> None:
     """Presigned upload URLs are signed for s3.publicUrl, and the bucket's CORS rule
     lets the ui's own origins PUT to it: by default every Ingress host."""
-    hosts = {"ingress.host": "app.example.com", "ingress.extraHosts[0]": "x.example.com"}
+    hosts = {
+        "ingress.host": "app.example.com",
+        "ingress.extraHosts[0]": "x.example.com",
+    }
     default = _config(render(PROD, hosts))
     assert "BALLAST_S3__PUBLIC_URL" not in default
     assert json.loads(default["BALLAST_S3__CORS_ORIGINS"]) == [
