@@ -44,9 +44,11 @@ class NoAffinityProxy:
     rotation), routing every request as the module says. ``hits`` counts the requests each backend port got;
     ``served`` lists ``(port, method and path)`` of every request in order."""
 
-    def __init__(self, backends: Sequence[tuple[str, int]]) -> None:
+    def __init__(
+        self, backends: Sequence[tuple[str, int]], port: int | None = None
+    ) -> None:
         self.backends = list(backends)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://{LOOPBACK}:{self.port}"
         self.hits: Counter[int] = Counter()
         self.served: list[tuple[int, str]] = []

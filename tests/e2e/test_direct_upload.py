@@ -9,6 +9,7 @@ broker and a fresh bucket of the S3 test server, sharing only the e2e database.
 from __future__ import annotations
 
 import hashlib
+import json
 import re
 import sys
 from collections.abc import Callable, Iterator
@@ -21,6 +22,7 @@ from playwright.sync_api import BrowserContext, Page, expect
 from ballast_testing.s3 import S3Server
 from ballast_testing.servers import free_port, throwaway_redis
 from tests.e2e.conftest import PASSWORDS, Proc, _env, login, no_exception, screenshot
+from tests.e2e.no_affinity_proxy import NoAffinityProxy
 from tests.e2e.test_jobs_page import WorkerProc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -36,10 +38,17 @@ def ui_port() -> int:
 
 
 @pytest.fixture(scope="module")
+def proxy_port() -> int:
+    """The port of the proxy in front of two ui replicas (an origin the bucket allows)."""
+    return free_port()
+
+
+@pytest.fixture(scope="module")
 def upload_env(
     stack_db: str,
     s3_server: S3Server,
     ui_port: int,
+    proxy_port: int,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, str]]:
     """Settings shared by the module's api and worker: database, broker, bucket."""
@@ -56,7 +65,9 @@ def upload_env(
             "BALLAST_S3__ACCESS_KEY_ID": s3_server.access_key,
             "BALLAST_S3__SECRET_ACCESS_KEY": s3_server.secret_key,
             # The browser PUTs from the ui's origin: the api sets the bucket's CORS rule.
-            "BALLAST_S3__CORS_ORIGINS": f'["http://127.0.0.1:{ui_port}"]',
+            "BALLAST_S3__CORS_ORIGINS": json.dumps(
+                [f"http://127.0.0.1:{port}" for port in (ui_port, proxy_port)]
+            ),
             "BALLAST_DATASETS__MAX_UPLOAD_MB": MAX_BODY_MB,
             "BALLAST_DATASETS__UPLOAD_PART_MB": "5",
         }
@@ -90,17 +101,7 @@ def upload_ui(
 ) -> Iterator[str]:
     """The ui on the module's api, once the module's worker is ready too."""
     worker = WorkerProc(upload_env, tmp_path_factory.mktemp("e2e-up-w") / "w.log")
-    proc = Proc(
-        "upload-ui",
-        [sys.executable, "-m", "ballast_ui"],
-        _env(
-            BALLAST_API_URL=upload_api,
-            BALLAST_UI__HOST="127.0.0.1",
-            BALLAST_UI__PORT=str(ui_port),
-        ),
-        f"http://127.0.0.1:{ui_port}/_stcore/health",
-        tmp_path_factory.mktemp("e2e-up-ui") / "ui.log",
-    )
+    proc = _ui("upload-ui", upload_api, ui_port, tmp_path_factory)
     try:
         proc.start()
         worker.wait_ready()
@@ -108,6 +109,23 @@ def upload_ui(
     finally:
         proc.stop()
         worker.stop()
+
+
+def _ui(
+    name: str, api: str, port: int, tmp_path_factory: pytest.TempPathFactory
+) -> Proc:
+    """A ui process on `api`, listening on `port` (not started)."""
+    return Proc(
+        name,
+        [sys.executable, "-m", "ballast_ui"],
+        _env(
+            BALLAST_API_URL=api,
+            BALLAST_UI__HOST="127.0.0.1",
+            BALLAST_UI__PORT=str(port),
+        ),
+        f"http://127.0.0.1:{port}/_stcore/health",
+        tmp_path_factory.mktemp(f"e2e-{name}") / "ui.log",
+    )
 
 
 def throttle(context: BrowserContext, page: Page, bytes_per_s: int) -> None:
@@ -278,3 +296,57 @@ def test_a_refresh_in_the_middle_resumes_the_upload(
     )
     assert (size, sha, count) == (len(data), hashlib.sha256(data).hexdigest(), rows)
     assert kept() == []
+
+
+def test_two_replicas_without_affinity_take_a_direct_upload(
+    context: BrowserContext,
+    upload_ui: str,
+    upload_api: str,
+    proxy_port: int,
+    sql: Callable[[str, tuple[object, ...]], list[tuple[object, ...]]],
+    tmp_path: Path,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    """Two ui replicas behind a proxy without affinity: every request of the upload
+    (the ui's routes, the component's files) is served by the replica that does not
+    hold the page's session, and the file still arrives and is imported."""
+    del upload_ui  # the module's worker must run
+    ports = [free_port(), free_port()]
+    replicas = [
+        _ui(f"ui-r{i}", upload_api, port, tmp_path_factory)
+        for i, port in enumerate(ports)
+    ]
+    csv = tmp_path / "replicas.csv"
+    csv.write_text("k,v\n" + "".join(f"{i},{i % 13}\n" for i in range(600_000)))
+    data = csv.read_bytes()
+    assert len(data) > 5 * 1024 * 1024  # two parts, and past the 1 MB body limit
+    try:
+        for proc in replicas:
+            proc.start()
+        backends = [("127.0.0.1", port) for port in ports]
+        with NoAffinityProxy(backends, port=proxy_port) as proxy:
+            page = context.new_page()
+            login(page, proxy.url, "editor", "/?page=data")
+            page.locator('[data-testid="ballast-upload-file"]').set_input_files(
+                str(csv)
+            )
+            page.locator('[data-testid="ballast-upload-start"]').click()
+            expect(page).to_have_url(re.compile(r"id=[0-9a-f-]{36}"), timeout=60_000)
+            expect(page.get_by_text(re.compile(r"replicas · ready"))).to_be_visible(
+                timeout=60_000
+            )
+            no_exception(page)
+            served = list(proxy.served)
+    finally:
+        for proc in replicas:
+            proc.stop()
+    session = [port for port, line in served if "/_stcore/stream" in line][-1]
+    uploads = {port for port, line in served if "/_ballast/uploads" in line}
+    assert uploads, served
+    assert session not in uploads, served
+    dataset_id = re.search(r"id=([0-9a-f-]{36})", page.url)
+    assert dataset_id is not None
+    [(size, sha)] = sql(
+        "SELECT size_bytes, sha256 FROM datasets WHERE id = %s", (dataset_id.group(1),)
+    )
+    assert (size, sha) == (len(data), hashlib.sha256(data).hexdigest())
