@@ -12,9 +12,16 @@ import pytest
 
 from ballast_common import uploads
 from ballast_common.config import AppConfig
-from ballast_common.errors import ValidationError
-from ballast_common.storage import S3ObjectStore, download, open_store
-from ballast_testing.s3 import S3Server
+from ballast_common.errors import NotFoundError, ValidationError
+from ballast_common.storage import (
+    S3_TARGET,
+    S3ObjectStore,
+    StorageCircuitOpenError,
+    StorageUnavailableError,
+    download,
+    open_store,
+)
+from ballast_testing.s3 import S3Proxy, S3Server
 
 MIB = 1024 * 1024
 
@@ -138,3 +145,24 @@ def test_the_checksum_is_recorded_when_the_upload_is_read(
     assert store.stat(key).sha256 == sha
     assert download(store, key, tmp_path / "b").sha256 == sha
     assert uploads.fetch(store, key, tmp_path / "c").sha256 == sha
+
+
+def test_direct_upload_requests_go_through_the_store_breaker(
+    s3_server: S3Server, s3_bucket: str, s3_proxy: S3Proxy
+) -> None:
+    """The multipart requests are operations of the outbound target "s3" like the
+    store's own: a store that is down opens the breaker, which then answers at once;
+    an upload gone from the store is an answer (404), not a failure."""
+    up = S3ObjectStore(s3_server.client(), s3_bucket)
+    with pytest.raises(NotFoundError):
+        uploads.list_parts(up, "gone.csv", "no-such-upload")
+    assert up.outbound.breaker(S3_TARGET).fail_counter == 0
+    down = S3ObjectStore(
+        s3_server.client(endpoint_url=s3_proxy.endpoint_url), s3_bucket
+    )
+    s3_proxy.cut()
+    for _ in range(down.outbound.settings(S3_TARGET).breaker_fail_max):
+        with pytest.raises(StorageUnavailableError, match="unreachable"):
+            uploads.start(down, "direct.csv", "text/csv")
+    with pytest.raises(StorageCircuitOpenError):
+        uploads.start(down, "direct.csv", "text/csv")

@@ -21,15 +21,14 @@ from __future__ import annotations
 import contextlib
 import functools
 import hashlib
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 from botocore.config import Config
-from botocore.exceptions import BotoCoreError, ClientError
-from urllib3.exceptions import HTTPError as Urllib3Error
+from botocore.exceptions import ClientError
 
 from ballast_common.config import AppConfig
 from ballast_common.errors import AppError, NotFoundError, ValidationError
@@ -39,10 +38,10 @@ from ballast_common.storage import (
     ObjectStore,
     S3ObjectStore,
     StorageError,
-    StorageUnavailableError,
     download,
 )
 
+T = TypeVar("T")
 MIB = 1024 * 1024
 # S3: parts are numbered 1..10,000; every part but the last is at least 5 MiB.
 MAX_PARTS = 10_000
@@ -114,58 +113,54 @@ def etag(value: str) -> str:
     return value.strip().strip('"')
 
 
-@contextlib.contextmanager
-def _errors(store: S3ObjectStore, key: str) -> Iterator[None]:
-    details = {"bucket": store.bucket, "key": key}
-    try:
-        yield
-    except ClientError as exc:
-        error = exc.response.get("Error", {})
-        code = str(error.get("Code", ""))
-        status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode", 0))
-        if code == "NoSuchUpload":
-            raise NotFoundError(
-                "the upload is no longer in the object store (completed, aborted or "
-                "expired)",
-                code="upload_gone",
-                details=details,
-            ) from None
-        if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
-            raise ValidationError(
-                f"the object store refused the parts ({code}): upload them again",
-                code="invalid_parts",
-                details={**details, "s3_code": code},
-            ) from None
-        if status >= 500 or code in ("SlowDown", "RequestTimeout"):
-            raise StorageUnavailableError(
-                f"object store unavailable for {store.bucket}/{key} ({code})",
-                details={**details, "code": code},
-            ) from exc
-        raise StorageError(
-            f"object store refused {store.bucket}/{key}: {code}",
-            details={**details, "code": code},
-        ) from exc
-    except (BotoCoreError, Urllib3Error, OSError) as exc:
-        raise StorageUnavailableError(
-            f"object store unreachable for {store.bucket}/{key}: {exc}",
-            details=details,
-        ) from exc
+def _s3(store: S3ObjectStore, key: str, fn: Callable[[], T]) -> T:
+    """`fn`'s requests as one operation of the store's outbound target ``s3`` (breaker,
+    timing and counts; other answers mapped as the store maps its own), the multipart
+    answers mapped first: an upload gone from the store is a 404, parts it refuses a
+    422 (answers, not failures of the store)."""
+
+    def multipart() -> T:
+        try:
+            return fn()
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            details = {"bucket": store.bucket, "key": key}
+            if code == "NoSuchUpload":
+                raise NotFoundError(
+                    "the upload is no longer in the object store (completed, aborted "
+                    "or expired)",
+                    code="upload_gone",
+                    details=details,
+                ) from None
+            if code in ("InvalidPart", "InvalidPartOrder", "EntityTooSmall"):
+                raise ValidationError(
+                    f"the object store refused the parts ({code}): upload them again",
+                    code="invalid_parts",
+                    details={**details, "s3_code": code},
+                ) from None
+            raise
+
+    return store.call(key, multipart)
 
 
 def start(store: S3ObjectStore, key: str, content_type: str) -> str:
     """Begin a multipart upload to `key`; its id."""
-    with _errors(store, key):
-        answer = store.client.create_multipart_upload(
+    answer = _s3(
+        store,
+        key,
+        lambda: store.client.create_multipart_upload(
             Bucket=store.bucket, Key=key, ContentType=content_type
-        )
+        ),
+    )
     return str(answer["UploadId"])
 
 
 def list_parts(store: S3ObjectStore, key: str, upload_id: str) -> list[Part]:
     """The parts the store holds, by number (NotFoundError once it is gone)."""
-    parts: list[Part] = []
-    marker = 0
-    with _errors(store, key):
+
+    def pages() -> list[Part]:
+        parts: list[Part] = []
+        marker = 0
         while True:
             page = store.client.list_parts(
                 Bucket=store.bucket,
@@ -179,46 +174,44 @@ def list_parts(store: S3ObjectStore, key: str, upload_id: str) -> list[Part]:
                 for p in page.get("Parts", [])
             )
             if not page.get("IsTruncated"):
-                break
+                return parts
             marker = int(page["NextPartNumberMarker"])
-    return sorted(parts, key=lambda p: p.number)
+
+    return sorted(_s3(store, key, pages), key=lambda p: p.number)
 
 
 def complete(
     store: S3ObjectStore, key: str, upload_id: str, parts: Sequence[Part]
 ) -> int:
     """Join the parts into the object; its size."""
-    with _errors(store, key):
-        store.client.complete_multipart_upload(
-            Bucket=store.bucket,
-            Key=key,
-            UploadId=upload_id,
-            MultipartUpload={
-                "Parts": [
-                    {"PartNumber": p.number, "ETag": f'"{p.etag}"'} for p in parts
-                ]
-            },
-        )
+    joined = {"Parts": [{"PartNumber": p.number, "ETag": f'"{p.etag}"'} for p in parts]}
+    _s3(
+        store,
+        key,
+        lambda: store.client.complete_multipart_upload(
+            Bucket=store.bucket, Key=key, UploadId=upload_id, MultipartUpload=joined
+        ),
+    )
     return object_size(store, key)
 
 
 def object_size(store: S3ObjectStore, key: str) -> int:
     """The stored object's size (NotFoundError if absent)."""
-    try:
-        with _errors(store, key):
-            head = store.client.head_object(Bucket=store.bucket, Key=key)
-    except StorageError as exc:
-        if exc.details.get("code") in ("404", "NoSuchKey", "NotFound"):
-            raise NotFoundError(f"object {key} not found") from None
-        raise
+    head = _s3(
+        store, key, lambda: store.client.head_object(Bucket=store.bucket, Key=key)
+    )
     return int(head["ContentLength"])
 
 
 def abort(store: S3ObjectStore, key: str, upload_id: str) -> None:
     """Abort the upload and drop its parts (one already gone is not an error)."""
-    with contextlib.suppress(NotFoundError), _errors(store, key):
-        store.client.abort_multipart_upload(
-            Bucket=store.bucket, Key=key, UploadId=upload_id
+    with contextlib.suppress(NotFoundError):
+        _s3(
+            store,
+            key,
+            lambda: store.client.abort_multipart_upload(
+                Bucket=store.bucket, Key=key, UploadId=upload_id
+            ),
         )
 
 
@@ -286,8 +279,9 @@ def configure_cors(store: S3ObjectStore, origins: Sequence[str]) -> None:
     """
     if not origins:
         return
-    rules: list[dict[str, Any]] = []
-    with _errors(store, ""):
+
+    def put_rule() -> None:
+        rules: list[dict[str, Any]] = []
         try:
             current = store.client.get_bucket_cors(Bucket=store.bucket)
             rules = [
@@ -309,6 +303,8 @@ def configure_cors(store: S3ObjectStore, origins: Sequence[str]) -> None:
         store.client.put_bucket_cors(
             Bucket=store.bucket, CORSConfiguration={"CORSRules": rules}
         )
+
+    _s3(store, "", put_rule)
 
 
 def fetch(store: ObjectStore, key: str, target: Path) -> ObjectInfo:
@@ -333,12 +329,15 @@ def fetch(store: ObjectStore, key: str, target: Path) -> ObjectInfo:
             details={"key": key, "expected": info.size, "read": size},
         )
     sha = digest.hexdigest()
-    with _errors(store, key):
-        store.client.put_object_tagging(
+    _s3(
+        store,
+        key,
+        lambda: store.client.put_object_tagging(
             Bucket=store.bucket,
             Key=key,
             Tagging={"TagSet": [{"Key": "sha256", "Value": sha}]},
-        )
+        ),
+    )
     return ObjectInfo(key, size, sha, info.content_type)
 
 
