@@ -317,7 +317,10 @@ print(json.dumps({"growth": peak() - marks["warm"], "out": out, "rows": rows}))
 """
 
 
-@pytest.mark.parametrize(("fmt", "rows"), [("csv", 500_000), ("xlsx", 40_000)])
+# The allocator's own growth after the warm-up is a few MiB whatever the size (8 MiB
+# seen on a 13 MB file of 500,000 rows, over the bound): the file is large enough for
+# that to stay well under half of it.
+@pytest.mark.parametrize(("fmt", "rows"), [("csv", 1_500_000), ("xlsx", 40_000)])
 def test_memory_stays_bounded_on_a_large_dataset(
     fmt: str, rows: int, tmp_path: Path
 ) -> None:
