@@ -6,9 +6,20 @@ A Streamlit upgrade that moves or changes one of them fails here, not in a brows
 from __future__ import annotations
 
 import ast
+import asyncio
+from pathlib import Path
+from typing import Any
 
 import pytest
 import streamlit as st
+from streamlit.proto.ClientState_pb2 import ClientState
+from streamlit.runtime.app_session import AppSession
+from streamlit.runtime.memory_media_file_storage import MemoryMediaFileStorage
+from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+from streamlit.runtime.runtime import Runtime, RuntimeConfig
+from streamlit.runtime.script_data import ScriptData
+from streamlit.runtime.scriptrunner import ScriptRunner
+from streamlit.runtime.scriptrunner.script_cache import ScriptCache
 from streamlit.testing.v1 import AppTest
 
 from ballast_ui import st_internals
@@ -87,3 +98,127 @@ def test_an_untested_release_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(st_internals, "get_logger", lambda _name: Log())
     assert st_internals.warn_if_untested() == message
     assert logged == [("streamlit_untested", {"message": message})]
+
+
+RACE_SCRIPT = """
+import streamlit as st
+
+@st.fragment
+def nav():
+    n = st.session_state.setdefault("nav", 0)
+    st.session_state["nav"] = n + 1
+    st.query_params["page"] = f"p{n}"
+    st.text(f"nav {n}")
+
+@st.fragment
+def poll():
+    n = st.session_state.setdefault("poll", 0)
+    st.session_state["poll"] = n + 1
+    st.text(f"poll {n}")
+
+nav()
+poll()
+"""
+
+
+def _sent(session: Any) -> list[str]:
+    """The texts drawn and the URLs set, in the order the browser would get them."""
+    out = []
+    for m in session._browser_queue.flush():
+        kind = m.WhichOneof("type")
+        if kind == "page_info_changed":
+            out.append("?" + m.page_info_changed.query_string)
+        elif (
+            kind == "delta"
+            and m.delta.WhichOneof("type") == "new_element"
+            and m.delta.new_element.WhichOneof("type") == "text"
+        ):
+            out.append(m.delta.new_element.text.body)
+    return out
+
+
+async def _settled(session: Any) -> None:
+    """Wait until the session's runner is gone and its posts were handled."""
+    for _ in range(500):
+        await asyncio.sleep(0.01)
+        if session._scriptrunner is None:
+            return
+    raise AssertionError("the script runner did not finish")
+
+
+def _race(script: Path) -> list[str]:
+    """A navigation fragment's rerun, then a polling fragment's: the second request
+    reaches the session after the first run finished on its thread but before the
+    session's loop handled that run's output."""
+
+    async def main() -> list[str]:
+        uploads = MemoryUploadedFileManager("/upload")
+        # The process's runtime (runs clear its media), not started: no server.
+        Runtime(
+            RuntimeConfig(
+                script_path=str(script),
+                media_file_storage=MemoryMediaFileStorage("/media"),
+                uploaded_file_manager=uploads,
+            )
+        )
+        session = AppSession(
+            script_data=ScriptData(str(script)),
+            uploaded_file_manager=uploads,
+            script_cache=ScriptCache(),
+            message_enqueued_callback=None,
+            user_info={},
+        )
+        try:
+            session.request_rerun(None)
+            await _settled(session)
+            first = _sent(session)
+            nav, poll = list(session._fragment_storage._fragments)
+            session.request_rerun(ClientState(fragment_id=nav))
+            # The loop is held: the nav run's output waits in its queue while the
+            # poll's rerun request comes in.
+            session._scriptrunner._script_thread.join(timeout=10)
+            session.request_rerun(ClientState(fragment_id=poll))
+            await _settled(session)
+            return first + _sent(session)
+        finally:
+            session.shutdown()
+            Runtime._instance = None
+
+    return asyncio.run(main())
+
+
+def test_a_finished_runs_output_survives_its_runner_being_replaced(
+    tmp_path: Path,
+) -> None:
+    st_internals.keep_output_of_finished_runs()
+    script = tmp_path / "race_app.py"
+    script.write_text(RACE_SCRIPT)
+    assert _race(script) == [
+        "?page=p0",
+        "nav 0",
+        "poll 0",
+        "?page=p1",
+        "nav 1",
+        "poll 1",
+    ]
+
+
+def test_streamlit_alone_still_drops_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # When this fails, Streamlit delivers the output itself: the mend can go.
+    st_internals.keep_output_of_finished_runs()
+    originals = st_internals.ORIGINALS
+    monkeypatch.setattr(ScriptRunner, "request_rerun", originals["request_rerun"])
+    monkeypatch.setattr(ScriptRunner, "request_stop", originals["request_stop"])
+    monkeypatch.setattr(
+        AppSession, "_handle_scriptrunner_event_on_event_loop", originals["handle"]
+    )
+    script = tmp_path / "race_app.py"
+    script.write_text(RACE_SCRIPT)
+    assert _race(script) == ["?page=p0", "nav 0", "poll 0", "poll 1"]
+
+
+def test_the_mend_is_installed_once() -> None:
+    st_internals.keep_output_of_finished_runs()
+    assert st_internals.keep_output_of_finished_runs() is False

@@ -7,7 +7,9 @@ Streamlit has no public API for three things the Workbench needs:
 - which fragment is being drawn;
 - whether the browser's back/forward started the run (`ballast_ui.router`).
 
-Each is read here and nowhere else. `TESTED_VERSIONS` lists the Streamlit releases
+Each is read here and nowhere else. One Streamlit race is also mended here
+(`keep_output_of_finished_runs`): the output of a run that finished just before its
+ScriptRunner was replaced was dropped (a navigation whose new URL never arrived). `TESTED_VERSIONS` lists the Streamlit releases
 whose internals these functions were checked against; `tests/ui/test_st_internals.py`
 runs each against the installed Streamlit (and fails on a release not listed), and the
 UI logs a warning at start-up when it runs on another one.
@@ -15,8 +17,16 @@ UI logs a warning at start-up when it runs on another one.
 
 from __future__ import annotations
 
+from typing import Any
+
 import streamlit as st
-from streamlit.runtime.scriptrunner import get_script_run_ctx
+from streamlit.runtime.app_session import AppSession
+from streamlit.runtime.scriptrunner import (
+    ScriptRunner,
+    ScriptRunnerEvent,
+    get_script_run_ctx,
+)
+from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
 from streamlit.runtime.scriptrunner_utils.script_run_context import ThreadState
 
 from ballast_common.telemetry import get_logger
@@ -77,3 +87,81 @@ def session_id() -> str | None:
     """The Streamlit session's id (one browser tab's connection), outside a run None."""
     ctx = get_script_run_ctx()
     return None if ctx is None else str(ctx.session_id)
+
+
+# Set on a ScriptRunner whose script thread has nothing left to run.
+_FINISHED = "_ballast_finished"
+_STOP_ASKED = "_ballast_stop_asked"
+_PATCHED = "_ballast_keeps_finished_runs"
+# Streamlit's own functions the mend wraps (kept for tests that prove the race).
+ORIGINALS: dict[str, Any] = {}
+
+
+def _runner_is_done(runner: ScriptRunner) -> bool:
+    """Whether ``runner``'s thread finished its runs (it stops taking requests then)."""
+    requests = getattr(runner, "_requests", None)
+    return bool(
+        requests is not None
+        and getattr(requests, "_state", None) == ScriptRequestType.STOP
+    )
+
+
+def keep_output_of_finished_runs() -> bool:
+    """Deliver the output of a run that finished just before its ScriptRunner was replaced.
+
+    A ScriptRunner posts each message of a run to the session's event loop and, once the
+    run is over and nothing else was asked, stops taking requests. A rerun request that
+    reaches the loop before those posts were handled is refused, so the session starts a
+    new ScriptRunner, and then ignores every post still queued from the old one: the
+    finished run's elements and URL change never reach the browser. Fragments that rerun
+    on a timer (the status poll, the Jobs page) make this frequent: a navigation ran on the
+    server while the browser kept the old URL. The old runner's posts were all queued
+    before the new one existed, so handling them as the session's own keeps the order.
+    Only a runner that finished its runs is believed: one stopped mid-run (the Stop
+    button, a full rerun interrupting it) still has posts to come after the new
+    runner's, which Streamlit rightly ignores, as it does every runner's SHUTDOWN.
+
+    Returns:
+        ``True`` if this call installed it (``False``: it already was).
+    """
+    if getattr(AppSession, _PATCHED, False):
+        return False
+    request_rerun = ScriptRunner.request_rerun
+    request_stop = ScriptRunner.request_stop
+    handle = AppSession._handle_scriptrunner_event_on_event_loop
+    ORIGINALS.update(
+        request_rerun=request_rerun, request_stop=request_stop, handle=handle
+    )
+
+    def rerun(self: ScriptRunner, rerun_data: Any) -> bool:
+        accepted = request_rerun(self, rerun_data)
+        if not accepted and not getattr(self, _STOP_ASKED, False):
+            setattr(self, _FINISHED, True)
+        return accepted
+
+    def stop(self: ScriptRunner) -> None:
+        if not getattr(self, _STOP_ASKED, False) and _runner_is_done(self):
+            setattr(self, _FINISHED, True)
+        else:
+            setattr(self, _STOP_ASKED, True)
+        request_stop(self)
+
+    def on_event(
+        self: AppSession, sender: Any, event: Any, *args: Any, **kw: Any
+    ) -> None:
+        current = self._scriptrunner
+        if (
+            sender is not None
+            and current is not None
+            and sender is not current
+            and event != ScriptRunnerEvent.SHUTDOWN
+            and getattr(sender, _FINISHED, False)
+        ):
+            sender = current
+        handle(self, sender, event, *args, **kw)
+
+    ScriptRunner.request_rerun = rerun  # type: ignore[method-assign]
+    ScriptRunner.request_stop = stop  # type: ignore[method-assign]
+    AppSession._handle_scriptrunner_event_on_event_loop = on_event  # type: ignore[method-assign]
+    setattr(AppSession, _PATCHED, True)
+    return True
