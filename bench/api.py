@@ -9,6 +9,12 @@ Writes bench/results/api.json with
 - ratio_p99_1c = save_p99_ms_1c / raw_p99_ms_1c (target <= 2);
 - saves_per_s_16c: saves per second with 16 concurrent clients on the production worker
   count (2 api workers: the chart's 2 replicas x 1 worker; target >= 2000);
+- healthz_per_s_16c: the same 16 clients on the same 2 workers asking GET /healthz (no
+  database, no auth), same run: what this machine's HTTP stack and load generator reach
+  at all, the ceiling of any endpoint; save_share_of_http_ceiling = saves_per_s_16c / it;
+- raw_tx_per_s_16c: 16 asyncpg connections each doing single-row INSERTs (autocommit: one
+  round trip and one commit each, as a save on the hot path), same run: the database's
+  own ceiling on this machine;
 - draft_batch_p50_ms / draft_batch_p99_ms: PUT /v1/drafts carrying 20 widget values
   (one transaction) at 1 client;
 - save_p99_ms_at_1e4_audit_rows / save_p99_ms_at_1e6_audit_rows: the 1-client save p99
@@ -161,32 +167,48 @@ async def _grow_audit(dsn: str, rows: int) -> None:
 
 
 async def _load_worker(
-    base: str, token: str, form: str, deadline: float, counts: list[int]
+    base: str, token: str, form: str | None, deadline: float, counts: list[int]
 ) -> None:
+    """Saves to `form` until the deadline (with no form: GET /healthz)."""
     headers = {"Authorization": f"Bearer {token}"}
     async with httpx.AsyncClient(base_url=base, headers=headers, timeout=30) as client:
         i = 0
         while time.perf_counter() < deadline:
-            resp = await client.put(
-                f"/v1/forms/{form}",
-                json={"data": {"n": i}},
-                headers={"Idempotency-Key": uuid.uuid4().hex},
-            )
+            if form is None:
+                resp = await client.get("/healthz")
+            else:
+                resp = await client.put(
+                    f"/v1/forms/{form}",
+                    json={"data": {"n": i}},
+                    headers={"Idempotency-Key": uuid.uuid4().hex},
+                )
             if resp.status_code not in (200, 201):
-                raise RuntimeError(f"save failed: {resp.status_code} {resp.text}")
+                raise RuntimeError(f"request failed: {resp.status_code} {resp.text}")
             i += 1
         counts.append(i)
 
 
 def _load_process(
-    base: str, token: str, offset: int, clients: int, duration: float, queue: Any
+    base: str,
+    token: str,
+    offset: int,
+    clients: int,
+    duration: float,
+    queue: Any,
+    saves: bool = True,
 ) -> None:
     async def main() -> int:
         counts: list[int] = []
         deadline = time.perf_counter() + duration
         await asyncio.gather(
             *(
-                _load_worker(base, token, f"bench.16c.{offset + c}", deadline, counts)
+                _load_worker(
+                    base,
+                    token,
+                    f"bench.16c.{offset + c}" if saves else None,
+                    deadline,
+                    counts,
+                )
                 for c in range(clients)
             )
         )
@@ -195,16 +217,45 @@ def _load_process(
     queue.put(asyncio.run(main()))
 
 
+async def _raw_throughput(dsn: str, clients: int, duration: float) -> float:
+    """Raw insert transactions/s on `clients` connections (the database's ceiling)."""
+    conns = [await asyncpg.connect(dsn) for _ in range(clients)]
+    deadline = time.perf_counter() + duration
+
+    async def one(conn: asyncpg.Connection) -> int:
+        stmt = await conn.prepare(
+            "INSERT INTO bench_raw (payload, at) VALUES ($1, now())"
+        )
+        n = 0
+        while time.perf_counter() < deadline:
+            await stmt.fetch('{"n": 1}')
+            n += 1
+        return n
+
+    try:
+        return sum(await asyncio.gather(*(one(c) for c in conns))) / duration
+    finally:
+        for conn in conns:
+            await conn.close()
+
+
 def _throughput(
-    base: str, token: str, clients: int, duration: float, procs: int = 2
+    base: str,
+    token: str,
+    clients: int,
+    duration: float,
+    procs: int = 2,
+    saves: bool = True,
 ) -> float:
-    """Saves/s with `clients` concurrent clients spread over `procs` load processes."""
+    """Saves/s (or, with `saves` false, GET /healthz/s) with `clients` concurrent
+    clients spread over `procs` load processes."""
     ctx = multiprocessing.get_context("spawn")
     queue = ctx.Queue()
     per = clients // procs
     workers = [
         ctx.Process(
-            target=_load_process, args=(base, token, p * per, per, duration, queue)
+            target=_load_process,
+            args=(base, token, p * per, per, duration, queue, saves),
         )
         for p in range(procs)
     ]
@@ -213,7 +264,7 @@ def _throughput(
     total = sum(queue.get(timeout=duration + 120) for _ in workers)
     for w in workers:
         w.join()
-    return total / duration
+    return float(total) / duration
 
 
 def run() -> dict[str, Any]:
@@ -239,6 +290,10 @@ def run() -> dict[str, Any]:
             token = _login(base)
             _throughput(base, token, CLIENTS, 2.0)  # warm-up: connections, caches
             per_s = _throughput(base, token, CLIENTS, DURATION_16C_S)
+            healthz_per_s = _throughput(
+                base, token, CLIENTS, DURATION_16C_S, saves=False
+            )
+        raw_per_s = asyncio.run(_raw_throughput(url, CLIENTS, DURATION_16C_S))
     save_p99 = percentile(saves, 99)
     raw_p99 = percentile(raw, 99)
     p99_1e4, p99_1e6 = percentile(at_1e4, 99), percentile(at_1e6, 99)
@@ -256,6 +311,9 @@ def run() -> dict[str, Any]:
         "raw_p99_ms_1c": round(raw_p99, 3),
         "ratio_p99_1c": round(save_p99 / raw_p99, 3),
         "saves_per_s_16c": round(per_s, 1),
+        "healthz_per_s_16c": round(healthz_per_s, 1),
+        "save_share_of_http_ceiling": round(per_s / healthz_per_s, 3),
+        "raw_tx_per_s_16c": round(raw_per_s, 1),
         "samples_1c": len(saves),
         "clients_16c": CLIENTS,
         "duration_16c_s": DURATION_16C_S,
