@@ -9,8 +9,9 @@ Streamlit has no public API for three things the Workbench needs:
 
 Each is read here and nowhere else. One Streamlit race is also mended here
 (`keep_output_of_finished_runs`): the output of a run that finished just before its
-ScriptRunner was replaced was dropped (a navigation whose new URL never arrived). `TESTED_VERSIONS` lists the Streamlit releases
-whose internals these functions were checked against; `tests/ui/test_st_internals.py`
+ScriptRunner was replaced was dropped (a navigation whose new URL never arrived).
+`TESTED_VERSIONS` lists the Streamlit releases whose internals these functions were
+checked against; `tests/ui/test_st_internals.py`
 runs each against the installed Streamlit (and fails on a release not listed), and the
 UI logs a warning at start-up when it runs on another one.
 """
