@@ -23,11 +23,14 @@ from tests.api.conftest import PASSWORDS, make_config, open_session
 
 
 def _traced_client(
-    seeded_dbs: dict[str, str], tmp_path: Path, env: dict[str, str]
+    seeded_dbs: dict[str, str],
+    tmp_path: Path,
+    env: dict[str, str],
+    backend: str = "sqlite",
 ) -> Iterator[tuple[TestClient, InMemorySpanExporter, dict[str, str]]]:
     exporter = InMemorySpanExporter()
     configure_tracing("api", processor=SimpleSpanProcessor(exporter), env=env)
-    db = DB(seeded_dbs["sqlite"])
+    db = DB(seeded_dbs[backend])
     config = make_config(tmp_path)
     try:
         app = create_app(config=config, db=db)
@@ -78,3 +81,23 @@ def test_the_standard_excluded_urls_setting_adds_paths(
         assert client.get("/v1/projects", headers=auth).status_code == 200
         names = {s.name for s in exporter.get_finished_spans()}
         assert "GET /v1/projects" in names
+
+
+@pytest.mark.integration
+def test_a_save_past_the_router_is_traced_under_its_route(
+    seeded_dbs: dict[str, str], tmp_path: Path
+) -> None:
+    """forms/hot.py answers PUT /v1/forms/{form_id} on PostgreSQL without the router;
+    its server span is still named by the route, with its statement inside."""
+    for client, exporter, tokens in _traced_client(
+        seeded_dbs, tmp_path, {}, "postgresql"
+    ):
+        auth = {"Authorization": f"Bearer {tokens['editor']}"}
+        form = f"traced.{tmp_path.name}"
+        saved = client.put(f"/v1/forms/{form}", json={"data": {"a": 1}}, headers=auth)
+        assert saved.status_code == 201, saved.text
+        spans = exporter.get_finished_spans()
+        server = [s for s in spans if s.kind is SpanKind.SERVER]
+        assert [s.name for s in server] == ["PUT /v1/forms/{form_id}"]
+        assert server[0].attributes["http.route"] == "/v1/forms/{form_id}"
+        assert any(s.kind is SpanKind.CLIENT for s in spans)

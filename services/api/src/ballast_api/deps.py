@@ -51,16 +51,21 @@ async def get_principal(request: Request, creds: BearerDep) -> Principal:
 CurrentPrincipal = Annotated[Principal, Depends(get_principal)]
 
 
+def check_permission(principal: Principal, permission: Permission) -> Principal:
+    """`principal` if it holds `permission`, else PermissionDenied (403)."""
+    if not principal.can(permission):
+        raise PermissionDenied(
+            f"permission {permission} required",
+            details={"permission": str(permission), "roles": list(principal.roles)},
+        )
+    return principal
+
+
 def require(permission: Permission) -> Callable[..., Coroutine[Any, Any, Principal]]:
     """A dependency that yields the principal if it holds `permission`, else 403."""
 
     async def check(principal: CurrentPrincipal) -> Principal:
-        if not principal.can(permission):
-            raise PermissionDenied(
-                f"permission {permission} required",
-                details={"permission": str(permission), "roles": list(principal.roles)},
-            )
-        return principal
+        return check_permission(principal, permission)
 
     check.__name__ = f"require_{permission.replace(':', '_')}"
     return check
@@ -72,14 +77,22 @@ async def write_context(request: Request) -> WriteContext:
     The address is the peer's, or what a trusted proxy says it is
     (`ClientAddressMiddleware`); a client's own X-Forwarded-For is never believed.
     """
-    ip = request.client.host if request.client else None
+    return write_context_of(
+        request.client.host if request.client else None,
+        request.headers.get("user-agent"),
+    )
+
+
+def write_context_of(ip: str | None, user_agent: str | None) -> WriteContext:
+    """The write context of the current request: its bound ids and user, `ip` (the
+    decided client address) and `user_agent` (cut to 512 characters)."""
     user = tctx.user_id_var.get()
     return WriteContext(
         user_id=uuid.UUID(user) if user else None,
         correlation_id=tctx.correlation_id_var.get(),
         trace_id=tctx.trace_id_var.get(),
         ip=ip,
-        user_agent=(request.headers.get("user-agent") or "")[:512] or None,
+        user_agent=(user_agent or "")[:512] or None,
     )
 
 
@@ -95,17 +108,22 @@ async def idempotency_key(
         ),
     ] = None,
 ) -> str | None:
-    if idempotency_key is not None and not (
-        1 <= len(idempotency_key) <= 100
-        and idempotency_key.isascii()
-        and idempotency_key.isprintable()
-        and idempotency_key.strip() == idempotency_key
-    ):
+    if idempotency_key is not None and not valid_idempotency_key(idempotency_key):
         raise ValidationError(
             "Idempotency-Key must be 1 to 100 printable ASCII characters",
             details={"fields": ["Idempotency-Key"]},
         )
     return idempotency_key
+
+
+def valid_idempotency_key(key: str) -> bool:
+    """1 to 100 printable ASCII characters, no surrounding blanks."""
+    return (
+        1 <= len(key) <= 100
+        and key.isascii()
+        and key.isprintable()
+        and key.strip() == key
+    )
 
 
 WriteIdDep = Annotated[str | None, Depends(idempotency_key)]

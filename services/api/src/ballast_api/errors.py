@@ -50,6 +50,11 @@ def error_response(
 
 async def _app_error(_request: Request, exc: Exception) -> JSONResponse:
     assert isinstance(exc, AppError)
+    return app_error_response(exc)
+
+
+def app_error_response(exc: AppError) -> JSONResponse:
+    """The answer to `exc` (its status, code, message and masked details; 5xx logged)."""
     headers = {"WWW-Authenticate": "Bearer"} if exc.status == 401 else None
     if isinstance(exc, TransientError):
         headers = _retry_after(exc.retry_after)

@@ -12,6 +12,7 @@ from fastapi import FastAPI
 
 from ballast_api import errors, openapi
 from ballast_api.auth.throttle import close_login_throttle
+from ballast_api.forms.hot import HotFormSave
 from ballast_api.health.router import publish_pool_stats
 from ballast_api.health.router import router as health_router
 from ballast_api.input_guard import InputGuardMiddleware
@@ -86,7 +87,9 @@ def create_app(config: AppConfig | None = None, db: DB | None = None) -> FastAPI
         app.state.db = db
     errors.install(app)
     openapi.install(app)
-    # Added first, so it runs inside the request context (its errors carry trace ids).
+    # Innermost: the form save's hot path, behind every guarantee of the layers below.
+    app.add_middleware(HotFormSave)
+    # Inside the request context (its errors carry trace ids).
     app.add_middleware(InputGuardMiddleware)
     app.add_middleware(RequestContextMiddleware, service="api")
     # Outside the request context: every response, a 500 too, gets the headers ...

@@ -319,8 +319,12 @@ async def bust_after_commit(changed: Iterable[tuple[str, str]]) -> None:
     tags = {t for rtype, rid in changed for t in (rtype, f"{rtype}:{rid}")}
     _notify(tags)
     if tags and cache is not None:
-        # Off the event loop: the bust waits for every replica's answer.
-        await asyncio.to_thread(cache.bust, *sorted(tags))
+        if cache.has_l2:
+            # Off the event loop: the bust waits for every replica's answer.
+            await asyncio.to_thread(cache.bust, *sorted(tags))
+        else:
+            # Only this process's memory: no wait, and no thread hop per save.
+            cache.bust(*sorted(tags))
 
 
 def _bust(uow: UnitOfWork) -> None:

@@ -2,12 +2,13 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Request, Response
 
 from ballast_api import policy
 from ballast_api.deps import DBDep, WriteCtxDep, WriteIdDep, require
 from ballast_api.forms import service
 from ballast_api.forms.fast import save_form as save_form_fast
+from ballast_api.forms.hot import DECLINED
 from ballast_api.policy import Access
 from ballast_api.principal import Principal
 from ballast_api.writes import idempotent_write
@@ -35,6 +36,7 @@ async def save_form(
     db: DBDep,
     ctx: WriteCtxDep,
     write_id: WriteIdDep,
+    request: Request,
     response: Response,
 ) -> FormRead:
     """Save a form (create or update) with optimistic concurrency; idempotent per
@@ -44,9 +46,10 @@ async def save_form(
         await run_tx_async(
             lambda uow: policy.check_form(uow, principal, form_id, Access.WRITE), db=db
         )
-    if not db.is_sqlite:
+    if not db.is_sqlite and not request.scope.get(DECLINED):
         # PostgreSQL: one statement, one round trip (forms/fast.py). Replays and
-        # conflicts come back as None and take the general path.
+        # conflicts come back as None and take the general path. (Usually forms/hot.py
+        # ran it already, past the router, and sends only those here.)
         fast = await save_form_fast(db, ctx, principal.user_id, form_id, body, write_id)
         if fast is not None:
             status, saved, touched = fast
