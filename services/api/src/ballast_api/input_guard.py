@@ -87,6 +87,21 @@ def _max_body(scope: Scope) -> int:
     return int(kb) * 1024
 
 
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` that gives the app `body` (already read, whole) first, then `receive`'s
+    own messages (a disconnect)."""
+    sent = False
+
+    async def replay() -> Message:
+        nonlocal sent
+        if not sent:
+            sent = True
+            return {"type": "http.request", "body": body, "more_body": False}
+        return await receive()
+
+    return replay
+
+
 class InputGuardMiddleware:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -141,16 +156,7 @@ class InputGuardMiddleware:
             if found is not None:
                 await validation_response([("body", *found)])(scope, receive, send)
                 return
-        sent = False
-
-        async def replay() -> Message:
-            nonlocal sent
-            if not sent:
-                sent = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)
 
     @staticmethod
     def _is_json(scope: Scope) -> bool:

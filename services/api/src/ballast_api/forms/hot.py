@@ -29,13 +29,14 @@ from typing import Any
 
 from pydantic import ValidationError as PydanticValidationError
 from starlette.responses import Response
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ballast_api import policy
 from ballast_api.auth.service import authenticate
 from ballast_api.deps import check_permission, valid_idempotency_key, write_context_of
 from ballast_api.errors import app_error_response
 from ballast_api.forms.fast import save_form
+from ballast_api.input_guard import replaying
 from ballast_common.contracts.forms import FORM_ID_PATTERN, FormSave
 from ballast_common.db import DB, bust_after_commit
 from ballast_common.errors import AppError
@@ -105,19 +106,6 @@ async def _read_body(receive: Receive) -> bytes | None:
             return b"".join(chunks)
 
 
-def _replaying(body: bytes, receive: Receive) -> Receive:
-    sent = False
-
-    async def replay() -> Message:
-        nonlocal sent
-        if not sent:
-            sent = True
-            return {"type": "http.request", "body": body, "more_body": False}
-        return await receive()
-
-    return replay
-
-
 class HotFormSave:
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
@@ -156,7 +144,7 @@ class HotFormSave:
         try:
             form = FormSave.model_validate_json(body)
         except PydanticValidationError:
-            await self.app(scope, _replaying(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
             return
         self._mark_route(scope, form_id)
         try:
@@ -177,7 +165,7 @@ class HotFormSave:
             return
         if saved is None:  # a replay or a stale version: the route answers those
             scope[DECLINED] = True
-            await self.app(scope, _replaying(body, receive), send)
+            await self.app(scope, replaying(body, receive), send)
             return
         status, result, _touched = saved
         response = Response(
