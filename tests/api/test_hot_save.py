@@ -7,6 +7,7 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
+from sqlalchemy.exc import TimeoutError as SQLAlchemyTimeoutError
 
 from ballast_api.forms import hot
 from ballast_api.forms import router as forms_router
@@ -100,15 +101,27 @@ def test_a_replay_and_a_stale_version_go_to_the_route_with_their_body(
 
 
 @pytest.mark.parametrize(
-    ("form", "body", "headers", "status"),
+    ("form", "body", "headers", "status", "fields"),
     [
-        ("project.00000000-0000-0000-0000-000000000001", {"data": {}}, {}, 404),
-        ("hot.c", {"data": "not an object"}, {}, 422),
-        ("hot.c", {"data": {}, "expected_version": -1}, {}, 422),
-        ("hot.c", {"data": {}}, {"Idempotency-Key": " padded "}, 422),
-        ("hot.c", {"data": {}}, {"Idempotency-Key": "k" * 101}, 422),
-        ("hot c", {"data": {}}, {}, 422),
-        ("x" * 201, {"data": {}}, {}, 422),
+        ("project.00000000-0000-0000-0000-000000000001", {"data": {}}, {}, 404, None),
+        ("hot.c", {"data": "not an object"}, {}, 422, ["data"]),
+        ("hot.c", {"data": {}, "expected_version": -1}, {}, 422, ["expected_version"]),
+        (
+            "hot.c",
+            {"data": {}},
+            {"Idempotency-Key": " padded "},
+            422,
+            ["Idempotency-Key"],
+        ),
+        (
+            "hot.c",
+            {"data": {}},
+            {"Idempotency-Key": "k" * 101},
+            422,
+            ["Idempotency-Key"],
+        ),
+        ("hot c", {"data": {}}, {}, 422, ["form_id"]),
+        ("x" * 201, {"data": {}}, {}, 422, ["form_id"]),
     ],
 )
 def test_what_the_hot_path_does_not_take_the_route_answers(
@@ -118,10 +131,14 @@ def test_what_the_hot_path_does_not_take_the_route_answers(
     body: Any,
     headers: dict[str, str],
     status: int,
+    fields: list[str] | None,
 ) -> None:
     resp = put(api, form, body, **headers)
     assert resp.status_code == status, resp.text
     assert resp.json()["code"] in ("not_found", "validation_error")
+    if fields is not None:
+        # The route's own wording, naming the field: it parsed the body as sent.
+        assert resp.json()["details"]["fields"] == fields
     assert paths["hot"] == 0
     assert api.audit_count(resource_type="forms") == 0
 
@@ -199,3 +216,19 @@ def test_a_form_id_is_taken_only_when_the_route_would_match_it() -> None:
     ]:
         assert hot.form_id_of(scope(method, path)) is None, path
     assert hot.form_id_of({"type": "websocket", "path": "/v1/forms/a"}) is None
+
+
+def test_a_database_that_cannot_answer_is_a_503_as_on_the_route(
+    api: Api, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The pool timing out (every connection busy) is answered by the app's database
+    error handler on the route: 503 with Retry-After. Past the router, the same."""
+
+    async def pool_exhausted(*_args: Any, **_kwargs: Any) -> Any:
+        raise SQLAlchemyTimeoutError("QueuePool limit reached")
+
+    monkeypatch.setattr(hot, "save_form", pool_exhausted)
+    resp = put(api, "hot.f", {"data": {"x": 1}})
+    assert resp.status_code == 503, resp.text
+    assert resp.json()["code"] == "unavailable"
+    assert int(resp.headers["Retry-After"]) >= 1

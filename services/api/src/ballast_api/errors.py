@@ -118,9 +118,17 @@ def _retry_after(seconds: float | None) -> dict[str, str]:
 
 
 async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
-    """A database error that escaped the retrying runners: 503 if retrying may help."""
-    if not (isinstance(exc, SQLAlchemyTimeoutError) or is_transient(exc)):
+    response = database_error_response(exc)
+    if response is None:
         raise exc
+    return response
+
+
+def database_error_response(exc: Exception) -> JSONResponse | None:
+    """A database error that escaped the retrying runners: 503 if retrying may help,
+    else None (a fault: the caller lets it become a 500)."""
+    if not (isinstance(exc, SQLAlchemyTimeoutError) or is_transient(exc)):
+        return None
     log_error(exc, {"code": "unavailable"})
     return error_response(
         503,
@@ -128,6 +136,16 @@ async def _database_error(_request: Request, exc: Exception) -> JSONResponse:
         "the database is temporarily unavailable: try again shortly",
         headers=_retry_after(None),
     )
+
+
+def handled_error_response(exc: Exception) -> JSONResponse | None:
+    """What the app's exception handlers answer to `exc` (an `AppError`, a transient
+    database error), for code that runs outside FastAPI's routing; None: a fault."""
+    if isinstance(exc, AppError):
+        return app_error_response(exc)
+    if isinstance(exc, SQLAlchemyError):
+        return database_error_response(exc)
+    return None
 
 
 def install(app: FastAPI) -> None:

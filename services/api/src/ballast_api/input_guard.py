@@ -87,6 +87,15 @@ def _max_body(scope: Scope) -> int:
     return int(kb) * 1024
 
 
+def is_json(scope: Scope) -> bool:
+    """Whether the request says its body is JSON (`application/json`, `*+json`)."""
+    for name, value in scope["headers"]:
+        if name == b"content-type":
+            kind = bytes(value).split(b";", 1)[0].strip().lower()
+            return kind == b"application/json" or kind.endswith(b"+json")
+    return False
+
+
 def replaying(body: bytes, receive: Receive) -> Receive:
     """A `receive` that gives the app `body` (already read, whole) first, then `receive`'s
     own messages (a disconnect)."""
@@ -118,7 +127,7 @@ class InputGuardMiddleware:
         if problem is not None:
             await validation_response([problem])(scope, receive, send)
             return
-        if method not in _BODY_METHODS or not self._is_json(scope):
+        if method not in _BODY_METHODS or not is_json(scope):
             await self.app(scope, receive, send)
             return
         max_body = _max_body(scope)
@@ -157,14 +166,6 @@ class InputGuardMiddleware:
                 await validation_response([("body", *found)])(scope, receive, send)
                 return
         await self.app(scope, replaying(body, receive), send)
-
-    @staticmethod
-    def _is_json(scope: Scope) -> bool:
-        for name, value in scope["headers"]:
-            if name == b"content-type":
-                kind = bytes(value).split(b";", 1)[0].strip().lower()
-                return kind == b"application/json" or kind.endswith(b"+json")
-        return False
 
     @staticmethod
     def _url_problem(scope: Scope) -> tuple[str, str, str] | None:

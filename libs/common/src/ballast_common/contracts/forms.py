@@ -11,6 +11,7 @@ from pydantic import BaseModel, Field, StrictBool, StrictInt
 from ballast_common.fields import INT32_MAX
 
 FORM_ID_PATTERN = r"^[A-Za-z0-9_.:\-/]+$"
+FORM_ID_MAX_LENGTH = 200
 
 
 class FormSave(BaseModel):

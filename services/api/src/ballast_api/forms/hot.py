@@ -27,6 +27,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
+from fastapi.routing import iter_route_contexts
 from pydantic import ValidationError as PydanticValidationError
 from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
@@ -34,20 +35,18 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from ballast_api import policy
 from ballast_api.auth.service import authenticate
 from ballast_api.deps import check_permission, valid_idempotency_key, write_context_of
-from ballast_api.errors import app_error_response
+from ballast_api.errors import handled_error_response
 from ballast_api.forms.fast import save_form
-from ballast_api.input_guard import replaying
-from ballast_common.contracts.forms import FORM_ID_PATTERN, FormSave
+from ballast_api.input_guard import is_json, replaying
+from ballast_common.contracts.forms import FORM_ID_MAX_LENGTH, FORM_ID_PATTERN, FormSave
 from ballast_common.db import DB, bust_after_commit
-from ballast_common.errors import AppError
 from ballast_common.security import Permission
 from ballast_common.telemetry import context as tctx
 
 PREFIX = "/v1/forms/"
 TEMPLATE = "/v1/forms/{form_id}"
-# The route's own constraint on the path parameter ([^/]+: one path segment).
-_FORM_ID = re.compile(FORM_ID_PATTERN.removeprefix("^").removesuffix("$"))
-_MAX_FORM_ID = 200
+# The route's own constraints on the path parameter (and {form_id}: one path segment).
+_FORM_ID = re.compile(FORM_ID_PATTERN)
 # Scope key: the statement ran here and left the request to the general path.
 DECLINED = "ballast.hot_save_declined"
 
@@ -69,9 +68,9 @@ def form_id_of(scope: Scope) -> str | None:
         return None
     form_id = path[len(PREFIX) :]
     if (
-        not 1 <= len(form_id) <= _MAX_FORM_ID
+        not 1 <= len(form_id) <= FORM_ID_MAX_LENGTH
         or "/" in form_id
-        or not _FORM_ID.fullmatch(form_id)
+        or not _FORM_ID.match(form_id)
         or policy.project_of_form(form_id) is not None
     ):
         return None
@@ -87,11 +86,6 @@ def _bearer(headers: dict[bytes, bytes]) -> str | None:
     if scheme.lower() != b"bearer" or not token.strip():
         return None
     return token.strip().decode("latin-1")
-
-
-def _is_json(headers: dict[bytes, bytes]) -> bool:
-    kind = headers.get(b"content-type", b"").split(b";", 1)[0].strip().lower()
-    return kind == b"application/json" or kind.endswith(b"+json")
 
 
 async def _read_body(receive: Receive) -> bytes | None:
@@ -133,7 +127,7 @@ class HotFormSave:
         write_id = key.decode("latin-1") if key is not None else None
         if (
             token is None
-            or not _is_json(headers)
+            or not is_json(scope)
             or (write_id is not None and not valid_idempotency_key(write_id))
         ):
             await self.app(scope, receive, send)
@@ -160,8 +154,13 @@ class HotFormSave:
             saved = await save_form(db, ctx, principal.user_id, form_id, form, write_id)
             if saved is not None:
                 await bust_after_commit(saved[2])
-        except AppError as exc:
-            await app_error_response(exc)(scope, receive, send)
+        except Exception as exc:
+            # Answered as the app's exception handlers answer the route; a fault is
+            # left to the request context (a 500 carrying the trace id).
+            answer = handled_error_response(exc)
+            if answer is None:
+                raise
+            await answer(scope, receive, send)
             return
         if saved is None:  # a replay or a stale version: the route answers those
             scope[DECLINED] = True
@@ -176,8 +175,6 @@ class HotFormSave:
 
 def find_route(app: Any) -> Any:
     """The api's PUT /v1/forms/{form_id} route (None in an app without it)."""
-    from fastapi.routing import iter_route_contexts
-
     for route in iter_route_contexts(getattr(app, "routes", ())):
         if getattr(route, "path_format", None) == TEMPLATE and "PUT" in (
             getattr(route, "methods", None) or ()

@@ -12,14 +12,21 @@ from ballast_api.forms.hot import DECLINED
 from ballast_api.policy import Access
 from ballast_api.principal import Principal
 from ballast_api.writes import idempotent_write
-from ballast_common.contracts.forms import FORM_ID_PATTERN, FormRead, FormSave
+from ballast_common.contracts.forms import (
+    FORM_ID_MAX_LENGTH,
+    FORM_ID_PATTERN,
+    FormRead,
+    FormSave,
+)
 from ballast_common.db import UnitOfWork, bust_after_commit, run_tx_async
 from ballast_common.security import Permission
 
 router = APIRouter(prefix="/forms", tags=["forms"])
 Reader = Annotated[Principal, Depends(require(Permission.FORMS_READ))]
 Writer = Annotated[Principal, Depends(require(Permission.FORMS_WRITE))]
-FormId = Annotated[str, Path(min_length=1, max_length=200, pattern=FORM_ID_PATTERN)]
+FormId = Annotated[
+    str, Path(min_length=1, max_length=FORM_ID_MAX_LENGTH, pattern=FORM_ID_PATTERN)
+]
 
 
 @router.put(
