@@ -9,14 +9,19 @@ count (for a full load: the first contentful paint).
 from __future__ import annotations
 
 import contextlib
+import http.server
 import re
+import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
+import streamlit
 from playwright.sync_api import BrowserContext, Error, Page, WebSocketRoute, expect
 
+from ballast_testing.servers import free_port
 from tests.e2e.conftest import login, no_exception
 from tests.e2e.test_workbench import PAGES, rerun_counts
 from tests.e2e.test_zero_loss import PATIENCE_MS
@@ -307,4 +312,90 @@ def test_project_page_does_not_move_after_first_paint(
         assert score(shifts) <= MAX_SHIFT, report(
             f"{visit} visit: list", painted, shifts
         )
+    no_exception(page)
+
+
+# Streamlit's code for these element kinds, fetched the first time one is drawn.
+LAZY_CODE = re.compile(
+    r"/static/js/(TextArea|NumberInput|DateInput|Checkbox|DataFrame|FileUploader)"
+    r"\.[^/]+\.js$"
+)
+SLOW_CODE_S = 6.0
+
+
+@contextlib.contextmanager
+def slow_element_code(context: BrowserContext) -> Any:
+    """Serve the code of the lazily loaded element kinds SLOW_CODE_S late.
+
+    The browser is sent to a loopback server of the test's own for those files (the
+    same bytes Streamlit serves), which waits before answering: a slow link, or a busy
+    machine, in which a page can be opened before that code has arrived.
+    """
+    static = Path(streamlit.__file__).parent / "static"
+
+    class Slow(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            time.sleep(SLOW_CODE_S)
+            body = (static / self.path.lstrip("/").split("?")[0]).read_bytes()
+            self.send_response(200)
+            self.send_header("Content-Type", "text/javascript")
+            self.send_header("Access-Control-Allow-Origin", "*")
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    port = free_port()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), Slow)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    served: list[str] = []
+
+    def detour(route: Any) -> None:
+        path = re.sub(r"^https?://[^/]+", "", route.request.url)
+        served.append(path)
+        route.continue_(url=f"http://127.0.0.1:{port}{path}")
+
+    context.route(LAZY_CODE, detour)
+    try:
+        yield served
+    finally:
+        context.unroute(LAZY_CODE)
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=10)
+
+
+def test_a_project_opened_right_after_sign_in_does_not_move(
+    context: BrowserContext,
+    ui_url: str,
+    ui_metrics_url: str,
+    new_project: Callable[..., str],
+) -> None:
+    """The CI failure: the first project opened before the text area's code arrived.
+
+    Its description was a 40 px skeleton for a moment, then a 120 px text area that
+    pushed the fields under it down 80 px (and the budget and date inputs, 28 px each).
+    """
+    name = "Opened at once project"
+    pid = new_project(name)
+    with slow_element_code(context) as served:
+        page = context.new_page()
+        login(page, ui_url, "editor")
+        page.get_by_role("link", name=re.compile("Projects")).click()
+        # As a user does: on as soon as the list is there, not once the load is over.
+        # Searched for: the ui's cache may hold the editor's list from before it.
+        search = page.locator(".st-key-projects--q input")
+        search.fill(name)
+        search.press("Enter")
+        _heading_painted(page, name)
+        page.locator(f".st-key-projects--open--{pid} button").click()
+        painted = _first_paint(page)
+        _project_drawn(page)
+        wait_polled(page, ui_metrics_url)
+        shifts = shifts_after(page, painted)
+        assert score(shifts) <= MAX_SHIFT, report("project", painted, shifts)
+        assert any("TextArea" in path for path in served), served
     no_exception(page)

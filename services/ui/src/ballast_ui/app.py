@@ -47,6 +47,9 @@ from ballast_ui.widgets import journal_meta
 IN_FULL_RUN = "_ballast_in_full_run"
 VIEW = "_ballast_view::"
 PRELOADED = "_ballast_preloaded"
+# How long into a session its full runs draw the preload (see `_preload`): every run,
+# not only the first, so the elements stay until their code has arrived on a slow link.
+PRELOAD_S = 20.0
 ACKS = "_ballast_acks"
 _FRAGMENTS: dict[str, Callable[[], None]] = {}
 
@@ -178,14 +181,23 @@ def _run_page(name: str, draw: Callable[[], None]) -> None:
         _page_journal(name)
 
 
+def _preload_due() -> bool:
+    """Whether this run draws the preload: the session is younger than PRELOAD_S."""
+    started = float(st.session_state.setdefault(PRELOADED, time.monotonic()))
+    return time.monotonic() - started < PRELOAD_S
+
+
 def _preload() -> None:
     """Draw, hidden, one element of every kind a page may show only later.
 
     Streamlit fetches an element kind's code the first time one is drawn and shows a
     40 px skeleton meanwhile; the real element then pushes everything below it down
-    (e.g. the text area of the first project opened). Drawn by the status fragment's
-    first poll of a signed-in session, the code is fetched right after the app loaded,
-    before a page needs it; the next poll draws them no more (their code stays).
+    (e.g. the text area of the first project opened). Drawn by every full run in the
+    first PRELOAD_S of a session, the sign-in page's included (signing in keeps the
+    browser's page, and the code fetched for it), the code is fetched while the app
+    loads: its load is over (``body[data-bloaded]``) only once these skeletons are
+    gone, and until then a page holding a skeleton is hidden (LOADING_CSS). Later runs
+    draw them no more; their code stays in the page.
     """
     rows = pd.DataFrame({"a": [1]})
     with st.container(key="bpage-_preload"):
@@ -245,9 +257,6 @@ def _status_fragment() -> None:
         return
     with timed_run("status", "poll"):
         _status(ctx)
-        if ctx.user is not None and not st.session_state.get(PRELOADED):
-            st.session_state[PRELOADED] = True
-            _preload()
 
 
 def _header(ctx: Ctx) -> None:
@@ -404,6 +413,8 @@ def main() -> None:
                 st.write("There is no such page.")
             # Toasts for my jobs finishing, on whatever page (draws nothing else).
             job_toasts()
+        if _preload_due():
+            _preload()
     except Exception as exc:
         log_error(exc, {"where": "ui_main"})
         raise
