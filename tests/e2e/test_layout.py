@@ -276,6 +276,19 @@ def _project_drawn(page: Page) -> None:
     expect(page.locator('[data-stale="true"]')).to_have_count(0)
 
 
+def _open_project_steadily(
+    page: Page, metrics_url: str, name: str, pid: str, what: str
+) -> None:
+    """Open project ``pid`` from the list: nothing moves after its first paint."""
+    _heading_painted(page, name)
+    page.locator(f".st-key-projects--open--{pid} button").click()
+    painted = _first_paint(page)
+    _project_drawn(page)
+    wait_polled(page, metrics_url)
+    shifts = shifts_after(page, painted)
+    assert score(shifts) <= MAX_SHIFT, report(what, painted, shifts)
+
+
 def test_project_page_does_not_move_after_first_paint(
     context: BrowserContext,
     ui_url: str,
@@ -289,15 +302,8 @@ def test_project_page_does_not_move_after_first_paint(
     page.get_by_role("link", name=re.compile("Projects")).click()
     drawn(page, "projects")
     for visit in ("first", "again"):
-        # Open the project from the list.
-        _heading_painted(page, name)
-        page.locator(f".st-key-projects--open--{pid} button").click()
-        painted = _first_paint(page)
-        _project_drawn(page)
-        wait_polled(page, ui_metrics_url)
-        shifts = shifts_after(page, painted)
-        assert score(shifts) <= MAX_SHIFT, report(
-            f"{visit} visit: project", painted, shifts
+        _open_project_steadily(
+            page, ui_metrics_url, name, pid, f"{visit} visit: project"
         )
         # And back to the list.
         _heading_painted(page, "Projects")
@@ -390,12 +396,6 @@ def test_a_project_opened_right_after_sign_in_does_not_move(
         search = page.locator(".st-key-projects--q input")
         search.fill(name)
         search.press("Enter")
-        _heading_painted(page, name)
-        page.locator(f".st-key-projects--open--{pid} button").click()
-        painted = _first_paint(page)
-        _project_drawn(page)
-        wait_polled(page, ui_metrics_url)
-        shifts = shifts_after(page, painted)
-        assert score(shifts) <= MAX_SHIFT, report("project", painted, shifts)
+        _open_project_steadily(page, ui_metrics_url, name, pid, "project")
         assert any("TextArea" in path for path in served), served
     no_exception(page)
