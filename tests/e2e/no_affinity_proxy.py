@@ -72,11 +72,16 @@ class NoAffinityProxy:
         self._thread.join(10)
 
     async def _shutdown(self) -> None:
-        """Stop listening, close every open connection and let their tasks end."""
+        """Stop listening, cut every open connection and let their tasks end.
+
+        Cut, not closed: a closing transport first flushes what it holds, and a client
+        that reads nothing (a page being torn down) would keep it, and its relay task,
+        open for ever; its socket would then be left to the garbage collector.
+        """
         assert self._server is not None
         self._server.close()
         for writer in list(self._writers):
-            writer.close()
+            writer.transport.abort()
         tasks = [t for t in asyncio.all_tasks() if t is not asyncio.current_task()]
         await asyncio.gather(*tasks, return_exceptions=True)
         await self._server.wait_closed()
