@@ -52,8 +52,9 @@ def grid(page: Page) -> Locator:
     return form(page).locator('[data-testid="stDataFrame"]')
 
 
-def add_milestone(page: Page, title: str) -> None:
-    """Type a row into the (empty) milestones editor, as a user does."""
+def add_row(page: Page) -> Locator:
+    """Add an empty row to the (empty) milestones editor, as a user does; returns the
+    editor, centred in the viewport."""
     editor = grid(page)
     # Centred: near the viewport's edge, focusing a cell scrolls the page between the
     # two clicks of a double click, and the second lands on another row.
@@ -68,25 +69,40 @@ def add_milestone(page: Page, title: str) -> None:
     )
     # The new row's first cell opens its editor a moment later: close it unedited
     # (an Escape sent before it opened would leave it open over the next click).
-    cell = page.locator("textarea.gdg-input")
-    expect(cell).to_be_focused()
+    expect(cell_editor(page)).to_be_focused()
     page.keyboard.press("Escape")
-    expect(cell).to_have_count(0)
+    expect(cell_editor(page)).to_have_count(0)
     wait_saved(page)
     editor.evaluate(center)
+    return editor
+
+
+def cell_editor(page: Page) -> Locator:
+    """The grid's open cell editor (drawn outside the grid)."""
+    return page.locator("textarea.gdg-input")
+
+
+def type_first_cell(page: Page, editor: Locator, text: str) -> None:
+    """Type ``text`` into the first cell of the editor's first row; Enter commits it."""
     box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
     assert box is not None
+    # Header row, then the first row: edit its first cell.
+    page.mouse.dblclick(box["x"] + 100, box["y"] + 35 + 17)
+    expect(cell_editor(page)).to_be_focused()
+    page.keyboard.type(text)
+    expect(cell_editor(page)).to_have_value(text)
+    cell_editor(page).press("Enter")
+
+
+def add_milestone(page: Page, title: str) -> None:
+    """Type a row into the (empty) milestones editor, as a user does."""
+    editor = add_row(page)
     typed = editor.locator('[role="gridcell"]', has_text=title)
     # KNOWN ISSUE (see the stop note of 2026-12-03): about once in three runs the typed
     # cell never reaches the grid after Enter. Until its cause is found, the cell is
     # typed a second time when the first did not land; the warning keeps it visible.
     for attempt in range(2):
-        # Header row, then the new row: edit its first cell.
-        page.mouse.dblclick(box["x"] + 100, box["y"] + 35 + 17)
-        expect(cell).to_be_focused()
-        page.keyboard.type(title)
-        expect(cell).to_have_value(title)
-        cell.press("Enter")
+        type_first_cell(page, editor, title)
         try:
             expect(typed).to_have_count(
                 1, timeout=10_000 if attempt == 0 else PATIENCE_MS
@@ -98,9 +114,7 @@ def add_milestone(page: Page, title: str) -> None:
             note = f"warning: typed table cell {title!r} did not land; typing again"
             print(note)  # noqa: T201
             wait_saved(page)
-            editor.evaluate(center)
-            box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
-            assert box is not None
+            editor.evaluate("(e) => e.scrollIntoView({block: 'center'})")
 
 
 def test_every_widget_type_survives_refresh(
@@ -194,6 +208,37 @@ def test_every_widget_type_survives_refresh(
     assert rows["start_date"] == "2026-03-15"
     assert rows["is_public"] is True
     assert [m["title"] for m in rows["milestones"]] == ["Kickoff"]
+
+
+def test_a_table_cell_then_refresh_at_once(
+    context: BrowserContext,
+    ui_url: str,
+    new_project: Callable[..., str],
+    sql: Sql,
+) -> None:
+    """A cell committed with Enter, then a refresh at once: the cell is kept.
+
+    Streamlit's data editor sends an edit 150 ms after it was made; a refresh inside
+    that window lost it, and the journal never saw it (the CI failure of the test
+    above: a typed milestone gone after the refresh).
+    """
+    pid = new_project("E2E table refresh at once")
+    page = context.new_page()
+    open_project(page, ui_url, pid)
+    editor = add_row(page)
+    type_first_cell(page, editor, "Kickoff")
+    page.reload()  # no wait: the journal holds the edit
+    expect(grid(page).locator('[role="gridcell"]', has_text="Kickoff")).to_have_count(
+        1, timeout=PATIENCE_MS
+    )
+    wait_saved(page)
+    no_exception(page)
+    [(rows,)] = sql(
+        "SELECT d.value FROM drafts d JOIN users u ON u.id = d.user_id"
+        " WHERE u.username = 'editor' AND d.form_id = %s AND d.field = 'milestones'",
+        (f"project.{pid}",),
+    )
+    assert [m["title"] for m in rows] == ["Kickoff"]
 
 
 def test_undo_redo_buttons_hotkeys_and_dirty_markers(

@@ -130,3 +130,31 @@ def test_node_unit_tests_pass() -> None:
     ran = re.search(r"\btests (\d+)", run.stdout)
     assert ran, run.stdout[-2000:]
     assert int(ran.group(1)) > 0, run.stdout[-2000:]
+
+
+FRONTEND = ROOT / "services/ui/src/ballast_ui/frontend"
+# In Streamlit's DataFrame element: `{debouncedCallback:m,flush:h,cancel:g}=rn(p,150)`.
+EDIT_DEBOUNCE = re.compile(
+    r"\{debouncedCallback:[\w$]+,flush:[\w$]+,cancel:[\w$]+\}=[\w$]+\([\w$]+,(\d+)\)"
+)
+
+
+def test_the_data_editor_still_sends_edits_after_the_delay_the_journal_expects() -> (
+    None
+):
+    """lib/edit_timers.js runs the data editor's edit timer at once, recognising it by
+    its delay: a Streamlit that waits another time would lose edits on a refresh
+    again, so it fails here first."""
+    import streamlit
+
+    chunks = list(
+        (Path(streamlit.__file__).parent / "static/static/js").glob("DataFrame.*.js")
+    )
+    assert len(chunks) == 1, chunks
+    delays = EDIT_DEBOUNCE.findall(chunks[0].read_text(encoding="utf-8"))
+    ours = re.search(
+        r"export const EDIT_SYNC_MS = (\d+);",
+        (FRONTEND / "lib/edit_timers.js").read_text(encoding="utf-8"),
+    )
+    assert ours is not None
+    assert delays == [ours.group(1)], delays
