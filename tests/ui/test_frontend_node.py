@@ -142,8 +142,8 @@ EDIT_DEBOUNCE = re.compile(
 def test_the_data_editor_still_sends_edits_after_the_delay_the_journal_expects() -> (
     None
 ):
-    """lib/edit_timers.js runs the data editor's edit timer at once, recognising it by
-    its delay: a Streamlit that waits another time would lose edits on a refresh
+    """lib/edit_timers.js sends, as the page goes, an edit still waiting in timers of
+    at most this delay: a Streamlit that waits longer would lose edits on a refresh
     again, so it fails here first."""
     import streamlit
 

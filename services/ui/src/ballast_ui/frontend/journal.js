@@ -3,7 +3,7 @@
 // Streamlit included) and kept in localStorage when it differs from what the server
 // knows, until the api acknowledged it; a refresh at any moment loses nothing.
 import { stringWidgetStates } from './lib/backmsg.js';
-import { sendEditsAtOnce } from './lib/edit_timers.js';
+import { keepEditsOnTheirWay } from './lib/edit_timers.js';
 import {
   adoptClassEntries, journalKey, loadJournal, same, saveJournal,
 } from './lib/journal_store.js';
@@ -117,10 +117,10 @@ export default function (component) {
       saveJournal(localStorage, user, j);
     }
   };
-  // The data editor's own wait before it sends an edit is skipped, and what is still
-  // on its way when the page goes (refresh, closed tab) is sent then: what is not sent
-  // is not journaled either (see lib/edit_timers.js).
-  w.addEventListener('pagehide', sendEditsAtOnce(w));
+  // A data editor's edit still on its way to the server when the page goes (refresh,
+  // closed tab) is sent then: what is not sent is not journaled either (see
+  // lib/edit_timers.js).
+  w.addEventListener('pagehide', keepEditsOnTheirWay(w));
   const send = WebSocket.prototype.send;
   WebSocket.prototype.send = function (data) {
     try {

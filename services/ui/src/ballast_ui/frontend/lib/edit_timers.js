@@ -8,27 +8,19 @@ export const EDIT_SYNC_MS = 150;
 // Rounds of timers a flush runs: each may set the next one of the chain.
 export const FLUSH_ROUNDS = 20;
 
-const DATA_EDITOR = /\/DataFrame\.[^/\s]*\.js/;
-const DEBOUNCED = /\/useDebouncedCallback\.[^/\s]*\.js/;
-
-// Whether a timer of `ms` set from `stack` is the data editor's wait before it sends
-// (its selection's too: both are what the user did).
-export const isEditSync = (ms, stack) => ms === EDIT_SYNC_MS && DATA_EDITOR.test(stack) && DEBOUNCED.test(stack);
-
-// Wrap `win.setTimeout` and `win.clearTimeout`: the data editor's wait is skipped (the
-// edit is sent in the next task), and the returned `flush` runs at once every timer
-// of at most EDIT_SYNC_MS still to come, and those they set, in order: called as the
-// page goes away, it sends (and journals) an edit that was still on its way.
-// `stackOf` gives the call stack (Chromium names each frame's script).
-export function sendEditsAtOnce(win, stackOf = () => new Error().stack || '') {
+// Wrap `win.setTimeout` and `win.clearTimeout` to keep the timers of at most
+// EDIT_SYNC_MS still to come; the returned `flush` runs them at once, and those they
+// set, in order. Called as the page goes away, it sends (and journals) an edit that
+// was still on its way. Timers run as before otherwise: the data editor keeps its
+// own pace (sending each edit at once made its new row race the server's answer).
+export function keepEditsOnTheirWay(win) {
   const later = win.setTimeout.bind(win);
   const cancel = win.clearTimeout.bind(win);
   const soon = new Map();
   win.setTimeout = function (fn, ms, ...args) {
-    const wait = ms === EDIT_SYNC_MS && isEditSync(ms, stackOf()) ? 0 : ms;
-    if (typeof fn !== 'function' || !((wait || 0) <= EDIT_SYNC_MS)) return later(fn, wait, ...args);
+    if (typeof fn !== 'function' || !((ms || 0) <= EDIT_SYNC_MS)) return later(fn, ms, ...args);
     const run = () => fn.apply(win, args);
-    const id = later(() => { soon.delete(id); run(); }, wait);
+    const id = later(() => { soon.delete(id); run(); }, ms);
     soon.set(id, run);
     return id;
   };
