@@ -4,6 +4,7 @@ undo/redo (buttons and hotkeys) with dirty markers, and the conflict flow."""
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -52,14 +53,29 @@ def grid(page: Page) -> Locator:
     return form(page).locator('[data-testid="stDataFrame"]')
 
 
-def add_row(page: Page) -> Locator:
-    """Add an empty row to the (empty) milestones editor, as a user does; returns the
-    editor, centred in the viewport."""
+def cell_editor(page: Page) -> Locator:
+    """The grid's open cell editor (drawn outside the grid)."""
+    return page.locator("textarea.gdg-input")
+
+
+def shown(cell: Locator, timeout_s: float) -> bool:
+    """Whether ``cell`` shows within ``timeout_s``, found as soon as it does."""
+    end = time.monotonic() + timeout_s
+    while not cell.count():
+        if time.monotonic() > end:
+            return False
+        time.sleep(0.005)
+    return True
+
+
+def add_milestone(page: Page, title: str, *, refresh_at_once: bool = False) -> None:
+    """Add a row to the (empty) milestones editor and type ``title`` into it, as a user
+    does: a click on the "add row" row opens the new row's first cell, the title is
+    typed, Enter commits it. With ``refresh_at_once``, the page is refreshed the moment
+    the cell shows (well inside the data editor's 150 ms wait before it sends the edit).
+    """
     editor = grid(page)
-    # Centred: near the viewport's edge, focusing a cell scrolls the page between the
-    # two clicks of a double click, and the second lands on another row.
-    center = "(e) => e.scrollIntoView({block: 'center'})"
-    editor.evaluate(center)
+    editor.evaluate("(e) => e.scrollIntoView({block: 'center'})")
     # The editor's last row is the "add row" row: a click there adds a row.
     box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
     assert box is not None
@@ -67,54 +83,33 @@ def add_row(page: Page) -> Locator:
     expect(editor.locator('[data-testid="stDataFrameResizable"]')).not_to_have_css(
         "height", f"{box['height']}px", timeout=PATIENCE_MS
     )
-    # The new row's first cell opens its editor a moment later: close it unedited
-    # (an Escape sent before it opened would leave it open over the next click).
-    expect(cell_editor(page)).to_be_focused()
-    page.keyboard.press("Escape")
-    expect(cell_editor(page)).to_have_count(0)
-    wait_saved(page)
-    editor.evaluate(center)
-    return editor
-
-
-def cell_editor(page: Page) -> Locator:
-    """The grid's open cell editor (drawn outside the grid)."""
-    return page.locator("textarea.gdg-input")
-
-
-def type_first_cell(page: Page, editor: Locator, text: str) -> None:
-    """Type ``text`` into the first cell of the editor's first row; Enter commits it."""
-    box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
-    assert box is not None
-    # Header row, then the first row: edit its first cell.
-    page.mouse.dblclick(box["x"] + 100, box["y"] + 35 + 17)
-    expect(cell_editor(page)).to_be_focused()
-    page.keyboard.type(text)
-    expect(cell_editor(page)).to_have_value(text)
-    cell_editor(page).press("Enter")
-
-
-def add_milestone(page: Page, title: str) -> None:
-    """Type a row into the (empty) milestones editor, as a user does."""
-    editor = add_row(page)
     typed = editor.locator('[role="gridcell"]', has_text=title)
-    # KNOWN ISSUE (see the stop note of 2026-12-03): about once in three runs the typed
-    # cell never reaches the grid after Enter. Until its cause is found, the cell is
-    # typed a second time when the first did not land; the warning keeps it visible.
+    # KNOWN ISSUE (stop notes of 2026-12-03 and 2026-12-06): about once in 10-25 runs
+    # the title typed into the new row's editor and committed with Enter never reaches
+    # the grid: the data editor never sends it (WebSocket trace), though the editor
+    # showed it. Until its cause is found the new row's first cell is selected with
+    # one click (the row under the "add row" row) and opened from the keyboard, and
+    # the title typed again; the warning keeps it visible.
     for attempt in range(2):
-        type_first_cell(page, editor, title)
-        try:
-            expect(typed).to_have_count(
-                1, timeout=10_000 if attempt == 0 else PATIENCE_MS
-            )
+        # The new row's first cell opens its editor a moment later.
+        expect(cell_editor(page)).to_be_focused()
+        page.keyboard.type(title)
+        expect(cell_editor(page)).to_have_value(title)
+        cell_editor(page).press("Enter")
+        if shown(typed, 10 if attempt == 0 else PATIENCE_MS / 1000):
+            if refresh_at_once:
+                page.reload()
             return
-        except AssertionError:
-            if attempt:
-                raise
-            note = f"warning: typed table cell {title!r} did not land; typing again"
-            print(note)  # noqa: T201
-            wait_saved(page)
-            editor.evaluate("(e) => e.scrollIntoView({block: 'center'})")
+        assert attempt == 0, f"typed table cell {title!r} not shown, twice"
+        note = f"warning: typed table cell {title!r} did not land; typing again"
+        print(note)  # noqa: T201
+        editor.evaluate("(e) => e.scrollIntoView({block: 'center'})")
+        box = editor.locator('[data-testid="stDataFrameResizable"]').bounding_box()
+        assert box is not None
+        # Under the header row (35 px): the new row's first cell.
+        page.mouse.click(box["x"] + 100, box["y"] + 35 + 17)
+        if not cell_editor(page).count():
+            page.keyboard.press("Enter")
 
 
 def test_every_widget_type_survives_refresh(
@@ -225,9 +220,8 @@ def test_a_table_cell_then_refresh_at_once(
     pid = new_project("E2E table refresh at once")
     page = context.new_page()
     open_project(page, ui_url, pid)
-    editor = add_row(page)
-    type_first_cell(page, editor, "Kickoff")
-    page.reload()  # no wait: the journal holds the edit
+    # No wait: the journal holds the edit.
+    add_milestone(page, "Kickoff", refresh_at_once=True)
     expect(grid(page).locator('[role="gridcell"]', has_text="Kickoff")).to_have_count(
         1, timeout=PATIENCE_MS
     )
