@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from ballast_api.main import create_app
+from ballast_api.security_headers import SecurityHeadersMiddleware
 from ballast_common.config import AppConfig
 from ballast_common.db import DB
 from ballast_testing.api import api_process
@@ -169,3 +171,37 @@ def test_headers_before_the_app_is_configured() -> None:
     assert resp.status_code == 404
     _assert_common(resp)
     assert "strict-transport-security" not in resp.headers
+
+
+@pytest.mark.parametrize("sent_name", [b"x-frame-options", b"X-Frame-Options"])
+def test_a_header_the_app_set_is_replaced_not_doubled(sent_name: bytes) -> None:
+    # A response that already carries one of the headers (any case) ends with ours,
+    # once; the others are added as usual.
+    async def app(_scope: Any, _receive: Any, send: Any) -> None:
+        await send(
+            {
+                "type": "http.response.start",
+                "status": 200,
+                "headers": [(sent_name, b"SAMEORIGIN"), (b"content-length", b"0")],
+            }
+        )
+        await send({"type": "http.response.body", "body": b""})
+
+    class _App:
+        state = type("S", (), {"config": None})()
+
+    sent: list[Any] = []
+
+    async def send(message: Any) -> None:
+        sent.append(message)
+
+    async def receive() -> Any:
+        return {"type": "http.request", "body": b""}
+
+    scope = {"type": "http", "path": "/v1/x", "app": _App(), "scheme": "http"}
+    asyncio.run(SecurityHeadersMiddleware(app)(scope, receive, send))
+    headers = [(k.lower(), v) for k, v in sent[0]["headers"]]
+    assert [v for k, v in headers if k == b"x-frame-options"] == [b"DENY"]
+    for name, value in COMMON.items():
+        assert [v for k, v in headers if k == name.encode()] == [value.encode()]
+    assert (b"content-length", b"0") in headers

@@ -43,6 +43,28 @@ _CSP_API = "default-src 'none'; frame-ancestors 'none'"
 _CSP_DOCS = "frame-ancestors 'none'"
 
 
+def _raw(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
+    return tuple((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in pairs)
+
+
+# The headers of an api response and of a docs page, as the ASGI message carries them.
+_RAW_API = _raw((*_COMMON, ("Content-Security-Policy", _CSP_API)))
+_RAW_DOCS = _raw((*_COMMON, ("Content-Security-Policy", _CSP_DOCS)))
+_RAW_NAMES = frozenset(name for name, _ in _RAW_API)
+
+
+def _add(message: Message, ours: tuple[tuple[bytes, bytes], ...]) -> None:
+    """Set `ours` on a response start message, replacing a header of the same name
+    whatever its case."""
+    raw = [
+        (name, value)
+        for name, value in message.get("headers", ())
+        if name.lower() not in _RAW_NAMES
+    ]
+    raw.extend(ours)
+    message["headers"] = raw
+
+
 def docs_enabled(config: AppConfig) -> bool:
     """Whether /docs, /redoc and /openapi.json are served."""
     if config.security.api_docs is not None:
@@ -70,17 +92,16 @@ class SecurityHeadersMiddleware:
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _COMMON:
-                    headers[name] = value
-                headers["Content-Security-Policy"] = _CSP_DOCS if is_docs else _CSP_API
-                if hsts:
-                    headers["Strict-Transport-Security"] = (
-                        f"max-age={sec.hsts_max_age_s}; includeSubDomains"
-                    )
-                if no_store:
-                    headers["Cache-Control"] = "no-store"
-                    headers["Pragma"] = "no-cache"
+                _add(message, _RAW_DOCS if is_docs else _RAW_API)
+                if hsts or no_store:
+                    headers = MutableHeaders(scope=message)
+                    if hsts:
+                        headers["Strict-Transport-Security"] = (
+                            f"max-age={sec.hsts_max_age_s}; includeSubDomains"
+                        )
+                    if no_store:
+                        headers["Cache-Control"] = "no-store"
+                        headers["Pragma"] = "no-cache"
             await send(message)
 
         if is_docs and config is not None and not docs_enabled(config):
