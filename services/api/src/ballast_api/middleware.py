@@ -19,6 +19,7 @@ string: a card number or an e-mail in a URL never reaches the log.
 
 from __future__ import annotations
 
+import functools
 import time
 from typing import Any
 
@@ -53,6 +54,12 @@ PEER_SCOPE_KEY = "ballast.peer"
 # Longer paths and query strings are cut in the access line (after masking).
 _MAX_LOGGED_URL_PART = 2048
 
+# Masked paths remembered per process: how many, and up to which length.
+_MASKED_PATHS = 4096
+_CACHED_PATH_LENGTH = 256
+# Metric children remembered per middleware (beyond that, looked up each time).
+_METRIC_CHILDREN = 1024
+
 _CORRELATION_OK = frozenset(
     "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_.:"
 )
@@ -80,13 +87,26 @@ def route_template(scope: Scope) -> str:
     return "/".join("{" + by_value[s] + "}" if s in by_value else s for s in segments)
 
 
+@functools.lru_cache(maxsize=_MASKED_PATHS)
+def _masked_cached(path: str) -> str:
+    return mask_value(path)[:_MAX_LOGGED_URL_PART]
+
+
+def _masked_path(path: str) -> str:
+    """`path` masked for the access line; a client's paths repeat (one form saved
+    again and again), so short ones are masked once per process, not per request."""
+    if len(path) > _CACHED_PATH_LENGTH:
+        return mask_value(path)[:_MAX_LOGGED_URL_PART]
+    return _masked_cached(path)
+
+
 def logged_url(scope: Scope) -> dict[str, str]:
     """The request's path and query string for the access line, PII-masked.
 
     The query string is masked as sent (URL-encoded); the masker also checks it
     decoded, so `card=4111+1111+1111+1111` or `email=alice%40example.com` are caught.
     """
-    out = {"path": mask_value(str(scope.get("path", "")))[:_MAX_LOGGED_URL_PART]}
+    out = {"path": _masked_path(str(scope.get("path", "")))}
     query = bytes(scope.get("query_string") or b"").decode("latin-1")
     if query:
         out["query"] = mask_value(query)[:_MAX_LOGGED_URL_PART]
@@ -98,9 +118,26 @@ class RequestContextMiddleware:
         self.app = app
         self.service = service
         self.metrics = http_metrics()
+        # (method, route, status) -> (request counter, duration histogram) children:
+        # `labels()` hashes and locks on every call, and the same few repeat.
+        self._children: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._traced = False
         # Built with the app's middleware stack, before its first request (lifespan).
         configure_tracing(service)
+
+    def _metric_children(
+        self, method: str, template: str, code: str
+    ) -> tuple[Any, Any]:
+        key = (method, template, code)
+        children = self._children.get(key)
+        if children is None:
+            children = (
+                self.metrics.requests.labels(self.service, method, template, code),
+                self.metrics.duration.labels(self.service, method, template),
+            )
+            if len(self._children) < _METRIC_CHILDREN:
+                self._children[key] = children
+        return children
 
     def _instrument(self, scope: Scope) -> None:
         """On the first request (the lifespan has opened the database by then), when
@@ -171,12 +208,11 @@ class RequestContextMiddleware:
                 elapsed = time.perf_counter() - start
                 template = route_template(scope)
                 method = scope["method"]
-                self.metrics.requests.labels(
-                    self.service, method, template, str(status["code"])
-                ).inc()
-                self.metrics.duration.labels(self.service, method, template).observe(
-                    elapsed
+                counter, histogram = self._metric_children(
+                    method, template, str(status["code"])
                 )
+                counter.inc()
+                histogram.observe(elapsed)
                 if template not in ("/healthz", "/metrics"):
                     log.info(
                         "request",

@@ -284,10 +284,19 @@ def request_span(headers: Mapping[str, str]) -> Iterator[tuple[str, str]]:
 
 
 def traceparent() -> str | None:
-    """The W3C ``traceparent`` of the current span (for a response header), or None."""
-    carrier: dict[str, str] = {}
-    propagate.inject(carrier)
-    return carrier.get("traceparent")
+    """The W3C ``traceparent`` of the current span (for a response header), or None.
+
+    Written directly (version 00, as the W3C propagator writes it): the header is W3C
+    whatever propagators are configured, and every api response carries it, so it
+    does not go through the propagators' carrier machinery.
+    """
+    ctx = trace.get_current_span().get_span_context()
+    if not ctx.is_valid:
+        return None
+    return (
+        f"00-{format_trace_id(ctx.trace_id)}-{format_span_id(ctx.span_id)}"
+        f"-{int(ctx.trace_flags):02x}"
+    )
 
 
 @contextmanager

@@ -29,7 +29,6 @@ from typing import Any
 
 from fastapi.routing import iter_route_contexts
 from pydantic import ValidationError as PydanticValidationError
-from starlette.responses import Response
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from ballast_api import policy
@@ -167,10 +166,18 @@ class HotFormSave:
             await self.app(scope, replaying(body, receive), send)
             return
         status, result, _touched = saved
-        response = Response(
-            result.model_dump_json(), status_code=status, media_type="application/json"
+        payload = result.model_dump_json().encode()
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [
+                    (b"content-length", str(len(payload)).encode()),
+                    (b"content-type", b"application/json"),
+                ],
+            }
         )
-        await response(scope, receive, send)
+        await send({"type": "http.response.body", "body": payload})
 
 
 def find_route(app: Any) -> Any:
