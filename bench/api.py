@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
+import os
 import time
 import uuid
 from typing import Any
@@ -170,45 +171,71 @@ async def _grow_audit(dsn: str, rows: int) -> None:
         await conn.close()
 
 
-class _Http:
+class _Http(asyncio.Protocol):
     """One keep-alive HTTP/1.1 connection, as lean as a load generator can be.
 
-    The load processes share the api's two cores: a client that spends less CPU per
-    request (no httpx machinery) leaves more of them to the server measured.
+    The load processes share the api's two cores: every microsecond a client spends on
+    a request is taken from the server measured. So a request is one `write` of bytes
+    built from a constant head, and the answer is read by the protocol itself (one
+    `data_received` per response, usually) instead of a stream reader's line-by-line
+    coroutines: this client spends about a third of the CPU per request that an
+    asyncio-streams client did here (and httpx several times more).
     """
 
     def __init__(self, base: str, token: str) -> None:
         url = urlsplit(base)
         self.host, self.port = url.hostname or "127.0.0.1", url.port or 80
         self.head = f"Host: {url.netloc}\r\nAuthorization: Bearer {token}\r\n"
-        self.reader: asyncio.StreamReader | None = None
-        self.writer: asyncio.StreamWriter | None = None
+        self.transport: asyncio.Transport | None = None
+        self._buffer = bytearray()
+        self._answer: asyncio.Future[tuple[int, bytes]] | None = None
 
     async def __aenter__(self) -> _Http:
-        self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        loop = asyncio.get_running_loop()
+        await loop.create_connection(lambda: self, self.host, self.port)
         return self
 
     async def __aexit__(self, *exc: object) -> None:
-        if self.writer is not None:
-            self.writer.close()
+        if self.transport is not None:
+            self.transport.close()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._answer is not None and not self._answer.done():
+            self._answer.set_exception(
+                exc or ConnectionError("the server closed the connection")
+            )
+
+    def data_received(self, data: bytes) -> None:
+        self._buffer += data
+        end = self._buffer.find(b"\r\n\r\n")
+        if end < 0 or self._answer is None:
+            return
+        head = bytes(self._buffer[:end]).lower()
+        at = head.find(b"\r\ncontent-length:")
+        stop = head.find(b"\r\n", at + 2)
+        length = 0 if at < 0 else int(head[at + 17 : stop if stop > 0 else len(head)])
+        if len(self._buffer) < end + 4 + length:
+            return
+        status = int(head[9:12])
+        body = bytes(self._buffer[end + 4 : end + 4 + length])
+        del self._buffer[: end + 4 + length]
+        self._answer.set_result((status, body))
 
     async def request(
         self, method: str, path: str, body: bytes = b"", extra: str = ""
     ) -> tuple[int, bytes]:
-        if self.reader is None or self.writer is None:
+        if self.transport is None:
             raise RuntimeError("the connection is not open (use `async with`)")
         kind = "Content-Type: application/json\r\n" if body else ""
-        self.writer.write(
+        self._answer = asyncio.get_running_loop().create_future()
+        self.transport.write(
             f"{method} {path} HTTP/1.1\r\n{self.head}{extra}{kind}"
             f"Content-Length: {len(body)}\r\n\r\n".encode() + body
         )
-        status = int((await self.reader.readline()).split()[1])
-        length = 0
-        while (line := await self.reader.readline()) not in (b"\r\n", b""):
-            name, _, value = line.partition(b":")
-            if name.strip().lower() == b"content-length":
-                length = int(value)
-        return status, await self.reader.readexactly(length)
+        return await self._answer
 
 
 async def _load_worker(
@@ -225,7 +252,7 @@ async def _load_worker(
                     "PUT",
                     f"/v1/forms/{form}",
                     b'{"data": {"n": %d}}' % i,
-                    f"Idempotency-Key: {uuid.uuid4().hex}\r\n",
+                    f"Idempotency-Key: {os.urandom(16).hex()}\r\n",
                 )
             if status not in (200, 201):
                 raise RuntimeError(f"request failed: {status} {body[:200]!r}")
