@@ -1,0 +1,78 @@
+"""The api benchmark's hand-written HTTP client (bench/api.py `_Http`) reads answers as
+a server may send them: in pieces, with Content-Length anywhere among the headers."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from bench.api import _Http
+
+BODY = b'{"ok": true}'
+
+
+def _answers() -> list[list[bytes]]:
+    """Each answer as the chunks the server writes, with pauses between them."""
+    length = str(len(BODY)).encode()
+    return [
+        # Content-Length last: the header block ends right after its value.
+        [
+            b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: "
+            + length
+            + b"\r\n\r\n"
+            + BODY
+        ],
+        # Split inside the status line, the headers and the body.
+        [
+            b"HTTP/1.1 20",
+            b"1 Created\r\nContent-Length: " + length + b"\r\nx-a: b",
+            b"\r\n\r\n" + BODY[:4],
+            BODY[4:],
+        ],
+        # No body at all.
+        [b"HTTP/1.1 204 No Content\r\nx-a: b\r\n\r\n"],
+    ]
+
+
+async def _exchange() -> tuple[list[tuple[int, bytes]], list[bytes]]:
+    requests: list[bytes] = []
+    answers = _answers()
+
+    async def serve(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        for chunks in answers:
+            head = await reader.readuntil(b"\r\n\r\n")
+            length = int(head.lower().split(b"content-length: ")[1].split(b"\r\n")[0])
+            requests.append(head + await reader.readexactly(length))
+            for chunk in chunks:
+                writer.write(chunk)
+                await writer.drain()
+                await asyncio.sleep(0.01)
+        writer.close()
+
+    server = await asyncio.start_server(serve, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    got = []
+    async with server, _Http(f"http://127.0.0.1:{port}", "tok") as http:
+        got.append(await http.request("PUT", "/v1/forms/a", b'{"n": 1}', "X-K: 1\r\n"))
+        got.append(await http.request("GET", "/healthz"))
+        got.append(await http.request("GET", "/healthz"))
+        # The server closes after its last answer: a request sent before that is seen
+        # and one sent after both fail, clearly (neither waits for ever).
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(http.request("GET", "/healthz"), 5)
+        with pytest.raises(ConnectionError):
+            await asyncio.wait_for(http.request("GET", "/healthz"), 5)
+    return got, requests
+
+
+def test_answers_in_pieces_are_read_whole() -> None:
+    got, requests = asyncio.run(_exchange())
+    assert got == [(200, BODY), (201, BODY), (204, b"")]
+    first = requests[0]
+    assert first.startswith(b"PUT /v1/forms/a HTTP/1.1\r\n")
+    assert b"Authorization: Bearer tok\r\n" in first
+    assert b"X-K: 1\r\n" in first
+    assert b"Content-Type: application/json\r\n" in first
+    assert first.endswith(b'\r\n\r\n{"n": 1}')
+    assert b"Content-Type" not in requests[1]
