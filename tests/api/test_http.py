@@ -1,7 +1,11 @@
 from __future__ import annotations
 
+import gc
 import importlib.metadata
 
+from fastapi.testclient import TestClient
+
+from ballast_api.main import create_app
 from ballast_common.db.migrate import head_revision
 from ballast_common.telemetry.metrics import exposition
 from tests.api.conftest import Api
@@ -111,3 +115,18 @@ def test_unhandled_error_is_500_with_trace_id_and_no_internals(api: Api) -> None
     assert body["code"] == "internal_error"
     assert "hunter2" not in resp.text
     assert body["trace_id"] in body["message"]
+
+
+def test_startup_objects_are_frozen_while_serving_and_released_after(
+    api: Api,
+) -> None:
+    # While the app serves, what start-up built is out of the collector's sight (a
+    # collection during a request does not scan the framework) ...
+    assert gc.get_freeze_count() > 0
+    frozen = gc.get_freeze_count()
+    # ... and once an app stops it hands them back: a process that builds app after
+    # app (the tests) does not pile them up for ever.
+    with TestClient(create_app(config=api.config, db=api.db)) as client:
+        assert client.get("/healthz").status_code == 200
+        assert gc.get_freeze_count() >= frozen
+    assert gc.get_freeze_count() == 0
