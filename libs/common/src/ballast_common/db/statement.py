@@ -23,6 +23,7 @@ from typing import Any
 
 import asyncpg  # type: ignore[import-untyped]
 from sqlalchemy.exc import DBAPIError, IntegrityError
+from sqlalchemy.util import greenlet_spawn
 
 from ballast_common.db.engine import DB
 from ballast_common.db.transient import Retry
@@ -107,8 +108,11 @@ async def fetchrow(
 async def _fetchrow_once(
     db: DB, statement: str, args: tuple[Any, ...]
 ) -> asyncpg.Record | None:
-    async with db.async_engine.connect() as conn:
-        fairy = await conn.get_raw_connection()
+    # The pool's connection itself, not an `AsyncConnection` around it: the statement
+    # needs none of a Connection's machinery, and leasing the bare pooled connection
+    # costs half as much CPU (one greenlet hop each way, no Connection object).
+    fairy = await db.async_engine.raw_connection()
+    try:
         raw: asyncpg.Connection = fairy.driver_connection
         try:
             return await raw.fetchrow(statement, *args)
@@ -116,8 +120,12 @@ async def _fetchrow_once(
             # A broken connection, or one left mid-statement by a cancelled request:
             # the pool must not lend it again.
             if isinstance(exc, _CONNECTION_ERRORS) or not isinstance(exc, Exception):
-                await conn.invalidate(exc if isinstance(exc, Exception) else None)
+                await greenlet_spawn(
+                    fairy.invalidate, exc if isinstance(exc, Exception) else None
+                )
             raise
+    finally:
+        await greenlet_spawn(fairy.close)
 
 
 __all__ = ["fetchrow"]
