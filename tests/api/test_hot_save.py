@@ -232,3 +232,30 @@ def test_a_database_that_cannot_answer_is_a_503_as_on_the_route(
     assert resp.status_code == 503, resp.text
     assert resp.json()["code"] == "unavailable"
     assert int(resp.headers["Retry-After"]) >= 1
+
+
+@pytest.mark.parametrize("name", ["Idempotency-Key", "Authorization"])
+def test_a_repeated_header_counts_as_the_route_reads_it(
+    api: Api, paths: dict[str, int], name: str
+) -> None:
+    # The route (Starlette's headers) reads the first of a repeated header; the hot path
+    # must read the same one, or a save and its retry through the route would use
+    # different write ids (or identities).
+    first, second = new_id(), new_id()
+    auth = api.h("editor")["Authorization"]
+    if name == "Idempotency-Key":
+        extra = [("Idempotency-Key", first), ("Idempotency-Key", second)]
+        headers = [("Authorization", auth), *extra]
+    else:
+        headers = [
+            ("Authorization", auth),
+            ("Authorization", "Bearer not-a-session"),
+            ("Idempotency-Key", first),
+        ]
+    answer = api.client.put(
+        "/v1/forms/hot.repeated", json={"data": {"x": 1}}, headers=headers
+    )
+    assert answer.status_code == 201, answer.text
+    assert paths == {"hot": 1, "route": 0}
+    recorded = [r[0] for r in api.sql("SELECT write_id FROM write_ids")]
+    assert recorded == [first]

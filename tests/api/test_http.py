@@ -90,6 +90,12 @@ def test_trace_and_correlation_ids_are_honoured_and_returned(api: Api) -> None:
     assert resp.json()["trace_id"] == TRACE
     assert resp.headers["x-correlation-id"] == "abc-1"
     assert resp.headers["traceparent"].startswith(f"00-{TRACE}-")
+    # Of a repeated header the first counts, as the routes read headers.
+    twice = api.client.get(
+        "/healthz",
+        headers=[("X-Correlation-ID", "first-1"), ("X-Correlation-ID", "second-2")],
+    )
+    assert twice.headers["x-correlation-id"] == "first-1"
     fresh = api.client.get("/healthz")
     assert len(fresh.headers["x-correlation-id"]) >= 16
     assert fresh.headers["traceparent"].split("-")[1] != TRACE

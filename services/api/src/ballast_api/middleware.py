@@ -161,8 +161,10 @@ class RequestContextMiddleware:
             return
         if not self._traced:
             self._instrument(scope)
+        # Of a repeated header, the first counts, as everywhere else in the app.
         headers = {
-            k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]
+            k.decode("latin-1"): v.decode("latin-1")
+            for k, v in reversed(scope["headers"])
         }
         # The peer, or the client a trusted proxy named (ClientAddressMiddleware runs first).
         client = scope.get("client")

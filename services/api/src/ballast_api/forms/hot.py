@@ -77,7 +77,8 @@ def form_id_of(scope: Scope) -> str | None:
 
 
 def _headers(scope: Scope) -> dict[bytes, bytes]:
-    return {bytes(k): bytes(v) for k, v in scope["headers"]}
+    """The request's headers; of a repeated one, the first (as the route reads it)."""
+    return {bytes(k): bytes(v) for k, v in reversed(scope["headers"])}
 
 
 def _bearer(headers: dict[bytes, bytes]) -> str | None:
