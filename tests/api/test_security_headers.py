@@ -176,13 +176,19 @@ def test_headers_before_the_app_is_configured() -> None:
 @pytest.mark.parametrize("sent_name", [b"x-frame-options", b"X-Frame-Options"])
 def test_a_header_the_app_set_is_replaced_not_doubled(sent_name: bytes) -> None:
     # A response that already carries one of the headers (any case) ends with ours,
-    # once; the others are added as usual.
+    # once; the others are added as usual. So do the per-request ones: HSTS (over
+    # TLS) and no-store (on /v1/sessions); elsewhere the app's own values stay.
     async def app(_scope: Any, _receive: Any, send: Any) -> None:
         await send(
             {
                 "type": "http.response.start",
                 "status": 200,
-                "headers": [(sent_name, b"SAMEORIGIN"), (b"content-length", b"0")],
+                "headers": [
+                    (sent_name, b"SAMEORIGIN"),
+                    (b"Cache-Control", b"max-age=60"),
+                    (b"Strict-Transport-Security", b"max-age=1"),
+                    (b"content-length", b"0"),
+                ],
             }
         )
         await send({"type": "http.response.body", "body": b""})
@@ -190,18 +196,34 @@ def test_a_header_the_app_set_is_replaced_not_doubled(sent_name: bytes) -> None:
     class _App:
         state = type("S", (), {"config": None})()
 
-    sent: list[Any] = []
-
-    async def send(message: Any) -> None:
-        sent.append(message)
-
     async def receive() -> Any:
         return {"type": "http.request", "body": b""}
 
-    scope = {"type": "http", "path": "/v1/x", "app": _App(), "scheme": "http"}
-    asyncio.run(SecurityHeadersMiddleware(app)(scope, receive, send))
-    headers = [(k.lower(), v) for k, v in sent[0]["headers"]]
-    assert [v for k, v in headers if k == b"x-frame-options"] == [b"DENY"]
+    def headers_of(path: str, scheme: str) -> list[tuple[bytes, bytes]]:
+        sent: list[Any] = []
+
+        async def send(message: Any) -> None:
+            sent.append(message)
+
+        scope = {"type": "http", "path": path, "app": _App(), "scheme": scheme}
+        asyncio.run(SecurityHeadersMiddleware(app)(scope, receive, send))
+        return [(k.lower(), v) for k, v in sent[0]["headers"]]
+
+    def values(headers: list[tuple[bytes, bytes]], name: bytes) -> list[bytes]:
+        return [v for k, v in headers if k == name]
+
+    headers = headers_of("/v1/x", "http")
+    assert values(headers, b"x-frame-options") == [b"DENY"]
     for name, value in COMMON.items():
-        assert [v for k, v in headers if k == name.encode()] == [value.encode()]
+        assert values(headers, name.encode()) == [value.encode()]
     assert (b"content-length", b"0") in headers
+    assert values(headers, b"cache-control") == [b"max-age=60"]
+    assert values(headers, b"strict-transport-security") == [b"max-age=1"]
+
+    sessions = headers_of("/v1/sessions", "https")
+    assert values(sessions, b"x-frame-options") == [b"DENY"]
+    assert values(sessions, b"cache-control") == [b"no-store"]
+    assert values(sessions, b"pragma") == [b"no-cache"]
+    assert values(sessions, b"strict-transport-security") == [
+        b"max-age=31536000; includeSubDomains"
+    ]

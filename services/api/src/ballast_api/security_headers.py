@@ -24,7 +24,6 @@ Ref: https://cheatsheetseries.owasp.org/cheatsheets/REST_Security_Cheat_Sheet.ht
 
 from __future__ import annotations
 
-from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ballast_api.errors import error_response
@@ -50,16 +49,17 @@ def _raw(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[bytes, bytes], ...]:
 # The headers of an api response and of a docs page, as the ASGI message carries them.
 _RAW_API = _raw((*_COMMON, ("Content-Security-Policy", _CSP_API)))
 _RAW_DOCS = _raw((*_COMMON, ("Content-Security-Policy", _CSP_DOCS)))
-_RAW_NAMES = frozenset(name for name, _ in _RAW_API)
+_RAW_NO_STORE = _raw((("Cache-Control", "no-store"), ("Pragma", "no-cache")))
 
 
 def _add(message: Message, ours: tuple[tuple[bytes, bytes], ...]) -> None:
     """Set `ours` on a response start message, replacing a header of the same name
     whatever its case."""
+    names = {name for name, _ in ours}
     raw = [
         (name, value)
         for name, value in message.get("headers", ())
-        if name.lower() not in _RAW_NAMES
+        if name.lower() not in names
     ]
     raw.extend(ours)
     message["headers"] = raw
@@ -88,20 +88,22 @@ class SecurityHeadersMiddleware:
         hsts = sec.hsts == "always" or (
             sec.hsts == "auto" and scope.get("scheme") == "https"
         )
-        no_store = path == NO_STORE_PREFIX or path.startswith(NO_STORE_PREFIX + "/")
+        ours = _RAW_DOCS if is_docs else _RAW_API
+        if hsts:
+            ours += _raw(
+                (
+                    (
+                        "Strict-Transport-Security",
+                        f"max-age={sec.hsts_max_age_s}; includeSubDomains",
+                    ),
+                )
+            )
+        if path == NO_STORE_PREFIX or path.startswith(NO_STORE_PREFIX + "/"):
+            ours += _RAW_NO_STORE
 
         async def send_with_headers(message: Message) -> None:
             if message["type"] == "http.response.start":
-                _add(message, _RAW_DOCS if is_docs else _RAW_API)
-                if hsts or no_store:
-                    headers = MutableHeaders(scope=message)
-                    if hsts:
-                        headers["Strict-Transport-Security"] = (
-                            f"max-age={sec.hsts_max_age_s}; includeSubDomains"
-                        )
-                    if no_store:
-                        headers["Cache-Control"] = "no-store"
-                        headers["Pragma"] = "no-cache"
+                _add(message, ours)
             await send(message)
 
         if is_docs and config is not None and not docs_enabled(config):
