@@ -41,6 +41,7 @@ import multiprocessing
 import os
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -88,9 +89,8 @@ def _save_request(form: str) -> Any:
 async def _save_and_raw_latencies(
     dsn: str, base: str, token: str, n: int, form: str = "bench.1c"
 ) -> tuple[list[float], list[float]]:
-    """`n` 1-client saves and `n` raw insert transactions, in alternating blocks of
-    BLOCK_1C: the machine is shared, and a burst of someone else's work then lands on
-    both series alike instead of on whichever ran at the time."""
+    """`n` 1-client saves and `n` raw insert transactions, in alternating blocks
+    (`_alternating`)."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(RAW_TABLE)
@@ -102,21 +102,13 @@ async def _save_and_raw_latencies(
                 await stmt.fetch(f'{{"n": {i}}}')
             return (time.perf_counter() - t0) * 1000
 
-        saves: list[float] = []
-        raws: list[float] = []
         request = _save_request(form)
         async with _Http(base, token) as http:
-            for i in range(WARMUP):
-                await _send(http, request(i), (200, 201))
-                await raw(i)
-            i = WARMUP
-            while len(saves) < n:
-                for _ in range(min(BLOCK_1C, n - len(saves))):
-                    saves.append(await _send(http, request(i), (200, 201)))
-                    i += 1
-                for _ in range(min(BLOCK_1C, n - len(raws))):
-                    raws.append(await raw(i))
-                    i += 1
+
+            async def save(i: int) -> float:
+                return await _send(http, request(i), (200, 201))
+
+            saves, raws = await _alternating((save, raw), n)
         return saves, raws
     finally:
         await conn.close()
@@ -136,15 +128,17 @@ def _save_latencies_httpx(
 ) -> list[float]:
     """The 1-client save through httpx, as the ui's client sends it (continuity with the
     runs before the lean client: httpx itself costs about 0.9 ms a request here)."""
-    headers = {"Authorization": f"Bearer {token}"}
+    headers = {"Authorization": f"Bearer {token}", "Content-Type": "application/json"}
+    request = _save_request(form)
     out = []
     with httpx.Client(base_url=base, headers=headers, timeout=30) as client:
         for i in range(n + WARMUP):
-            body = {"data": {"name": f"bench {i}", "n": i, "tags": ["a", "b"]}}
+            method, path, body = request(i)
             t0 = time.perf_counter()
-            resp = client.put(
-                f"/v1/forms/{form}",
-                json=body,
+            resp = client.request(
+                method,
+                path,
+                content=body,
                 headers={"Idempotency-Key": uuid.uuid4().hex},
             )
             elapsed = (time.perf_counter() - t0) * 1000
@@ -169,35 +163,57 @@ async def _send(
     return elapsed
 
 
+Timed = Callable[[int], Awaitable[float]]
+
+
+async def _alternating(series: Sequence[Timed], n: int) -> list[list[float]]:
+    """`n` latencies (ms) of each of `series` (`run(i)` times its i-th run), after
+    WARMUP untimed runs each, in alternating blocks of BLOCK_1C: the machine is shared,
+    and a burst of someone else's work then lands on every series alike instead of on
+    whichever ran at the time."""
+    for i in range(WARMUP):
+        for run in series:
+            await run(i)
+    out: list[list[float]] = [[] for _ in series]
+    end = WARMUP + n
+    for start in range(WARMUP, end, BLOCK_1C):
+        for run, latencies in zip(series, out, strict=True):
+            for i in range(start, min(start + BLOCK_1C, end)):
+                latencies.append(await run(i))
+    return out
+
+
 async def _timed(
     base: str, token: str, n: int, request: Any, ok: tuple[int, ...]
 ) -> list[float]:
     """`n` timed requests (after WARMUP untimed ones) on one keep-alive connection;
     `request(i)` gives (method, path, body) of the i-th."""
     async with _Http(base, token) as http:
-        for i in range(WARMUP):
-            await _send(http, request(i), ok)
-        return [await _send(http, request(i), ok) for i in range(WARMUP, n + WARMUP)]
+
+        async def one(i: int) -> float:
+            return await _send(http, request(i), ok)
+
+        (latencies,) = await _alternating((one,), n)
+    return latencies
 
 
 async def _paired_save_latencies(
     first: tuple[str, str], second: tuple[str, str], n: int, form: str
 ) -> tuple[list[float], list[float]]:
     """`n` 1-client saves to each of two apis ((base URL, token) each), in alternating
-    blocks of BLOCK_1C: a comparison of the two that the machine's noise hits alike."""
+    blocks (`_alternating`): a comparison of the two that the machine's noise hits
+    alike."""
     request = _save_request(form)
-    out: tuple[list[float], list[float]] = ([], [])
     async with _Http(*first) as one, _Http(*second) as two:
-        for i in range(WARMUP):
-            for http in (one, two):
-                await _send(http, request(i), (200, 201))
-        i = WARMUP
-        while len(out[0]) < n:
-            for http, latencies in zip((one, two), out, strict=True):
-                for k in range(min(BLOCK_1C, n - len(latencies))):
-                    latencies.append(await _send(http, request(i + k), (200, 201)))
-            i += BLOCK_1C
-    return out
+
+        async def to_one(i: int) -> float:
+            return await _send(one, request(i), (200, 201))
+
+        async def to_two(i: int) -> float:
+            return await _send(two, request(i), (200, 201))
+
+        at_one, at_two = await _alternating((to_one, to_two), n)
+    return at_one, at_two
 
 
 def _save_latencies(

@@ -1,13 +1,14 @@
-"""The api benchmark's hand-written HTTP client (bench/api.py `_Http`) reads answers as
-a server may send them: in pieces, with Content-Length anywhere among the headers."""
+"""The api benchmark's helpers (bench/api.py): its hand-written HTTP client reads answers
+as a server may send them, and its series alternate in blocks after a warm-up."""
 
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 
-from bench.api import _Http
+from bench.api import BLOCK_1C, WARMUP, _alternating, _Http
 
 BODY = b'{"ok": true}'
 
@@ -76,3 +77,29 @@ def test_answers_in_pieces_are_read_whole() -> None:
     assert b"Content-Type: application/json\r\n" in first
     assert first.endswith(b'\r\n\r\n{"n": 1}')
     assert b"Content-Type" not in requests[1]
+
+
+def test_series_alternate_in_blocks_after_a_warm_up() -> None:
+    calls: list[tuple[str, int]] = []
+
+    def series(name: str) -> Any:
+        async def run(i: int) -> float:
+            calls.append((name, i))
+            return float(i)
+
+        return run
+
+    n = BLOCK_1C * 2 + 7
+    a, b = asyncio.run(_alternating((series("a"), series("b")), n))
+    warm = WARMUP
+    # Every series warms up (untimed), then is timed n times ...
+    assert calls[: 2 * warm] == [(s, i) for i in range(warm) for s in "ab"]
+    assert a == b == [float(i) for i in range(warm, warm + n)]
+    # ... in blocks that alternate: a, b, a, b, a (7), b (7).
+    timed = calls[2 * warm :]
+    blocks = [timed[0][0]]
+    for name, _ in timed[1:]:
+        if name != blocks[-1]:
+            blocks.append(name)
+    assert blocks == ["a", "b", "a", "b", "a", "b"]
+    assert [name for name, _ in timed[-14:]] == ["a"] * 7 + ["b"] * 7
