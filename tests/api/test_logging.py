@@ -7,6 +7,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from ballast_api import middleware
 from ballast_common.telemetry import configure_logging
 from tests.api.conftest import Api
 
@@ -57,3 +58,17 @@ def test_every_line_is_json_with_ids_and_no_secret(
     assert token not in text
     assert "editor-demo-pass" not in text
     assert "wrong-password-123" not in text
+
+
+@pytest.mark.parametrize("filler", [10, 300, 5000])
+def test_the_access_lines_path_is_masked_at_every_length(filler: int) -> None:
+    # Short paths are masked once per process (cached), long ones each time; either
+    # way a card number never reaches the line, and the line is cut at its limit.
+    path = f"/v1/projects/{'x' * filler}/4111111111111111"
+    for _ in range(2):  # the second time from the cache, for short paths
+        logged = middleware.logged_url({"path": path, "query_string": b""})["path"]
+        assert "4111111111111111" not in logged
+        assert len(logged) <= middleware._MAX_LOGGED_URL_PART
+        if len(path) <= middleware._MAX_LOGGED_URL_PART:
+            assert logged.startswith("/v1/projects/x")
+            assert logged.endswith("1111")
