@@ -136,7 +136,7 @@ def test_every_widget_type_survives_refresh(
     pick(page, "Tags", "ops")
     page.keyboard.press("Escape")
     # s_file
-    f.locator('[data-testid="stFileUploader"] input[type=file]').set_input_files(
+    f.locator('[data-testid="ballast-file-input"]').set_input_files(
         files=[{"name": "notes.txt", "mimeType": "text/plain", "buffer": b"hello e2e"}]
     )
     expect(f.get_by_text("Kept: notes.txt (9 bytes)")).to_be_visible(

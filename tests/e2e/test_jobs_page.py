@@ -212,9 +212,7 @@ def test_jobs_survive_navigation_and_refresh_and_can_be_cancelled(
     nav(page, "Data")
     csv = tmp_path / "measurements.csv"
     csv.write_text("x,y\n" + "".join(f"{i},{i * 0.5}\n" for i in range(200)))
-    page.locator('[data-testid="stFileUploader"] input[type="file"]').set_input_files(
-        str(csv)
-    )
+    page.locator('[data-testid="ballast-file-input"]').set_input_files(str(csv))
     # The upload is sent and kept before Import can use it.
     expect(page.get_by_text("Kept: measurements.csv")).to_be_visible()
     page.get_by_role("button", name="Import").click()

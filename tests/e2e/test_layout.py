@@ -269,7 +269,7 @@ def _project_drawn(page: Page) -> None:
     box = page_box(page, "projects")
     for label in ("Name", "Description"):
         expect(box.get_by_role("textbox", name=label)).to_be_visible()
-    expect(box.locator('[data-testid="stFileUploader"]')).to_be_visible()
+    expect(box.locator('[data-testid="ballast-file-input"]')).to_be_visible()
     expect(box.locator('[data-testid="stDataFrame"]')).to_be_visible()
     expect(box.get_by_text(re.compile(r"Version \d+ · updated"))).to_be_visible()
     expect(page.locator('[data-testid="stSkeleton"]')).to_have_count(0)

@@ -141,3 +141,22 @@ def test_streamlit_upload_limit_follows_the_datasets_limit(
 
     argv = streamlit_argv("127.0.0.1", 8765, mb)
     assert argv[argv.index("--server.maxUploadSize") + 1] == limit
+
+
+@pytest.mark.parametrize(
+    ("mb", "limit"), [(200.0, "275"), (150.0, "208"), (1.0, "200"), (0.1, "200")]
+)
+def test_websocket_message_limit_carries_the_largest_file_in_base64(
+    mb: float, limit: str
+) -> None:
+    # The file field sends a file's content in base64 on the session's WebSocket: a
+    # file of datasets.max_upload_mb must fit in one message (Streamlit's default 200 MB
+    # does not carry a 200 MB file).
+    from streamlit import config as st_config
+
+    from ballast_ui.__main__ import streamlit_argv
+
+    assert "server.maxMessageSize" in st_config.get_config_options()
+    argv = streamlit_argv("127.0.0.1", 8765, mb)
+    assert argv[argv.index("--server.maxMessageSize") + 1] == limit
+    assert int(limit) * 1024 * 1024 >= mb * 1024 * 1024 * 4 / 3

@@ -232,3 +232,126 @@ def test_a_journal_restore_never_undoes_a_change_made_in_this_session() -> None:
     at.run()
     assert at.selectbox(key="f.status").value == "paused"
     assert at.text_input(key="f.name").value == "typed before"
+
+
+class TestFileValue:
+    """What the browser's file field sends is checked, never trusted."""
+
+    @staticmethod
+    def sent(data: bytes = b"hello e2e", **over: object) -> dict[str, object]:
+        import base64
+
+        raw: dict[str, object] = {
+            "name": "notes.txt",
+            "size": len(data),
+            "type": "text/plain",
+            "sha256": "0" * 64,  # a lie: the server computes it from the content
+            "content_b64": base64.b64encode(data).decode(),
+            "at": 1,
+        }
+        raw.update(over)
+        return raw
+
+    def test_content_is_decoded_and_hashed_here(self) -> None:
+        import hashlib
+
+        from ballast_ui.widgets import file_value
+
+        value, data = file_value(self.sent(), 0)
+        assert data == b"hello e2e"
+        assert value == {
+            "name": "notes.txt",
+            "size": 9,
+            "type": "text/plain",
+            "sha256": hashlib.sha256(b"hello e2e").hexdigest(),
+            "content_b64": "aGVsbG8gZTJl",
+        }
+
+    def test_a_larger_file_is_kept_whole_for_the_session_not_in_the_draft(
+        self,
+    ) -> None:
+        from ballast_ui.widgets import MAX_INLINE_FILE_BYTES, file_value
+
+        big = b"x" * (MAX_INLINE_FILE_BYTES + 1)
+        value, data = file_value(self.sent(big), 0)
+        assert data == big
+        assert value is not None
+        assert value["content_b64"] is None
+        assert value["size"] == MAX_INLINE_FILE_BYTES + 1
+
+    def test_metadata_only_keeps_a_well_formed_hash_or_none(self) -> None:
+        from ballast_ui.widgets import file_value
+
+        good = "ab" * 32
+        value, data = file_value(
+            self.sent(size=10**9, content_b64=None, sha256=good), 0
+        )
+        assert data is None
+        assert value is not None
+        assert (value["sha256"], value["size"]) == (good, 10**9)
+        for bad in ("AB" * 32, "z" * 64, "a" * 63, 5, None, "a" * 64 + "\n"):
+            value, _ = file_value(self.sent(content_b64=None, sha256=bad), 0)
+            assert value is not None
+            assert value["sha256"] is None, bad
+
+    def test_removed_clears(self) -> None:
+        from ballast_ui.widgets import file_value
+
+        assert file_value({"removed": True, "at": 2}, 0) == (None, None)
+
+    def test_names_are_reduced_to_their_last_segment(self) -> None:
+        from ballast_ui.widgets import file_value
+
+        for name in ("../../etc/passwd", "C:\\Users\\x\\passwd", "/passwd"):
+            value, _ = file_value(self.sent(name=name), 0)
+            assert value is not None
+            assert value["name"] == "passwd"
+
+    def test_odd_types_fall_back(self) -> None:
+        from ballast_ui.widgets import file_value
+
+        for kind in (None, "", 7, "a" * 201, "text/plain\r\nX-Evil: 1"):
+            value, _ = file_value(self.sent(type=kind), 0)
+            assert value is not None
+            assert value["type"] == "application/octet-stream", kind
+
+    def test_bad_input_is_refused_with_a_reason(self) -> None:
+        import pytest
+
+        from ballast_ui.widgets import file_value
+
+        cases: list[tuple[object, str]] = [
+            (None, "no file"),
+            ("notes.txt", "no file"),
+            (self.sent(name=""), "needs a name"),
+            (self.sent(name="/"), "needs a name"),
+            (self.sent(name=None), "needs a name"),
+            (self.sent(name="a" * 256), "needs a name"),
+            (self.sent(name="a\x00b.txt"), "control characters"),
+            (self.sent(name="a\nb.txt"), "control characters"),
+            (self.sent(size=-1), "not a byte count"),
+            (self.sent(size="9"), "not a byte count"),
+            (self.sent(size=True), "not a byte count"),
+            (self.sent(size=9.0), "not a byte count"),
+            (self.sent(size=10), "9 bytes arrived of 10"),
+            (self.sent(content_b64="not base64!"), "not base64"),
+            (self.sent(content_b64=12), "not base64"),
+            (self.sent(content_b64="aGVsbG8gZTJl\n"), "not base64"),
+        ]
+        for raw, reason in cases:
+            with pytest.raises(ValueError, match=reason):
+                file_value(raw, 0)
+        with pytest.raises(
+            ValueError, match=r"larger than this field takes \(8 bytes\)"
+        ):
+            file_value(self.sent(), 8)
+        value, _ = file_value(self.sent(), 9)
+        assert value is not None
+
+    def test_an_empty_file_is_a_file(self) -> None:
+        from ballast_ui.widgets import file_value
+
+        value, data = file_value(self.sent(b""), 0)
+        assert data == b""
+        assert value is not None
+        assert (value["size"], value["content_b64"]) == (0, "")

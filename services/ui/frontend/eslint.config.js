@@ -12,10 +12,10 @@ const readonly = (names) => Object.fromEntries(names.map((name) => [name, 'reado
 // The globals the component modules use (no `globals` package needed).
 const browser = readonly([
   'AbortController', 'ArrayBuffer', 'Element', 'HTMLInputElement', 'HTMLTextAreaElement',
-  'TextDecoder', 'URLSearchParams', 'WebSocket', 'XMLHttpRequest', 'clearTimeout', 'document',
+  'TextDecoder', 'URLSearchParams', 'WebSocket', 'XMLHttpRequest', 'btoa', 'clearTimeout', 'document',
   'fetch', 'localStorage', 'performance', 'setTimeout', 'window',
 ]);
-const node = readonly(['Buffer', 'TextDecoder', 'URL', 'URLSearchParams', 'console', 'process']);
+const node = readonly(['Buffer', 'TextDecoder', 'TextEncoder', 'btoa', 'URL', 'URLSearchParams', 'console', 'process']);
 
 const rules = {
   ...js.configs.recommended.rules,

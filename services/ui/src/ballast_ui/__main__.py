@@ -38,16 +38,30 @@ STREAMLIT_OPTIONS: dict[str, str] = {
 REGISTERED_AT_START = (RERUN_SECONDS,)
 
 
+# Streamlit's default WebSocket message limit (MB), and the room around a file's base64.
+DEFAULT_MESSAGE_MB = 200
+MESSAGE_MARGIN_MB = 8
+
+
+def max_message_mb(max_upload_mb: float) -> int:
+    """The WebSocket message limit (whole MB) that carries a file of `max_upload_mb`
+    in base64, never below Streamlit's default."""
+    return max(DEFAULT_MESSAGE_MB, math.ceil(max_upload_mb * 4 / 3) + MESSAGE_MARGIN_MB)
+
+
 def streamlit_argv(host: str, port: int, max_upload_mb: float = 200.0) -> list[str]:
     """The ``streamlit run`` command line serving the Workbench on ``host:port``.
 
     Streamlit's own upload limit (whole megabytes) follows ``datasets.max_upload_mb``,
     the limit the api enforces, so a file the api would take is not refused earlier.
+    So does the WebSocket's message limit: the file field sends a file's content, in
+    base64 (4/3 of its size), on the session's WebSocket.
     """
     server = Path(__file__).with_name("server.py")
     args = ["streamlit", "run", str(server), "--server.address", host]
     args += ["--server.port", str(port)]
     args += ["--server.maxUploadSize", str(math.ceil(max_upload_mb))]
+    args += ["--server.maxMessageSize", str(max_message_mb(max_upload_mb))]
     for name, value in STREAMLIT_OPTIONS.items():
         args += [f"--{name}", value]
     return args

@@ -65,9 +65,6 @@ BASE_CSS = """
 .st-key-b-status { min-width: 17rem; max-width: 17rem; height: 1.75rem; min-height: 1.75rem;
   max-height: 1.75rem; white-space: nowrap; overflow: hidden; justify-content: center; }
 .st-key-b-status p { margin: 0; line-height: 1.75rem; }
-[data-testid="stFileUploaderDropzone"] { flex-direction: row !important;
-  align-items: flex-start !important; height: auto !important; gap: 1rem !important; }
-[data-testid="stFileUploaderDropzoneInstructions"] { align-self: center !important; }
 button:focus-visible, input:focus-visible, textarea:focus-visible, a:focus-visible,
 [role="button"]:focus-visible, [role="combobox"]:focus-visible {
   outline: 2px solid #1c64f2 !important; outline-offset: 2px; }

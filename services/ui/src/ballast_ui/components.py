@@ -13,6 +13,9 @@
 - `upload`: the Data page's direct upload: the file's parts go from the browser
   straight to the object store (presigned URLs, through the ui's ``/_ballast/uploads``
   routes), with a progress bar; a refresh resumes it (`ballast_ui.uploads`).
+- `file_field`: the file field of `ballast_ui.widgets.s_file`: the chosen file is read
+  in the browser and sent on the session's WebSocket (no upload URL of one process),
+  so it works behind replicas without session affinity.
 
 The browser code lives in ``ballast_ui/frontend/`` (``nav.js``, ``journal.js``,
 ``bridge.js``, their pure logic in ``lib/``, unit-tested with node's test runner in
@@ -181,3 +184,49 @@ def upload(
 
 # Fixed: the element never changes the page's layout while it works.
 UPLOAD_HEIGHT = 112
+# Label, the input row and the status line, whatever they say.
+FILE_HEIGHT = 96
+
+
+def file_field(
+    *,
+    label: str,
+    kept: Mapping[str, Any] | None,
+    accept: Sequence[str],
+    inline_limit: int,
+    max_bytes: int,
+    disabled: bool,
+    problem: Mapping[str, Any] | None,
+    on_file: Callable[[], None],
+    key: str,
+) -> Any:
+    """Mount a file field.
+
+    Args:
+        label: Its label.
+        kept: ``{name, size}`` of the file the server holds (None: none).
+        accept: The allowed extensions (empty: any).
+        inline_limit: Files up to this many bytes are sent with their content; larger
+            ones by name, size, type and SHA-256 only.
+        max_bytes: Larger files are refused in the browser (0: no limit).
+        disabled: Whether the field is read-only.
+        problem: ``{text, at}``: why the server refused the last file (shown once).
+        on_file: Called when a file was chosen or removed; ``st.session_state[key]
+            .file`` is ``{name, size, type, sha256, content_b64}`` or ``{removed}``.
+        key: The element's key.
+    """
+    return _element("file")(
+        key=key,
+        data={
+            "label": label,
+            "kept": dict(kept) if kept else None,
+            "accept": list(accept),
+            "inline_limit": inline_limit,
+            "max_bytes": max_bytes,
+            "disabled": disabled,
+            "problem": dict(problem) if problem else None,
+            "key": key,
+        },
+        on_file_change=on_file,
+        height=FILE_HEIGHT,
+    )

@@ -10,7 +10,9 @@ Values are stored JSON-ready (dates as ISO strings, tables as row lists).
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
+import re
 import time
 from collections.abc import Callable, Sequence
 from datetime import date
@@ -19,7 +21,6 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from ballast_ui.i18n import BLANK
 from ballast_ui.metrics import note_trigger
 from ballast_ui.st_internals import current_run
 from ballast_ui.state import persist_input, values
@@ -334,48 +335,137 @@ def s_slider(
     )
 
 
-def _file_changed(key: str) -> None:
-    upload = st.session_state.get(f"{key}::upload")
-    if upload is None:
-        value = None
+# A file name longer than this, or with a control character, is refused.
+MAX_FILE_NAME = 255
+_SHA256 = re.compile(r"[0-9a-f]{64}")
+
+
+def file_bytes_key(key: str) -> str:
+    """Where this session keeps the content of the file field `key` (the draft keeps
+    it only up to `MAX_INLINE_FILE_BYTES`)."""
+    return f"{key}::bytes"
+
+
+def file_value(raw: Any, max_bytes: int) -> tuple[dict[str, Any] | None, bytes | None]:
+    """The stored value and content of what the browser's file field sent.
+
+    Never trusted: the name is reduced to its last path segment, the content must be
+    base64 of exactly ``size`` bytes and its SHA-256 is computed here; without content
+    (a larger file) only a well-formed SHA-256 is kept. ``{"removed": true}`` clears
+    the field: ``(None, None)``.
+
+    Raises:
+        ValueError: What is wrong with it, said for the user.
+    """
+    if not isinstance(raw, dict):
+        raise ValueError("the browser sent no file")
+    if raw.get("removed") is True:
+        return None, None
+    name = raw.get("name")
+    if isinstance(name, str):
+        name = name.replace("\\", "/").rsplit("/", 1)[-1].strip()
+    if not isinstance(name, str) or not 0 < len(name) <= MAX_FILE_NAME:
+        raise ValueError(f"a file needs a name of 1 to {MAX_FILE_NAME} characters")
+    if any(ord(c) < 32 or ord(c) == 127 for c in name):
+        raise ValueError("the file name has control characters")
+    size = raw.get("size")
+    if isinstance(size, bool) or not isinstance(size, int) or size < 0:
+        raise ValueError(f"{name}: the size is not a byte count")
+    if max_bytes and size > max_bytes:
+        raise ValueError(
+            f"{name} is larger than this field takes ({max_bytes:,} bytes)"
+        )
+    kind = raw.get("type")
+    if not isinstance(kind, str) or len(kind) > 200 or not kind.isprintable():
+        kind = "application/octet-stream"
+    content = raw.get("content_b64")
+    data: bytes | None = None
+    if content is not None:
+        if not isinstance(content, str):
+            raise ValueError(f"{name}: the content is not base64")
+        try:
+            data = base64.b64decode(content, validate=True)
+        except (binascii.Error, ValueError):
+            raise ValueError(f"{name}: the content is not base64") from None
+        if len(data) != size:
+            raise ValueError(f"{name}: {len(data):,} bytes arrived of {size:,}")
+        sha256: str | None = hashlib.sha256(data).hexdigest()
     else:
-        data = upload.getvalue()
-        value = {
-            "name": upload.name,
-            "size": len(data),
-            "type": upload.type,
-            "sha256": hashlib.sha256(data).hexdigest(),
-            "content_b64": (
-                base64.b64encode(data).decode()
-                if len(data) <= MAX_INLINE_FILE_BYTES
-                else None
-            ),
-        }
+        claimed = raw.get("sha256")
+        sha256 = (
+            claimed if isinstance(claimed, str) and _SHA256.fullmatch(claimed) else None
+        )
+    value = {
+        "name": name,
+        "size": size,
+        "type": kind or "application/octet-stream",
+        "sha256": sha256,
+        "content_b64": (
+            content if data is not None and size <= MAX_INLINE_FILE_BYTES else None
+        ),
+    }
+    return value, data
+
+
+def _problem_key(key: str) -> str:
+    return f"{key}::problem"
+
+
+def _file_changed(key: str, max_bytes: int) -> None:
+    raw = getattr(st.session_state.get(f"{key}::upload"), "file", None)
+    if raw is None:
+        return
+    try:
+        value, data = file_value(raw, max_bytes)
+    except ValueError as exc:
+        st.session_state[_problem_key(key)] = {"text": str(exc), "at": time.time()}
+        return
+    st.session_state.pop(_problem_key(key), None)
+    if data is None:
+        st.session_state.pop(file_bytes_key(key), None)
+    else:
+        st.session_state[file_bytes_key(key)] = data
     note_trigger(st.session_state, "widget")
     persist_input(key, value, urgent=True)
 
 
-def s_file(label: str, key: str, **kwargs: Any) -> dict[str, Any] | None:
-    """A controlled `st.file_uploader` (one file).
+def s_file(
+    label: str,
+    key: str,
+    *,
+    type: Sequence[str] = (),
+    disabled: bool = False,
+    inline_limit: int = MAX_INLINE_FILE_BYTES,
+    max_bytes: int = 0,
+) -> dict[str, Any] | None:
+    """A controlled file field (one file; `ballast_ui.components.file_field`).
 
     The stored value is ``{name, size, type, sha256, content_b64}`` (content only for
-    small files). A browser cannot be given a file back, so after a refresh the stored
-    file is shown under the uploader instead.
+    files up to `MAX_INLINE_FILE_BYTES`). Files up to `inline_limit` bytes reach the
+    server with their content, kept for this session under `file_bytes_key`; larger
+    ones by metadata only. A browser cannot be given a file back, so after a refresh
+    the stored file is named under the field instead.
+
+    The file travels on the session's WebSocket, not to an upload URL of the server
+    process holding the session: it works behind replicas without session affinity.
     """
+    from ballast_ui.components import file_field  # components build on this module
+
     _seen(f"{key}::upload")
-    st.file_uploader(
-        label,
-        key=f"{key}::upload",
-        on_change=_file_changed,
-        args=(key,),
-        **kwargs,
-    )
     stored = values().get(key)
-    if isinstance(stored, dict) and stored.get("name"):
-        st.caption(f"Kept: {stored['name']} ({stored.get('size', 0):,} bytes)")
-    else:
-        st.caption(BLANK)
-    return stored if isinstance(stored, dict) else None
+    kept = stored if isinstance(stored, dict) and stored.get("name") else None
+    file_field(
+        label=label,
+        kept={"name": kept["name"], "size": kept.get("size", 0)} if kept else None,
+        accept=list(type),
+        inline_limit=inline_limit,
+        max_bytes=max_bytes,
+        disabled=disabled,
+        problem=st.session_state.get(_problem_key(key)),
+        on_file=lambda: _file_changed(key, max_bytes),
+        key=f"{key}::upload",
+    )
+    return kept
 
 
 def _apply_edits(base: list[dict[str, Any]], edits: Any) -> list[dict[str, Any]]:

@@ -24,8 +24,8 @@ from ballast_ui.downloads import download_buttons
 from ballast_ui.i18n import t
 from ballast_ui.pages.jobs import api_error_text, flash, job_panel
 from ballast_ui.router import Page, Router
-from ballast_ui.state import Ctx, track, values
-from ballast_ui.widgets import s_file, s_select, s_text
+from ballast_ui.state import Ctx, get_config, track, values
+from ballast_ui.widgets import file_bytes_key, s_file, s_select, s_text
 
 FORM = "data-import"
 EXTENSIONS = ("csv", "xlsx", "xls", "json", "parquet")
@@ -42,14 +42,21 @@ CSS = """<style>
 
 
 def upload_bytes(key: str) -> tuple[str, bytes] | None:
-    """The chosen file's name and content (from the uploader or the kept draft)."""
-    upload = st.session_state.get(f"{key}::upload")
-    if upload is not None:
-        return str(upload.name), bytes(upload.getvalue())
+    """The chosen file's name and content (sent in this session, or the kept draft)."""
     kept = values().get(key)
-    if isinstance(kept, dict) and kept.get("content_b64") is not None:
+    if not isinstance(kept, dict) or not kept.get("name"):
+        return None
+    data = st.session_state.get(file_bytes_key(key))
+    if isinstance(data, bytes) and len(data) == kept.get("size"):
+        return str(kept["name"]), data
+    if kept.get("content_b64") is not None:
         return str(kept["name"]), base64.b64decode(kept["content_b64"])
     return None
+
+
+def max_upload_bytes() -> int:
+    """The largest file the api takes into a dataset (``datasets.max_upload_mb``)."""
+    return int(get_config().datasets.max_upload_mb * 1024 * 1024)
 
 
 def check_file(name: str, data: bytes) -> str | None:
@@ -127,8 +134,11 @@ class DataPage(Page):
         s_file(
             "File (CSV, Excel, JSON, Parquet)",
             f"{FORM}.file",
-            type=list(EXTENSIONS),
+            type=EXTENSIONS,
             disabled=not can_write,
+            # The content reaches this session whole, up to what the api takes.
+            inline_limit=max_upload_bytes(),
+            max_bytes=max_upload_bytes(),
         )
 
         def start() -> None:
