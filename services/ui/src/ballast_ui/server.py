@@ -7,6 +7,8 @@
   HttpOnly cookie) and send the browser to the provider.
 - ``/_ballast/uploads…``: direct uploads of the Data page, forwarded to the api with the
   cookie's session (`ballast_ui.uploads`).
+- ``GET /_ballast/exports/{kind}/{id}?format=``: an export (a dataset, a job's result)
+  streamed from the api with the cookie's session (`ballast_ui.exports`).
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from starlette.responses import (
 from starlette.routing import Route
 
 from ballast_common.config import load_config
-from ballast_ui import uploads
+from ballast_ui import exports, uploads
 from ballast_ui.auth import COOKIE_NAME, SSO_COOKIE, begin_sso, redeem
 from ballast_ui.st_internals import keep_output_of_finished_runs, warn_if_untested
 
@@ -156,6 +158,7 @@ ROUTES = [
     Route("/_ballast/logout", logout, methods=["POST"]),
     Route("/_ballast/sso", sso, methods=["GET"]),
     *uploads.ROUTES,
+    *exports.ROUTES,
 ]
 
 warn_if_untested()
