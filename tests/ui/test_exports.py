@@ -1,4 +1,5 @@
-"""The ui's export route (``GET /_ballast/exports/{kind}/{id}``).
+"""The ui's export route (``GET /_ballast/exports/{kind}/{id}``) and the Data and
+Analysis pages' download links to it.
 
 The route is stateless (any replica serves any click): it forwards to the state api
 with the session of the HttpOnly cookie and streams the api's file through. Tested
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import html
 import http.server
 import io
 import re
@@ -29,6 +31,8 @@ import pytest
 from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
+from streamlit import config as st_config
+from streamlit.testing.v1 import AppTest
 
 from ballast_common.config import AppConfig
 from ballast_common.db import DB, migrate, run_tx
@@ -45,7 +49,7 @@ from ballast_common.seed import seed_demo
 from ballast_common.storage import open_store
 from ballast_testing.api import api_process
 from ballast_testing.servers import LOOPBACK, free_port
-from ballast_ui import exports, server
+from ballast_ui import downloads, exports, server
 from ballast_ui.auth import COOKIE_NAME
 
 PASSWORDS = {"editor": "editor-demo-pass", "viewer": "viewer-demo-pass"}
@@ -515,3 +519,76 @@ def test_served_under_the_base_path_too(
         assert client.get("/ballast" + href("datasets", HELD)).status_code == 200
         assert client.get(href("datasets", HELD)).status_code == 200
         assert_error(client.get("/other" + href("datasets", HELD)), 404, "not_found")
+
+
+# --------------------------------------------------------------------------- the links
+
+
+def test_export_href_is_the_route_under_the_base_path() -> None:
+    item = uuid.uuid4()
+    assert (
+        downloads.export_href(f"/datasets/{item}/export", "xlsx")
+        == f"/_ballast/exports/datasets/{item}?format=xlsx"
+    )
+    assert (
+        downloads.export_href(f"/jobs/{item}/result/export", "parquet")
+        == f"/_ballast/exports/jobs/{item}?format=parquet"
+    )
+    before = st_config.get_option("server.baseUrlPath")
+    try:
+        for configured in ("ballast", "/ballast/", "ballast/"):
+            st_config.set_option("server.baseUrlPath", configured)
+            assert downloads.export_href(f"/datasets/{item}/export", "csv") == (
+                f"/ballast/_ballast/exports/datasets/{item}?format=csv"
+            )
+        st_config.set_option("server.baseUrlPath", "/")
+        assert downloads.export_href(f"/jobs/{item}/result/export", "csv") == (
+            f"/_ballast/exports/jobs/{item}?format=csv"
+        )
+    finally:
+        st_config.set_option("server.baseUrlPath", before)
+    with pytest.raises(ValueError, match="no export route"):
+        downloads.export_href("/projects/x/export", "csv")
+
+
+def _links_app() -> None:
+    import streamlit as st
+
+    from ballast_ui.downloads import download_buttons
+
+    download_buttons(
+        None,  # type: ignore[arg-type]  # the links need no api
+        st.session_state["path"],
+        st.session_state["name"],
+        key="t::download",
+    )
+
+
+def test_download_links_one_per_format_escaped() -> None:
+    item = uuid.uuid4()
+    at = AppTest.from_function(_links_app, default_timeout=30)
+    at.session_state["path"] = f"/datasets/{item}/export"
+    name = 'Q3 "x" <script>alert(1)</script> & co'
+    at.session_state["name"] = name
+    at.run()
+    assert not at.exception, at.exception
+    assert [c.value for c in at.caption] == ["Download"]
+    body = "\n".join(m.value for m in at.markdown)
+    anchors = re.findall(r"<a\b[^>]*>[^<]*</a>", body)
+    assert len(anchors) == 3
+    assert "<script>" not in body
+    assert "&lt;script&gt;" not in body  # the file name stem has no markup left
+    for anchor, (label, fmt) in zip(
+        anchors,
+        [("CSV", "csv"), ("Excel", "xlsx"), ("Parquet", "parquet")],
+        strict=True,
+    ):
+        attrs = dict(re.findall(r'(\w[\w-]*)="([^"]*)"', anchor))
+        assert html.unescape(attrs["href"]) == (
+            f"/_ballast/exports/datasets/{item}?format={fmt}"
+        )
+        assert attrs["download"] == f"{downloads.file_stem(name)}.{fmt}"
+        assert not re.search(r"[<>\"&]", attrs["download"])
+        assert attrs["target"] == "_self"  # not a new tab
+        assert anchor.endswith(f">{label}</a>")
+    assert len(at.columns) == 3

@@ -301,6 +301,13 @@ def markdown(at: AppTest) -> str:
     return "\n".join(m.value for m in at.markdown)
 
 
+def export_links(at: AppTest) -> list[tuple[str, str]]:
+    """(href, label) of the page's download links."""
+    return re.findall(
+        r'<a href="([^"]+)" download="[^"]+"[^>]*>([^<]+)</a>', markdown(at)
+    )
+
+
 # --------------------------------------------------------------------------- guards
 
 
@@ -443,10 +450,11 @@ def test_upload_import_progress_and_preview(fake: FakeApi) -> None:
     at.run()
     frames = at.dataframe
     assert any(list(f.value.columns) == ["region"] for f in frames)
-    # A ready dataset offers its exports (fetched through the api when clicked).
-    downloads = at.get("download_button")
-    assert len(downloads) == 3
-    assert [d.proto.label for d in downloads] == ["CSV", "Excel", "Parquet"]
+    # A ready dataset offers its exports: links to the ui's export route.
+    assert export_links(at) == [
+        (f"/_ballast/exports/datasets/{ds['id']}?format={fmt}", label)
+        for label, fmt in (("CSV", "csv"), ("Excel", "xlsx"), ("Parquet", "parquet"))
+    ]
 
 
 @pytest.mark.parametrize(
@@ -522,10 +530,9 @@ def test_analysis_runs_a_bootstrap_job_and_charts_it(fake: FakeApi) -> None:
     assert any(s.value.startswith("Result") for s in at.subheader)
     assert list(at.dataframe[-1].value["estimate"]) == [2.0]
     assert len(at.get("vega_lite_chart")) == 2  # intervals + distribution
-    assert [d.proto.label for d in at.get("download_button")] == [
-        "CSV",
-        "Excel",
-        "Parquet",
+    assert export_links(at) == [
+        (f"/_ballast/exports/jobs/{job['id']}?format={fmt}", label)
+        for label, fmt in (("CSV", "csv"), ("Excel", "xlsx"), ("Parquet", "parquet"))
     ]
 
 
