@@ -4,8 +4,9 @@ Writes bench/results/ui.json with, for Ballast and (prefixed ``bare_``) for a ba
 Streamlit app with the same pages and widgets using ``st.navigation``:
 - nav_p50_ms, nav_p95_ms: click on a navigation link -> the new page's content is in
   the DOM, timed in the page (performance.now, MutationObserver, then one frame);
-- interact_p95_ms: click on the "Public" checkbox -> the server's answer (the field's
-  note / caption) is shown, timed in the page;
+- interact_p95_ms: click on the "Public" checkbox -> the field's note ("● modified" or
+  blank) is shown, timed in the page: drawn by the browser at once (journal.js), or by
+  the server's answer (the bare app: its caption);
 - rerun_p95_ms: server-side script/fragment run time during the scripted session
   (Ballast: ``ballast_ui_rerun_seconds`` from /metrics, the 1 s status poll left out;
   bare: a timer around the script run);
@@ -200,10 +201,13 @@ def _ballast(page: Page, base: str, metrics: str, project_id: str) -> dict[str, 
             " return !!b && b.offsetParent !== null && !!b.querySelector('h1, h2, h3'); }"
         ),
         "[class*='is_public'] label",
-        # The field's note flips between "● modified" and blank after the rerun.
+        # The field's note flips between "● modified" and blank: as shown, whether
+        # the browser drew it (data-bnote, at once) or the server's rerun did.
         "() => { const w = window; const n = [...document.querySelectorAll("
         "'.st-key-bpage-projects [data-testid=\"stCaptionContainer\"]')]"
-        ".filter((c) => c.textContent.includes('modified')).length;"
+        ".filter((c) => { const h = c.closest('[data-bnote]');"
+        " return h ? h.dataset.bnote === 'modified' : c.textContent.includes('modified'); })"
+        ".length;"
         " if (w.__lastMod === undefined) { w.__lastMod = n; return false; }"
         " if (n !== w.__lastMod) { w.__lastMod = n; return true; } return false; }",
     )

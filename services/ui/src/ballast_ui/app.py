@@ -24,6 +24,7 @@ from ballast_common.telemetry import configure_logging, log_error
 from ballast_ui import components
 from ballast_ui.cache import ui_cache
 from ballast_ui.client import ApiUnavailable, RateLimited
+from ballast_ui.forms import browser_notes
 from ballast_ui.i18n import BLANK, t, theme_css
 from ballast_ui.metrics import RERUN_SECONDS, end_action, take_trigger, timed_run
 from ballast_ui.pages import ALL_PAGES
@@ -65,6 +66,15 @@ BASE_CSS = """
 .st-key-b-status { min-width: 17rem; max-width: 17rem; height: 1.75rem; min-height: 1.75rem;
   max-height: 1.75rem; white-space: nowrap; overflow: hidden; justify-content: center; }
 .st-key-b-status p { margin: 0; line-height: 1.75rem; }
+[data-bnote] [data-testid="stCaptionContainer"] p, [data-btext] p {
+  visibility: hidden; position: relative; }
+[data-bnote="modified"] [data-testid="stCaptionContainer"] p::after, [data-btext] p::after {
+  visibility: visible; position: absolute; left: 0; top: 0; white-space: nowrap; }
+[data-bnote="modified"] [data-testid="stCaptionContainer"] p::after {
+  content: "● modified"; color: rgb(226, 102, 12); }
+[data-btext] p::after { content: var(--btext); }
+[data-btone="orange"] p::after { color: rgb(226, 102, 12); }
+[data-btone="green"] p::after { color: rgb(21, 130, 55); }
 button:focus-visible, input:focus-visible, textarea:focus-visible, a:focus-visible,
 [role="button"]:focus-visible, [role="combobox"]:focus-visible {
   outline: 2px solid #1c64f2 !important; outline-offset: 2px; }
@@ -153,11 +163,16 @@ def _page_journal(name: str) -> None:
     meta = journal_meta()
     store = values()
     keys = {m["key"] for m in meta.values()}
+    all_notes, all_markers = browser_notes()
+    notes = {k: n for k, n in all_notes.items() if k in keys}
+    forms = {n["form"] for n in notes.values()}
     with st.container(key=f"bjournal-{name}"):
         components.journal(
             user=str(ctx.user.id) if ctx.user else None,
             meta=meta,
             known={k: store.get(k) for k in keys},
+            notes=notes,
+            markers={f: m for f, m in all_markers.items() if f in forms},
             key=f"ballast_journal_{name}",
         )
 

@@ -29,6 +29,7 @@ Ref: https://docs.streamlit.io/develop/api-reference/custom-components/st.compon
 
 from __future__ import annotations
 
+import itertools
 import secrets
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -85,6 +86,7 @@ def _element(name: str) -> ComponentRenderer:
 
 
 _SESSION = "_ballast_bridge_session"
+_RUNS = itertools.count()
 
 
 def nav(
@@ -107,6 +109,8 @@ def journal(
     user: str | None,
     meta: Mapping[str, Mapping[str, Any]],
     known: Mapping[str, Any],
+    notes: Mapping[str, Mapping[str, Any]] | None = None,
+    markers: Mapping[str, Mapping[str, Any]] | None = None,
     key: str,
 ) -> Any:
     """Mount the journal of a page's controlled widgets (invisible).
@@ -115,6 +119,12 @@ def journal(
         user: The user id (the journal is kept per user).
         meta: ``{css class: {key, kind, ...}}`` of the journaled widgets.
         known: The values the server holds for them (only differences are journaled).
+        notes: ``{key: {saved, error, form}}`` of the fields with a note
+            (`ballast_ui.forms.field_note`): the browser draws "● modified" there at
+            once after a change, until this element is drawn again (the server's run
+            completed and drew its own).
+        markers: ``{form id: {marker, count}}``: the forms' unsaved markers, drawn the
+            same way.
         key: The element's key (one per page).
     """
     # Drawn at the end of every run of a page's fragment: the run completed (see
@@ -122,7 +132,16 @@ def journal(
     fragment_done()
     return _element("journal")(
         key=key,
-        data={"user": user, "meta": dict(meta), "known": dict(known)},
+        data={
+            "user": user,
+            "meta": dict(meta),
+            "known": dict(known),
+            "notes": dict(notes or {}),
+            "forms": dict(markers or {}),
+            # New in every run: the element is drawn again even when nothing else
+            # changed, so the browser's guesses always give way to the server's notes.
+            "run": next(_RUNS),
+        },
         height=0,
     )
 

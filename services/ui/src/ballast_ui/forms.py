@@ -20,6 +20,7 @@ from ballast_ui.i18n import BLANK
 from ballast_ui.metrics import note_trigger
 from ballast_ui.outbox import split_key
 from ballast_ui.state import get_ctx, on_change, persist_input, track, values
+from ballast_ui.widgets import widget_css_class
 
 HISTORY_LIMIT = 100
 _FORMS = "_ballast_forms"
@@ -165,8 +166,33 @@ def validate(
     return errors
 
 
+# What the browser needs to draw a field's note and its form's marker itself, at once
+# (see `ballast_ui.components.journal`): per widget key ``{saved, error, form}``, per
+# form ``{marker: css class, count: dirty fields}``.
+NOTES = "_ballast_notes"
+MARKERS = "_ballast_markers"
+
+
+def browser_notes() -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The notes and markers drawn in this session, for the browser journal."""
+    return (
+        st.session_state.setdefault(NOTES, {}),
+        st.session_state.setdefault(MARKERS, {}),
+    )
+
+
 def field_note(form: FormState, name: str, errors: Mapping[str, str]) -> str:
-    """The text of a field's fixed-height note slot: error, dirty marker or blank."""
+    """The text of a field's fixed-height note slot: error, dirty marker or blank.
+
+    Drawn right after the field's widget: the browser draws the dirty marker there
+    itself as soon as the user changes the value, before the server answers.
+    """
+    notes, _markers = browser_notes()
+    notes[f"{form.form_id}.{name}"] = {
+        "saved": form.saved.get(name),
+        "error": name in errors,
+        "form": form.form_id,
+    }
     if name in errors:
         return f":red[{errors[name]}]"
     if name in dirty_fields(form):
@@ -400,7 +426,12 @@ def form_toolbar(
     marker = (
         f":orange[● {len(dirty)} unsaved]" if dirty else ":green[✓ no unsaved changes]"
     )
-    # Keyed: hidden while the UI server is unreachable (see ballast_ui.components).
+    # Keyed: hidden while the UI server is unreachable (see ballast_ui.components),
+    # and drawn by the browser at once after a change (`browser_notes`).
+    browser_notes()[1][fid] = {
+        "marker": widget_css_class(f"{fid}::marker"),
+        "count": len(dirty),
+    }
     cols[5].container(key=f"{fid}::marker").markdown(marker)
     cols[6].markdown(form.message or BLANK)
 

@@ -2,11 +2,14 @@
 // is read from the DOM right after each user event (typing not yet committed by
 // Streamlit included) and kept in localStorage when it differs from what the server
 // knows, until the api acknowledged it; a refresh at any moment loses nothing.
+// The same reading draws the field's "modified" note and the form's unsaved marker at
+// once (lib/notes_logic.js), until the server's next completed run draws its own.
 import { stringWidgetStates } from './lib/backmsg.js';
 import { keepEditsOnTheirWay } from './lib/edit_timers.js';
 import {
   adoptClassEntries, journalKey, loadJournal, same, saveJournal,
 } from './lib/journal_store.js';
+import { markerText, noteState, unsavedCount } from './lib/notes_logic.js';
 import { denseRows, editedRows, hasEdits } from './lib/table_edits.js';
 import {
   dateValue, numberValue, optionValue, optionValues, sliderValue,
@@ -18,6 +21,16 @@ export default function (component) {
   w.__ballastMeta = Object.assign(w.__ballastMeta || {}, data.meta || {});
   w.__ballastKnown = Object.assign(w.__ballastKnown || {}, data.known || {});
   w.__ballastUser = data.user;
+  w.__ballastNotes = Object.assign(w.__ballastNotes || {}, data.notes || {});
+  w.__ballastForms = Object.assign(w.__ballastForms || {}, data.forms || {});
+  // A completed run of the server drew its notes: the browser's guesses go.
+  w.__ballastPending = {};
+  for (const el of document.querySelectorAll('[data-bnote], [data-btext]')) {
+    delete el.dataset.bnote;
+    delete el.dataset.btext;
+    delete el.dataset.btone;
+    el.style.removeProperty('--btext');
+  }
   // Typing journaled before this element arrived is kept under 'cls:<class>': name it.
   if (data.user) {
     try {
@@ -74,6 +87,29 @@ export default function (component) {
     }
     return null;
   };
+  // Draw the note of a field showing `value` and its form's marker, as the server
+  // will. The note is the element right after the widget's (forms.field_note).
+  const guess = (key, value, box) => {
+    const note = w.__ballastNotes[key];
+    // Shown as the server knows it, and no guess since its last run: its notes hold
+    // (a late re-reading after the server's answer guesses nothing).
+    if (!(key in w.__ballastPending) && same(w.__ballastKnown[key], value)) return;
+    const state = noteState(note, value);
+    if (!state) return;
+    w.__ballastPending[key] = value;
+    const host = box.nextElementSibling;
+    if (host && host.querySelector('[data-testid="stCaptionContainer"]')) host.dataset.bnote = state;
+    const form = w.__ballastForms[note.form];
+    const marker = form && document.querySelector('.' + form.marker);
+    if (marker) {
+      const shown = markerText(unsavedCount(note.form, form, w.__ballastNotes, w.__ballastKnown, w.__ballastPending));
+      marker.dataset.btext = shown.text;
+      marker.dataset.btone = shown.tone;
+      // CSS attr() reads the pseudo-element's own element (the marker's <p>): the
+      // text goes down to it as a custom property.
+      marker.style.setProperty('--btext', JSON.stringify(shown.text));
+    }
+  };
   // Journal the active widget when its shown value differs from what the server knows.
   const scan = () => {
     const user = w.__ballastUser;
@@ -84,6 +120,7 @@ export default function (component) {
     if (!box) return;
     const got = read(m, box);
     if (!got) return;
+    guess(m.key, got.v, box);
     const j = loadJournal(localStorage, user);
     const entry = j[m.key];
     if (entry ? same(entry.v, got.v) : same(w.__ballastKnown[m.key], got.v)) return;

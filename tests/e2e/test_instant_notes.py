@@ -1,0 +1,118 @@
+"""End-to-end: a field's "● modified" note and its form's unsaved marker are drawn by
+the browser at once, before the server answers, and the server's next run takes them
+back.
+
+Proved with the UI server frozen (SIGSTOP): nothing the server draws can change the
+page then, yet each click on "Public" flips its note and the form's marker at once;
+thawed, the server's own notes replace the browser's, saying the same.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import sys
+from collections.abc import Callable, Iterator
+
+import pytest
+from playwright.sync_api import BrowserContext, Locator, Page, expect
+
+from ballast_testing.servers import LOOPBACK, free_port
+from ballast_ui.widgets import widget_css_class
+from tests.e2e.conftest import Proc, _env, api_url_of, no_exception
+from tests.e2e.test_zero_loss import (  # noqa: F401 (_patient: autouse)
+    PATIENCE_MS,
+    _patient,
+    open_project,
+    toggle,
+)
+
+pytestmark = [pytest.mark.e2e, pytest.mark.integration]
+
+# "At once": well under any server round trip, yet not a timing test (the server is
+# frozen: it cannot answer at all while this is checked).
+AT_ONCE_MS = 3_000
+
+
+@pytest.fixture(scope="module")
+def ui(api_server: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
+    """A ui process of this module's own (the test freezes it)."""
+    port = free_port()
+    proc = Proc(
+        "ui-notes",
+        [sys.executable, "-m", "ballast_ui"],
+        _env(
+            BALLAST_API_URL=api_url_of(api_server),
+            BALLAST_UI__HOST=LOOPBACK,
+            BALLAST_UI__PORT=str(port),
+            BALLAST_UI__METRICS_PORT=str(free_port()),
+        ),
+        f"http://{LOOPBACK}:{port}/_stcore/health",
+        tmp_path_factory.mktemp("e2e-notes") / "ui.log",
+    )
+    proc.start()
+    try:
+        yield proc
+    finally:
+        proc.stop()
+
+
+def _note(page: Page, pid: str, field: str) -> Locator:
+    """The note slot drawn right after a field's widget."""
+    cls = widget_css_class(f"project.{pid}.{field}")
+    return page.locator(f".{cls}").locator("xpath=following-sibling::*[1]")
+
+
+def _shown(locator: Locator) -> str:
+    """What the slot shows: the browser's text (its ::after) over the server's."""
+    return str(locator.evaluate("""(el) => {
+              const p = el.querySelector('p');
+              if (!p) return '';
+              const after = getComputedStyle(p, '::after').content;
+              if (after && after !== 'none' && after !== 'normal')
+                return JSON.parse(after.startsWith('"') ? after : JSON.stringify(after));
+              return getComputedStyle(p).visibility === 'hidden' ? '' : p.textContent;
+            }""")).strip()
+
+
+def test_notes_are_drawn_in_the_browser_at_once(
+    context: BrowserContext, ui: Proc, new_project: Callable[..., str]
+) -> None:
+    pid = new_project("E2E instant notes")
+    page = context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    open_project(page, ui.health_url.removesuffix("/_stcore/health"), pid)
+    box = page.locator(".st-key-bpage-projects")
+    note = _note(page, pid, "is_public")
+    marker = page.locator(f".{widget_css_class(f'project.{pid}::marker')}")
+    expect(box.get_by_text("✓ no unsaved changes")).to_be_visible()
+    expect(note).to_have_count(1)
+    assert _shown(note) in ("", "\xa0")
+
+    assert ui.proc is not None
+    os.kill(ui.proc.pid, signal.SIGSTOP)
+    try:
+        for want_note, want_marker in (
+            ("● modified", "● 1 unsaved"),
+            ("", "✓ no unsaved changes"),
+            ("● modified", "● 1 unsaved"),
+        ):
+            toggle(page, "Public")
+            expect(note).to_have_attribute(
+                "data-bnote", "modified" if want_note else "clean", timeout=AT_ONCE_MS
+            )
+            expect(marker).to_have_attribute(
+                "data-btext", want_marker, timeout=AT_ONCE_MS
+            )
+            assert _shown(note) == want_note
+            assert _shown(marker) == want_marker
+    finally:
+        os.kill(ui.proc.pid, signal.SIGCONT)
+
+    # The server answers: its own note and marker, the browser's guesses gone.
+    expect(note).not_to_have_attribute("data-bnote", "modified")
+    expect(marker).not_to_have_attribute("data-btext", "● 1 unsaved")
+    expect(note).to_contain_text("● modified")
+    expect(marker).to_contain_text("● 1 unsaved")
+    assert _shown(note) == "● modified"
+    no_exception(page)
