@@ -132,3 +132,134 @@ def test_two_replicas_without_affinity_lose_nothing(
         "typed while a replica was away",
     )
     no_exception(page)
+
+
+# --------------------------------------------------------------------------- exports
+# Self-contained: the export downloads of a finished analysis, through both replicas.
+
+ANALYSIS_RESULT = {
+    "dataset_id": "e2e",
+    "mode": "fast",
+    "columns": {
+        "amount": {
+            "statistic": "mean",
+            "estimate": 2.0,
+            "low": 1.5,
+            "high": 2.5,
+            "confidence": 0.95,
+            "n": 2,
+            "n_resamples": 1000,
+            "hist_edges": [1.5, 2.0, 2.5],
+            "hist_counts": [4, 6],
+        }
+    },
+}
+EXPORTS = (("CSV", "csv"), ("Excel", "xlsx"), ("Parquet", "parquet"))
+
+
+def _finished_analysis(stack_db: str, username: str) -> str:
+    """A completed analysis job of `username` with its result, as a worker leaves one
+    (written directly: no worker runs beside these replicas)."""
+    from ballast_common.db import DB, UnitOfWork, run_tx
+    from ballast_common.models import Job, JobResult, User, utcnow
+
+    def create(uow: UnitOfWork) -> str:
+        user = uow.session.query(User).filter_by(username=username).one()
+        job = uow.repo(Job).create(
+            name="analysis.bootstrap",
+            status="COMPLETED",
+            created_by=user.id,
+            kwargs={"dataset_id": "e2e", "columns": ["amount"], "mode": "fast"},
+            tags=["analysis"],
+            progress=1.0,
+            completed_at=utcnow(),
+        )
+        uow.session.add(JobResult(job_id=job.id, data=ANALYSIS_RESULT))
+        return str(job.id)
+
+    db = DB(stack_db)
+    try:
+        return run_tx(create, db=db)
+    finally:
+        db.dispose()
+
+
+def _check_export(fmt: str, data: bytes) -> None:
+    """The file is the analysis' result in `fmt`, whole."""
+    import csv
+    import io
+
+    import openpyxl
+    import pyarrow.parquet as pq
+
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(data.decode("utf-8-sig"))))
+        assert [(r["column"], r["estimate"], r["low"]) for r in rows] == [
+            ("amount", "2.0", "1.5")
+        ]
+    elif fmt == "xlsx":
+        assert data[:4] == b"PK\x03\x04"  # a zip: the workbook
+        sheet = openpyxl.load_workbook(io.BytesIO(data), read_only=True).active
+        header, *values = [list(row) for row in sheet.iter_rows(values_only=True)]
+        assert values[0][header.index("estimate")] == 2.0
+    else:
+        assert data[:4] == data[-4:] == b"PAR1"
+        table = pq.read_table(io.BytesIO(data))
+        assert table.column("estimate").to_pylist() == [2.0]
+
+
+def test_exports_download_from_either_replica(
+    context: BrowserContext, proxy: NoAffinityProxy, stack_db: str
+) -> None:
+    """Each download is a plain request: the proxy sends it to the replica that does
+    not hold the page's session, and after a refresh (the session on the other
+    replica) to the other one. Every file arrives whole."""
+    from pathlib import Path
+
+    from tests.e2e.conftest import login, screenshot
+
+    job_id = _finished_analysis(stack_db, "editor")
+    page = context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    login(page, proxy.url, "editor", f"/?page=analysis&job={job_id}")
+    box = page.locator(".st-key-bpage-analysis")
+    links = box.locator(".ballast-export a")
+    for round_ in range(2):
+        if round_:
+            page.reload()  # a new WebSocket, on the other replica
+        expect(box.get_by_text("Result · fast mode")).to_be_visible(timeout=PATIENCE_MS)
+        expect(links).to_have_count(len(EXPORTS))
+        # One row of equal buttons, as tall as Streamlit's own.
+        boxes = [b for i in range(len(EXPORTS)) if (b := links.nth(i).bounding_box())]
+        assert len(boxes) == len(EXPORTS)
+        assert len({(round(b["y"]), round(b["height"])) for b in boxes}) == 1, boxes
+        widths = [b["width"] for b in boxes]
+        assert max(widths) - min(widths) <= 1, boxes
+        assert 38 <= boxes[0]["height"] <= 44, boxes
+        links.first.scroll_into_view_if_needed()
+        screenshot(page, f"exports-{round_}")
+        for label, fmt in EXPORTS:
+            link = links.filter(has_text=label)
+            expect(link).to_have_attribute("download", re.compile(rf"\.{fmt}$"))
+            with page.expect_download() as info:
+                link.click()
+            download = info.value
+            assert download.failure() is None, (fmt, download.failure())
+            assert download.suggested_filename.endswith(f".{fmt}")
+            _check_export(fmt, Path(download.path()).read_bytes())
+        # Still on the page (no navigation, no new tab), nothing broke.
+        assert len(context.pages) == 1
+        expect(page).to_have_url(re.compile(f"job={job_id}"))
+        no_exception(page)
+
+    # Both replicas served downloads, each one while the other held the session.
+    exports = []
+    holder = None  # the replica holding the page's session (its WebSocket)
+    for port, line in proxy.served:
+        if "/_stcore/stream" in line:
+            holder = port
+        elif line.startswith(f"GET /_ballast/exports/jobs/{job_id}?format="):
+            exports.append((port, holder))
+    assert len(exports) == 2 * len(EXPORTS), proxy.served
+    assert {port for port, _ in exports} == {port for _, port in proxy.backends}
+    assert all(port != held for port, held in exports), exports
