@@ -128,3 +128,30 @@ def test_refusals_are_clear(replicas: tuple[TestClient, TestClient]) -> None:
     assert beyond.status_code == 422
     assert "no part 2" in beyond.json()["message"]
     assert a.delete(f"/_ballast/uploads/{upload_id}").status_code == 204
+
+
+@pytest.mark.parametrize("key", ["status", "code", "message", "details"])
+def test_an_api_error_whose_details_name_any_key_is_passed_through(key: str) -> None:
+    # The api's details may hold any key (a 409 "not ready" names the upload's
+    # ``status``): they are the answer's details, never keyword arguments.
+    from starlette.requests import Request
+    from starlette.routing import Route
+
+    from ballast_common.errors import AppError
+
+    def refuse(_api: object) -> None:
+        raise AppError("not ready", "not_ready", {key: "PENDING", "n": 1}, 409)
+
+    async def route(request: Request) -> object:
+        return await uploads._forward(request, refuse)
+
+    app = Starlette(routes=[Route("/x", route)])
+    with TestClient(app, cookies={COOKIE_NAME: "token"}) as client:
+        answer = client.get("/x")
+    assert answer.status_code == 409
+    assert answer.json() == {
+        "code": "not_ready",
+        "message": "not ready",
+        "details": {key: "PENDING", "n": 1},
+    }
+    assert answer.headers["cache-control"] == "no-store"

@@ -28,13 +28,12 @@ from __future__ import annotations
 import asyncio
 import uuid
 from collections.abc import AsyncIterator, Mapping
-from typing import Any
 
 import anyio
 import httpx
 import streamlit as st
 from starlette.requests import Request
-from starlette.responses import JSONResponse, Response, StreamingResponse
+from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
@@ -42,6 +41,7 @@ from ballast_common.config import load_config
 from ballast_common.telemetry.tracing import configure_tracing, instrument_httpx_client
 from ballast_ui.auth import COOKIE_NAME
 from ballast_ui.client import ApiUnavailable, error_from_response
+from ballast_ui.uploads import error_response
 
 PATH = "/_ballast/exports/{kind}/{item_id}"
 # The api's export of each kind (under /v1), by id.
@@ -95,20 +95,8 @@ def base_path() -> str:
     return f"/{configured}" if configured else ""
 
 
-def _error(
-    status: int, code: str, message: str, details: Mapping[str, Any] | None = None
-) -> JSONResponse:
-    """The upload routes' error shape (`ballast_ui.uploads`); `details` as a mapping,
-    since the api's may hold any key (a 409's ``status``)."""
-    return JSONResponse(
-        {"code": code, "message": message, "details": dict(details or {})},
-        status_code=status,
-        headers={"Cache-Control": "no-store"},
-    )
-
-
 def _unavailable(message: str, retry_after: str = "1") -> Response:
-    response = _error(503, "unavailable", message)
+    response = error_response(503, "unavailable", message)
     response.headers["Retry-After"] = retry_after
     return response
 
@@ -183,31 +171,33 @@ async def _refusal(upstream: httpx.Response) -> Response:
             "the state api is unavailable; try again in a moment",
             str(max(1, round(seconds))),
         )
-    return _error(exc.status, exc.code, exc.message, exc.details)
+    return error_response(exc.status, exc.code, exc.message, exc.details)
 
 
 async def export(request: Request) -> Response:
     """Stream the export named by the URL, as the cookie's user."""
     prefix = request.path_params.get("prefix")
     if prefix is not None and f"/{prefix.strip('/')}" != base_path():
-        return _error(404, "not_found", "no such export")
+        return error_response(404, "not_found", "no such export")
     kind = str(request.path_params["kind"])
     if kind not in KINDS:
-        return _error(404, "not_found", f"no such export: {kind!r} (datasets or jobs)")
+        return error_response(
+            404, "not_found", f"no such export: {kind!r} (datasets or jobs)"
+        )
     try:
         item = uuid.UUID(str(request.path_params["item_id"]))
     except ValueError:
-        return _error(
+        return error_response(
             404, "not_found", f"no such {kind.removesuffix('s')}: the id is not a UUID"
         )
     formats = request.query_params.getlist("format") or ["csv"]
     if len(formats) != 1 or formats[0] not in FORMATS:
         problem = "format: one of csv, xlsx or parquet"
-        return _error(422, "validation_error", problem, {"problems": [problem]})
+        return error_response(422, "validation_error", problem, {"problems": [problem]})
     fmt = formats[0]
     token = request.cookies.get(COOKIE_NAME)
     if not token:
-        return _error(401, "unauthenticated", "sign in again")
+        return error_response(401, "unauthenticated", "sign in again")
     client = _client(load_config().api_url)
     sent = client.build_request(
         "GET",

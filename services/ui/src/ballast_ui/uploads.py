@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import threading
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -62,9 +62,13 @@ def close() -> None:
         _pools.clear()
 
 
-def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse:
+def error_response(
+    status: int, code: str, message: str, details: Mapping[str, Any] | None = None
+) -> JSONResponse:
+    """The ui routes' error answer (`details` as a mapping: the api's may hold any
+    key, a 409's ``status`` too), never cached."""
     return JSONResponse(
-        {"code": code, "message": message, "details": details},
+        {"code": code, "message": message, "details": dict(details or {})},
         status_code=status,
         headers={"Cache-Control": "no-store"},
     )
@@ -73,12 +77,12 @@ def _error(status: int, code: str, message: str, **details: Any) -> JSONResponse
 async def _body(request: Request, model: type[M]) -> M | JSONResponse:
     if not request.headers.get("content-type", "").startswith("application/json"):
         # JSON only: a cross-site form cannot send it without a CORS preflight.
-        return _error(415, "unsupported_media_type", "send application/json")
+        return error_response(415, "unsupported_media_type", "send application/json")
     raw = b""
     async for chunk in request.stream():
         raw += chunk
         if len(raw) > MAX_BODY:
-            return _error(413, "payload_too_large", "the request is too large")
+            return error_response(413, "payload_too_large", "the request is too large")
     try:
         return model.model_validate(json.loads(raw or b"{}"))
     except (ValueError, PydanticValidationError) as exc:
@@ -90,7 +94,9 @@ async def _body(request: Request, model: type[M]) -> M | JSONResponse:
             if isinstance(exc, PydanticValidationError)
             else ["body: not JSON"]
         )
-        return _error(422, "validation_error", "; ".join(problems), problems=problems)
+        return error_response(
+            422, "validation_error", "; ".join(problems), {"problems": problems}
+        )
 
 
 def _upload_id(request: Request) -> uuid.UUID | None:
@@ -104,14 +110,14 @@ async def _forward(request: Request, call: Callable[[ApiClient], Any]) -> Respon
     """Run `call` against the api as the cookie's user; its answer or error as JSON."""
     token = request.cookies.get(COOKIE_NAME)
     if not token:
-        return _error(401, "unauthenticated", "sign in again")
+        return error_response(401, "unauthenticated", "sign in again")
     api = ApiClient(_http(load_config().api_url), token, retries=1)
     try:
         result = await run_in_threadpool(call, api)
     except ApiUnavailable as exc:
-        return _error(503, exc.code, exc.message)
+        return error_response(503, exc.code, exc.message)
     except AppError as exc:
-        return _error(exc.status, exc.code, exc.message, **exc.details)
+        return error_response(exc.status, exc.code, exc.message, exc.details)
     if result is None:
         return Response(status_code=204, headers={"Cache-Control": "no-store"})
     assert isinstance(result, BaseModel)
@@ -131,7 +137,7 @@ async def _forward_body(
     ``call(api, body, upload_id)``."""
     upload_id = _upload_id(request) if upload else None
     if upload and upload_id is None:
-        return _error(404, "not_found", "no such upload")
+        return error_response(404, "not_found", "no such upload")
     body = await _body(request, model)
     if isinstance(body, JSONResponse):
         return body
@@ -152,7 +158,7 @@ async def one(request: Request) -> Response:
     """Read (GET) or abort (DELETE) an upload."""
     upload_id = _upload_id(request)
     if upload_id is None:
-        return _error(404, "not_found", "no such upload")
+        return error_response(404, "not_found", "no such upload")
     if request.method == "DELETE":
         return await _forward(request, lambda api: api.abort_upload(upload_id))
     return await _forward(request, lambda api: api.get_upload(upload_id))
