@@ -85,3 +85,16 @@ def render_current_page(ctx: Ctx) -> None:
         page.render(ctx, r)
     else:
         st.text("denied")
+
+
+# The real api clients the app sessions of a test made: closed after each test
+# (tests/ui/conftest.py), so none is left for the garbage collector to find open
+# during a later test (an unclosed-socket warning failing that test).
+OPEN: list[httpx.Client] = []
+
+
+def tracked_http(base: str) -> httpx.Client:
+    """A connection pool to a real api at `base`, closed after the test."""
+    http = make_http(base)
+    OPEN.append(http)
+    return http

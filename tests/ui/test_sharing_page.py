@@ -52,15 +52,17 @@ def token(user: str) -> str:
 def page_app() -> None:
     import streamlit as st
 
-    from ballast_ui.client import ApiClient, make_http
+    from ballast_ui.client import ApiClient
     from ballast_ui.outbox import Outbox
     from ballast_ui.state import CTX, Ctx
-    from tests.ui.fakes import _send, render_current_page
+    from tests.ui.fakes import _send, render_current_page, tracked_http
     from tests.ui.test_sharing_page import API
 
     ctx = st.session_state.get(CTX)
     if ctx is None:
-        api = ApiClient(make_http(API["base"]), st.session_state["token"], backoff_s=0)
+        api = ApiClient(
+            tracked_http(API["base"]), st.session_state["token"], backoff_s=0
+        )
         ctx = Ctx(api=api, outbox=Outbox(_send, debounce_s=0))
         ctx.user = api.me()
         ctx.drafts_loaded = True

@@ -13,7 +13,6 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 from starlette.applications import Starlette
 from starlette.testclient import TestClient
@@ -29,15 +28,7 @@ from tests.fixtures.oidc import Provider
 pytestmark = pytest.mark.integration
 
 API: dict[str, str] = {}
-OPEN: list[httpx.Client] = []
 REDIRECT = "http://ui.test/"
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while OPEN:
-        OPEN.pop().close()
 
 
 @pytest.fixture(scope="module")
@@ -69,16 +60,15 @@ def sign_in_app() -> None:
 
     from ballast_common.config import AppConfig
     from ballast_ui.app import _login
-    from ballast_ui.client import ApiClient, make_http
+    from ballast_ui.client import ApiClient
     from ballast_ui.outbox import Outbox
     from ballast_ui.state import CTX, Ctx, finish_external_sign_in
-    from tests.ui.fakes import _send
-    from tests.ui.test_sign_in_page import API, OPEN
+    from tests.ui.fakes import _send, tracked_http
+    from tests.ui.test_sign_in_page import API
 
     ctx = st.session_state.get(CTX)
     if ctx is None:
-        http = make_http(API["base"])
-        OPEN.append(http)
+        http = tracked_http(API["base"])
         ctx = Ctx(
             api=ApiClient(http, None, backoff_s=0), outbox=Outbox(_send, debounce_s=0)
         )

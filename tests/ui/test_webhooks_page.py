@@ -21,15 +21,6 @@ from tests.api.conftest import _seeded
 pytestmark = pytest.mark.integration
 
 API: dict[str, str] = {}
-# The api clients the pages' sessions made, closed after each test.
-OPEN: list[httpx.Client] = []
-
-
-@pytest.fixture(autouse=True)
-def _close_clients() -> Iterator[None]:
-    yield
-    while OPEN:
-        OPEN.pop().close()
 
 
 @pytest.fixture(scope="module")
@@ -50,16 +41,15 @@ def page_app() -> None:
     from ballast_ui.client import ApiClient, make_http
     from ballast_ui.outbox import Outbox
     from ballast_ui.state import CTX, Ctx
-    from tests.ui.fakes import _send, render_current_page
-    from tests.ui.test_webhooks_page import API, OPEN
+    from tests.ui.fakes import _send, render_current_page, tracked_http
+    from tests.ui.test_webhooks_page import API
 
     ctx = st.session_state.get(CTX)
     if ctx is None:
         who = st.session_state["who"]
         with make_http(API["base"]) as http:
             session = ApiClient(http, None, backoff_s=0).login(who, f"{who}-demo-pass")
-        http = make_http(API["base"])
-        OPEN.append(http)
+        http = tracked_http(API["base"])
         api = ApiClient(http, session.token, backoff_s=0)
         ctx = Ctx(api=api, outbox=Outbox(_send, debounce_s=0))
         ctx.user = session.user
