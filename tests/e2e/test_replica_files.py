@@ -82,18 +82,20 @@ def test_files_chosen_behind_replicas_without_affinity_all_land(
     rows = "".join(f"{i},{rng.random():.12f}\n" for i in range(12_000))
     csv = ("x,y\n" + rows).encode()
     assert len(csv) > 200_000
+    # Unique: the e2e database is shared (test_direct_upload imports a "replicas.csv").
+    filename = f"replica-files-{pid[:8]}.csv"
     data_box = page.locator(".st-key-bpage-data")
     data_box.locator('[data-testid="ballast-file-input"]').set_input_files(
-        files=FilePayload(name="replicas.csv", mimeType="text/csv", buffer=csv)
+        files=FilePayload(name=filename, mimeType="text/csv", buffer=csv)
     )
     expect(
-        data_box.get_by_text(f"Kept: replicas.csv ({len(csv):,} bytes)")
+        data_box.get_by_text(f"Kept: {filename} ({len(csv):,} bytes)")
     ).to_be_visible()
     page.get_by_role("button", name="Import").click()
-    expect(page.get_by_text("Importing replicas.csv")).to_be_visible()
+    expect(page.get_by_text(f"Importing {filename}")).to_be_visible()
     ((size, sha),) = sql(
         "SELECT size_bytes, sha256 FROM datasets WHERE filename = %s",
-        ("replicas.csv",),
+        (filename,),
     )
     assert (size, sha) == (len(csv), hashlib.sha256(csv).hexdigest())
     no_exception(page)
