@@ -30,7 +30,7 @@ from playwright.sync_api import (
     sync_playwright,
 )
 
-from ballast_testing.servers import free_port
+from ballast_testing.servers import LOOPBACK, free_port
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -236,6 +236,23 @@ def no_exception(page: Page) -> None:
 def api_url_of(api: Proc) -> str:
     """The base URL of the api process."""
     return api.health_url.removesuffix("/healthz")
+
+
+def ui_proc(name: str, api: Proc, log_path: Path) -> Proc:
+    """A ui process (not started) on loopback ports of its own, talking to `api`."""
+    port = free_port()
+    return Proc(
+        name,
+        [sys.executable, "-m", "ballast_ui"],
+        _env(
+            BALLAST_API_URL=api_url_of(api),
+            BALLAST_UI__HOST=LOOPBACK,
+            BALLAST_UI__PORT=str(port),
+            BALLAST_UI__METRICS_PORT=str(free_port()),
+        ),
+        f"http://{LOOPBACK}:{port}/_stcore/health",
+        log_path,
+    )
 
 
 @pytest.fixture

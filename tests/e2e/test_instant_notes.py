@@ -11,15 +11,13 @@ from __future__ import annotations
 
 import os
 import signal
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, expect
 
-from ballast_testing.servers import LOOPBACK, free_port
 from ballast_ui.widgets import widget_css_class
-from tests.e2e.conftest import Proc, _env, api_url_of, no_exception
+from tests.e2e.conftest import Proc, no_exception, ui_proc
 from tests.e2e.test_zero_loss import (  # noqa: F401 (_patient: autouse)
     PATIENCE_MS,
     _patient,
@@ -37,18 +35,8 @@ AT_ONCE_MS = 3_000
 @pytest.fixture(scope="module")
 def ui(api_server: Proc, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proc]:
     """A ui process of this module's own (the test freezes it)."""
-    port = free_port()
-    proc = Proc(
-        "ui-notes",
-        [sys.executable, "-m", "ballast_ui"],
-        _env(
-            BALLAST_API_URL=api_url_of(api_server),
-            BALLAST_UI__HOST=LOOPBACK,
-            BALLAST_UI__PORT=str(port),
-            BALLAST_UI__METRICS_PORT=str(free_port()),
-        ),
-        f"http://{LOOPBACK}:{port}/_stcore/health",
-        tmp_path_factory.mktemp("e2e-notes") / "ui.log",
+    proc = ui_proc(
+        "ui-notes", api_server, tmp_path_factory.mktemp("e2e-notes") / "ui.log"
     )
     proc.start()
     try:

@@ -6,14 +6,13 @@ never sign the user out."""
 from __future__ import annotations
 
 import re
-import sys
 from collections.abc import Callable, Iterator
 
 import pytest
 from playwright.sync_api import BrowserContext, expect
 
-from ballast_testing.servers import LOOPBACK, free_port
-from tests.e2e.conftest import Proc, _env, api_url_of, no_exception, wait_saved
+from ballast_testing.servers import LOOPBACK
+from tests.e2e.conftest import Proc, no_exception, ui_proc, wait_saved
 from tests.e2e.no_affinity_proxy import NoAffinityProxy
 from tests.e2e.test_phantom import LIST_URL
 from tests.e2e.test_zero_loss import PATIENCE_MS, open_project
@@ -29,23 +28,9 @@ def replicas(
 ) -> Iterator[list[Proc]]:
     """Two ui processes on the same api, each on a port of its own."""
     logs = tmp_path_factory.mktemp("e2e-replicas")
-    procs = []
-    for name in ("ui-a", "ui-b"):
-        port = free_port()
-        procs.append(
-            Proc(
-                name,
-                [sys.executable, "-m", "ballast_ui"],
-                _env(
-                    BALLAST_API_URL=api_url_of(api_server),
-                    BALLAST_UI__HOST=LOOPBACK,
-                    BALLAST_UI__PORT=str(port),
-                    BALLAST_UI__METRICS_PORT=str(free_port()),
-                ),
-                f"http://{LOOPBACK}:{port}/_stcore/health",
-                logs / f"{name}.log",
-            )
-        )
+    procs = [
+        ui_proc(name, api_server, logs / f"{name}.log") for name in ("ui-a", "ui-b")
+    ]
     try:
         for proc in procs:
             proc.start()
