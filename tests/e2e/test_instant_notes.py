@@ -1,6 +1,6 @@
-"""End-to-end: a field's "● modified" note and its form's unsaved marker are drawn by
-the browser at once, before the server answers, and the server's next run takes them
-back.
+"""End-to-end: a field's "● modified" note, its form's unsaved marker and which of the
+form's Undo/Redo/Apply/Reset can be pressed are drawn by the browser at once, before the
+server answers, and the server's next run takes them back.
 
 Proved with the UI server frozen (SIGSTOP): nothing the server draws can change the
 page then, yet each click on "Public" flips its note and the form's marker at once;
@@ -63,6 +63,25 @@ def _shown(locator: Locator) -> str:
             }""")).strip()
 
 
+def _buttons(page: Page, pid: str) -> dict[str, Locator]:
+    """The project form's Undo, Redo, Apply and Reset buttons (a button with a
+    tooltip has a hidden copy beside it, for its width)."""
+    return {
+        name: page.locator(
+            f".{widget_css_class(f'project.{pid}::{name}')} button:visible"
+        )
+        for name in ("undo", "redo", "apply", "reset")
+    }
+
+
+def _expect_enabled(buttons: dict[str, Locator], timeout: float, **on: bool) -> None:
+    for name, enabled in on.items():
+        if enabled:
+            expect(buttons[name]).to_be_enabled(timeout=timeout)
+        else:
+            expect(buttons[name]).to_be_disabled(timeout=timeout)
+
+
 def test_notes_are_drawn_in_the_browser_at_once(
     context: BrowserContext, ui: Proc, new_project: Callable[..., str]
 ) -> None:
@@ -76,6 +95,11 @@ def test_notes_are_drawn_in_the_browser_at_once(
     expect(box.get_by_text("✓ no unsaved changes")).to_be_visible()
     expect(note).to_have_count(1)
     assert _shown(note) in ("", "\xa0")
+    buttons = _buttons(page, pid)
+    # A new project: nothing to undo, redo, apply or reset.
+    _expect_enabled(
+        buttons, PATIENCE_MS, undo=False, redo=False, apply=False, reset=False
+    )
 
     assert ui.proc is not None
     os.kill(ui.proc.pid, signal.SIGSTOP)
@@ -94,6 +118,16 @@ def test_notes_are_drawn_in_the_browser_at_once(
             )
             assert _shown(note) == want_note
             assert _shown(marker) == want_marker
+            # Back at the value the server holds, the buttons are as it drew them.
+            changed = bool(want_note)
+            _expect_enabled(
+                buttons,
+                AT_ONCE_MS,
+                undo=changed,
+                redo=False,
+                apply=changed,
+                reset=changed,
+            )
     finally:
         os.kill(ui.proc.pid, signal.SIGCONT)
 
@@ -103,4 +137,42 @@ def test_notes_are_drawn_in_the_browser_at_once(
     expect(note).to_contain_text("● modified")
     expect(marker).to_contain_text("● 1 unsaved")
     assert _shown(note) == "● modified"
+    _expect_enabled(buttons, PATIENCE_MS, undo=True, redo=False, apply=True, reset=True)
+    no_exception(page)
+
+
+def test_an_undo_enabled_by_the_browser_undoes_the_change(
+    context: BrowserContext, ui: Proc, new_project: Callable[..., str]
+) -> None:
+    """Undo pressed before the server answered the change: the server gets the change
+    first, then the click, and undoes it; Redo then brings it back."""
+    pid = new_project("E2E early undo")
+    page = context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    open_project(page, ui.health_url.removesuffix("/_stcore/health"), pid)
+    box = page.locator(".st-key-bpage-projects")
+    expect(box.get_by_text("✓ no unsaved changes")).to_be_visible()
+    buttons = _buttons(page, pid)
+    expect(buttons["undo"]).to_be_disabled()
+    public = page.locator(f".{widget_css_class(f'project.{pid}.is_public')} input")
+    expect(public).not_to_be_checked()
+
+    assert ui.proc is not None
+    os.kill(ui.proc.pid, signal.SIGSTOP)
+    try:
+        toggle(page, "Public")
+        expect(buttons["undo"]).to_be_enabled(timeout=AT_ONCE_MS)
+        buttons["undo"].click()
+    finally:
+        os.kill(ui.proc.pid, signal.SIGCONT)
+
+    expect(public).not_to_be_checked()
+    expect(box.get_by_text("✓ no unsaved changes")).to_be_visible()
+    _expect_enabled(
+        buttons, PATIENCE_MS, undo=False, redo=True, apply=False, reset=False
+    )
+    buttons["redo"].click()
+    expect(public).to_be_checked()
+    expect(box.get_by_text("● 1 unsaved")).to_be_visible()
+    _expect_enabled(buttons, PATIENCE_MS, undo=True, redo=False, apply=True)
     no_exception(page)

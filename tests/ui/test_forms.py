@@ -208,3 +208,27 @@ def test_resolving_a_save_conflict_finishes_the_save() -> None:
     assert at.session_state["closed"] == 1
     assert status(at).startswith("dirty=[] version=5 msg=Applied.")
     assert "f::mine" not in [b.key for b in at.button]
+
+
+def test_toolbar_states_for_the_browser() -> None:
+    """The browser draws the toolbar's buttons at once from what the run tells it:
+    undo/redo steps left, whether the user may save, and each button's element."""
+    at = make().run()
+    marker = at.session_state["_ballast_markers"]["f"]
+    assert marker["buttons"] == {
+        "undo": "st-key-f--undo",
+        "redo": "st-key-f--redo",
+        "apply": "st-key-f--apply",
+        "reset": "st-key-f--reset",
+    }
+    assert (marker["past"], marker["future"], marker["write"]) == (False, False, True)
+    assert (marker["count"], button(at, "undo").disabled) == (0, True)
+    at.text_input(key="f.name").input("B").run()
+    marker = at.session_state["_ballast_markers"]["f"]
+    assert (marker["past"], marker["future"], marker["count"]) == (True, False, 1)
+    button(at, "undo").click().run()
+    marker = at.session_state["_ballast_markers"]["f"]
+    assert (marker["past"], marker["future"], marker["count"]) == (False, True, 0)
+    # What the browser is told matches what the server draws.
+    for name, on in (("undo", False), ("redo", True), ("apply", False)):
+        assert button(at, name).disabled is not on

@@ -123,8 +123,9 @@ def journal(
             (`ballast_ui.forms.field_note`): the browser draws "● modified" there at
             once after a change, until this element is drawn again (the server's run
             completed and drew its own).
-        markers: ``{form id: {marker, count}}``: the forms' unsaved markers, drawn the
-            same way.
+        markers: ``{form id: {marker, count, past, future, write, buttons}}``: the
+            forms' unsaved markers and which of their Undo, Redo, Apply and Reset
+            buttons can be pressed, drawn the same way.
         key: The element's key (one per page).
     """
     # Drawn at the end of every run of a page's fragment: the run completed (see

@@ -166,9 +166,10 @@ def validate(
     return errors
 
 
-# What the browser needs to draw a field's note and its form's marker itself, at once
-# (see `ballast_ui.components.journal`): per widget key ``{saved, error, form}``, per
-# form ``{marker: css class, count: dirty fields}``.
+# What the browser needs to draw a field's note, its form's marker and toolbar buttons
+# itself, at once (see `ballast_ui.components.journal`): per widget key
+# ``{saved, error, form}``, per form ``{marker: css class, count: dirty fields,
+# past/future: undo/redo steps left, write: may save, buttons: {name: css class}}``.
 NOTES = "_ballast_notes"
 MARKERS = "_ballast_markers"
 
@@ -427,10 +428,18 @@ def form_toolbar(
         f":orange[● {len(dirty)} unsaved]" if dirty else ":green[✓ no unsaved changes]"
     )
     # Keyed: hidden while the UI server is unreachable (see ballast_ui.components),
-    # and drawn by the browser at once after a change (`browser_notes`).
+    # and drawn by the browser at once after a change (`browser_notes`), as are the
+    # states of the buttons above.
     browser_notes()[1][fid] = {
         "marker": widget_css_class(f"{fid}::marker"),
         "count": len(dirty),
+        "past": bool(form.past),
+        "future": bool(form.future),
+        "write": can_write,
+        "buttons": {
+            name: widget_css_class(f"{fid}::{name}")
+            for name in ("undo", "redo", "apply", "reset")
+        },
     }
     cols[5].container(key=f"{fid}::marker").markdown(marker)
     cols[6].markdown(form.message or BLANK)

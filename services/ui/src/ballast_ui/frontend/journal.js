@@ -2,18 +2,24 @@
 // is read from the DOM right after each user event (typing not yet committed by
 // Streamlit included) and kept in localStorage when it differs from what the server
 // knows, until the api acknowledged it; a refresh at any moment loses nothing.
-// The same reading draws the field's "modified" note and the form's unsaved marker at
-// once (lib/notes_logic.js), until the server's next completed run draws its own.
+// The same reading draws the field's "modified" note, the form's unsaved marker and
+// which of its Undo/Redo/Apply/Reset can be pressed at once (lib/notes_logic.js), until
+// the server's next completed run draws its own.
 import { stringWidgetStates } from './lib/backmsg.js';
 import { keepEditsOnTheirWay } from './lib/edit_timers.js';
 import {
   adoptClassEntries, journalKey, loadJournal, same, saveJournal,
 } from './lib/journal_store.js';
-import { markerText, noteState, unsavedCount } from './lib/notes_logic.js';
+import {
+  markerText, noteState, queuedClick, toolbarState, unsavedCount,
+} from './lib/notes_logic.js';
 import { denseRows, editedRows, hasEdits } from './lib/table_edits.js';
 import {
   dateValue, numberValue, optionValue, optionValues, sliderValue,
 } from './lib/widget_values.js';
+
+// A toolbar button's <button>s: one with a tooltip has a hidden copy (for its width).
+const buttonsOf = (cls) => document.querySelectorAll('.' + cls + ' button');
 
 export default function (component) {
   const { data } = component;
@@ -30,6 +36,27 @@ export default function (component) {
     delete el.dataset.btext;
     delete el.dataset.btone;
     el.style.removeProperty('--btext');
+  }
+  // Toolbar buttons the browser enabled or disabled: back to what this run says (the
+  // server's own drawing leaves a button alone when its state did not change).
+  for (const [cls, [formId, name]] of Object.entries(w.__ballastTouched || {})) {
+    const form = w.__ballastForms[formId];
+    if (!form) continue;
+    const on = toolbarState(formId, form, {}, {}, {})[name];
+    for (const button of buttonsOf(cls)) button.disabled = !on;
+  }
+  w.__ballastTouched = {};
+  // A click on a button enabled here before the server did, kept until a run of the
+  // server that enables it too (then it is sent) or that says no to it (then dropped).
+  const queued = w.__ballastQueued;
+  const action = queued && queuedClick(queued, w.__ballastForms[queued.form], w.__ballastKnown);
+  if (action !== 'wait') w.__ballastQueued = null;
+  if (action === 'click') {
+    // After React drew this run's toolbar: its click handler sends the trigger.
+    setTimeout(() => {
+      const button = buttonsOf(queued.cls)[0];
+      if (button && !button.disabled) button.click();
+    }, 0);
   }
   // Typing journaled before this element arrived is kept under 'cls:<class>': name it.
   if (data.user) {
@@ -100,7 +127,8 @@ export default function (component) {
     const host = box.nextElementSibling;
     if (host && host.querySelector('[data-testid="stCaptionContainer"]')) host.dataset.bnote = state;
     const form = w.__ballastForms[note.form];
-    const marker = form && document.querySelector('.' + form.marker);
+    if (!form) return;
+    const marker = document.querySelector('.' + form.marker);
     if (marker) {
       const shown = markerText(unsavedCount(note.form, form, w.__ballastNotes, w.__ballastKnown, w.__ballastPending));
       marker.dataset.btext = shown.text;
@@ -108,6 +136,16 @@ export default function (component) {
       // CSS attr() reads the pseudo-element's own element (the marker's <p>): the
       // text goes down to it as a custom property.
       marker.style.setProperty('--btext', JSON.stringify(shown.text));
+    }
+    // The buttons as the server will draw them: a click on an Undo enabled here reaches
+    // the server after the change it undoes (both travel on the one WebSocket, in order).
+    const can = toolbarState(note.form, form, w.__ballastNotes, w.__ballastKnown, w.__ballastPending);
+    for (const [name, cls] of Object.entries(form.buttons || {})) {
+      for (const button of buttonsOf(cls)) {
+        if (button.disabled === !can[name]) continue;
+        w.__ballastTouched[cls] = [note.form, name];
+        button.disabled = !can[name];
+      }
     }
   };
   // Journal the active widget when its shown value differs from what the server knows.
@@ -166,6 +204,19 @@ export default function (component) {
     } catch (err) { /* never in the way of the message */ }
     return send.call(this, data);
   };
+  // A click on a button the server's last run drew disabled would be ignored by it:
+  // it waits for the run that has the change it follows (see above).
+  document.addEventListener('click', (e) => {
+    const box = e.target instanceof Element && e.target.closest('[class*="st-key-"]');
+    const cls = box && Array.from(box.classList).find((c) => c in w.__ballastTouched);
+    if (!cls) return;
+    const [formId, name] = w.__ballastTouched[cls];
+    const form = w.__ballastForms[formId];
+    if (form && toolbarState(formId, form, {}, {}, {})[name]) return;
+    e.preventDefault();
+    e.stopPropagation();
+    w.__ballastQueued = { cls, form: formId, name, after: { ...w.__ballastPending } };
+  }, true);
   const enter = (e) => { const c = widgetOf(e.target); if (c) w.__ballastActive = c; };
   for (const ev of ['pointerdown', 'focusin', 'keydown']) document.addEventListener(ev, enter, true);
   const soon = (e) => {
