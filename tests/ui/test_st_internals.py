@@ -222,3 +222,133 @@ def test_streamlit_alone_still_drops_it(
 def test_the_mend_is_installed_once() -> None:
     st_internals.keep_output_of_finished_runs()
     assert st_internals.keep_output_of_finished_runs() is False
+
+
+def filtered_app() -> None:
+    import datetime
+
+    import streamlit as st
+    from streamlit.runtime.state.session_state_proxy import get_session_state
+
+    from ballast_ui import st_internals
+
+    for i in range(200):
+        st.session_state.setdefault(f"plain{i}", i)
+    st.session_state.setdefault("none_text", None)
+    st.session_state.setdefault("none_number", None)
+    st.text_input("Text", key="text")
+    st.text_input("None text", key="none_text")
+    st.number_input("None number", key="none_number", value=3)
+    st.selectbox("Pick", ["a", "b"], key="pick")
+    st.slider("Range", 0, 10, (2, 4), key="range")
+    st.date_input("Day", datetime.date(2026, 1, 2), key="day")
+    st.checkbox("Check", key="check")
+    st.text_input("Keyless")
+    element = st.components.v2.component(
+        "filtered_probe", js="export default function () {}"
+    )
+    element(key="probe", data={"n": 1}, on_ping_change=lambda: None)
+
+    safe = get_session_state()
+    whole = st_internals._STREAMLIT_FILTERED_STATE.fget(safe)
+    view = st_internals.FilteredState(safe)
+    assert dict(view) == whole
+    assert len(view) == len(whole)
+    assert repr(view) == repr(whole)
+    for key, value in whole.items():
+        assert key in view, key
+        assert view[key] == value, key
+    for absent in ("nope", "$$ID-123-None", "$$STREAMLIT_INTERNAL_KEY_x", 5):
+        assert absent not in view
+    # The widgets drawn with a None value in the state show none (what they read
+    # filtered_state for), with the view installed or not.
+    st.text(
+        repr(
+            (
+                sorted(whole)[:3],
+                st.session_state["none_text"],
+                st.session_state["none_number"],
+                type(st.session_state.to_dict()).__name__,
+                len(st.session_state.to_dict()) == len(whole),
+            )
+        )
+    )
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_the_lazy_filtered_state_answers_as_streamlits_dict(
+    installed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (_install_lazy if installed else _streamlits_own)(monkeypatch)
+    at = AppTest.from_function(filtered_app, default_timeout=20).run()
+    assert not at.exception, at.exception
+    at.text_input(key="text").input("typed").run()
+    assert not at.exception, at.exception
+    keys, none_text, none_number, kind, same_len = ast.literal_eval(at.text[0].value)
+    assert (none_text, none_number, kind, same_len) == (None, None, "dict", True)
+    assert at.text_input(key="none_text").value is None
+    assert at.number_input(key="none_number").value is None
+    assert keys
+
+
+def _streamlits_own(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Streamlit's own filtered_state for one test, installed view or not."""
+    from streamlit.runtime.state import session_state_proxy
+    from streamlit.runtime.state.safe_session_state import SafeSessionState
+
+    monkeypatch.setattr(
+        SafeSessionState, "filtered_state", st_internals._STREAMLIT_FILTERED_STATE
+    )
+    monkeypatch.setattr(
+        session_state_proxy.SessionStateProxy,
+        "to_dict",
+        st_internals._STREAMLIT_TO_DICT,
+    )
+    monkeypatch.delattr(SafeSessionState, st_internals._LAZY, raising=False)
+
+
+def _install_lazy(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Install the view on this process for one test (undone after it)."""
+    from streamlit.runtime.state.safe_session_state import SafeSessionState
+
+    _streamlits_own(monkeypatch)
+    assert st_internals.lazy_filtered_state() is True
+    assert st_internals.lazy_filtered_state() is False
+    monkeypatch.setattr(SafeSessionState, st_internals._LAZY, True, raising=False)
+
+
+def reads_app() -> None:
+    import streamlit as st
+    from streamlit.runtime.state.session_state import SessionState
+
+    for i in range(200):
+        st.session_state.setdefault(f"plain{i}", i)
+    SessionState._ballast_reads = 0  # type: ignore[attr-defined]
+    st.text_input("Text", key="text")
+    st.text(str(SessionState._ballast_reads))  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("installed", [False, True])
+def test_a_widget_reads_its_own_value_not_the_whole_session(
+    installed: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Drawing a text field among 200 values: Streamlit's dict reads them all, the
+    view a handful."""
+    from streamlit.runtime.state.session_state import SessionState
+
+    (_install_lazy if installed else _streamlits_own)(monkeypatch)
+    getitem = SessionState.__getitem__
+
+    def counted(self: SessionState, key: str) -> Any:
+        SessionState._ballast_reads += 1  # type: ignore[attr-defined]
+        return getitem(self, key)
+
+    monkeypatch.setattr(SessionState, "_ballast_reads", 0, raising=False)
+    monkeypatch.setattr(SessionState, "__getitem__", counted)
+    at = AppTest.from_function(reads_app, default_timeout=20).run()
+    assert not at.exception
+    reads = int(at.text[0].value)
+    if installed:
+        assert reads <= 5
+    else:
+        assert reads >= 200

@@ -33,7 +33,11 @@ from starlette.routing import Route
 from ballast_common.config import load_config
 from ballast_ui import exports, uploads
 from ballast_ui.auth import COOKIE_NAME, SSO_COOKIE, begin_sso, redeem
-from ballast_ui.st_internals import keep_output_of_finished_runs, warn_if_untested
+from ballast_ui.st_internals import (
+    keep_output_of_finished_runs,
+    lazy_filtered_state,
+    warn_if_untested,
+)
 
 # The entry script ships inside the package, so an installed (non-editable) wheel has it.
 SCRIPT = Path(str(resources.files("ballast_ui.script") / "streamlit_app.py"))
@@ -163,4 +167,5 @@ ROUTES = [
 
 warn_if_untested()
 keep_output_of_finished_runs()
+lazy_filtered_state()
 app = st.App(str(SCRIPT), routes=ROUTES)

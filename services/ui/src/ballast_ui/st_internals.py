@@ -9,7 +9,9 @@ Streamlit has no public API for three things the Workbench needs:
 
 Each is read here and nowhere else. One Streamlit race is also mended here
 (`keep_output_of_finished_runs`): the output of a run that finished just before its
-ScriptRunner was replaced was dropped (a navigation whose new URL never arrived).
+ScriptRunner was replaced was dropped (a navigation whose new URL never arrived). And
+one cost (`lazy_filtered_state`): each text, number, select, slider or date widget read
+every value of the session to look at its own one.
 `TESTED_VERSIONS` lists the Streamlit releases whose internals these functions were
 checked against; `tests/ui/test_st_internals.py`
 runs each against the installed Streamlit (and fails on a release not listed), and the
@@ -18,6 +20,7 @@ UI logs a warning at start-up when it runs on another one.
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
 from typing import Any
 
 import streamlit as st
@@ -29,6 +32,10 @@ from streamlit.runtime.scriptrunner import (
 )
 from streamlit.runtime.scriptrunner_utils.script_requests import ScriptRequestType
 from streamlit.runtime.scriptrunner_utils.script_run_context import ThreadState
+from streamlit.runtime.state import session_state_proxy
+from streamlit.runtime.state.common import is_element_id
+from streamlit.runtime.state.safe_session_state import SafeSessionState
+from streamlit.runtime.state.session_state import STREAMLIT_INTERNAL_KEY_PREFIX
 
 from ballast_common.telemetry import get_logger
 
@@ -165,4 +172,84 @@ def keep_output_of_finished_runs() -> bool:
     ScriptRunner.request_stop = stop  # type: ignore[method-assign]
     AppSession._handle_scriptrunner_event_on_event_loop = on_event  # type: ignore[method-assign]
     setattr(AppSession, _PATCHED, True)
+    return True
+
+
+class FilteredState(Mapping[str, Any]):
+    """`SessionState.filtered_state`, each value read when asked for.
+
+    Streamlit's own builds a dict of every value in the session (every keyed widget of
+    every page the Workbench keeps drawn, and the app's own entries: about 140) for each
+    text, number, select, slider and date widget drawn, which only looks up its own key
+    in it: over a third of a project page's run. A user key is answered by the session
+    state itself, as the dict would answer it (the same lookup, the same presented
+    value); anything else (iterating, a raw widget id, an internal key) by the whole
+    dict, built once.
+    """
+
+    __slots__ = ("_safe", "_whole")
+
+    def __init__(self, safe: SafeSessionState) -> None:
+        self._safe = safe
+        self._whole: dict[str, Any] | None = None
+
+    def _all(self) -> dict[str, Any]:
+        if self._whole is None:
+            self._whole = dict(_STREAMLIT_FILTERED_STATE.fget(self._safe))
+        return self._whole
+
+    @staticmethod
+    def _user_key(key: object) -> bool:
+        return (
+            isinstance(key, str)
+            and not is_element_id(key)
+            and not key.startswith(STREAMLIT_INTERNAL_KEY_PREFIX)
+        )
+
+    def __contains__(self, key: object) -> bool:
+        if not self._user_key(key):
+            return key in self._all()
+        with self._safe._lock:
+            return key in self._safe._state
+
+    def __getitem__(self, key: str) -> Any:
+        if not self._user_key(key):
+            return self._all()[key]
+        with self._safe._lock:
+            return self._safe._state[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._all())
+
+    def __len__(self) -> int:
+        return len(self._all())
+
+    def __repr__(self) -> str:
+        return repr(self._all())
+
+
+_LAZY = "_ballast_lazy_filtered_state"
+# Streamlit's own property (the whole dict, built under the session's lock).
+_STREAMLIT_FILTERED_STATE: property = SafeSessionState.filtered_state  # type: ignore[assignment]
+_STREAMLIT_TO_DICT = session_state_proxy.SessionStateProxy.to_dict
+
+
+def lazy_filtered_state() -> bool:
+    """Make ``filtered_state`` a `FilteredState` (``to_dict`` still gives a dict).
+
+    Returns:
+        ``True`` if this call installed it (``False``: it already was).
+    """
+    if getattr(SafeSessionState, _LAZY, False):
+        return False
+
+    def filtered_state(self: SafeSessionState) -> Mapping[str, Any]:
+        return FilteredState(self)
+
+    def to_dict(_self: session_state_proxy.SessionStateProxy) -> dict[str, Any]:
+        return dict(session_state_proxy.get_session_state().filtered_state)
+
+    SafeSessionState.filtered_state = property(filtered_state)  # type: ignore[assignment]
+    session_state_proxy.SessionStateProxy.to_dict = to_dict  # type: ignore[method-assign]
+    setattr(SafeSessionState, _LAZY, True)
     return True
