@@ -195,7 +195,9 @@ class FilteredState(Mapping[str, Any]):
 
     def _all(self) -> dict[str, Any]:
         if self._whole is None:
-            self._whole = dict(_STREAMLIT_FILTERED_STATE.fget(self._safe))
+            read = _STREAMLIT_FILTERED_STATE.fget
+            assert read is not None  # a property with a getter
+            self._whole = dict(read(self._safe))
         return self._whole
 
     @staticmethod
@@ -250,6 +252,6 @@ def lazy_filtered_state() -> bool:
         return dict(session_state_proxy.get_session_state().filtered_state)
 
     SafeSessionState.filtered_state = property(filtered_state)  # type: ignore[assignment]
-    session_state_proxy.SessionStateProxy.to_dict = to_dict  # type: ignore[method-assign]
+    session_state_proxy.SessionStateProxy.to_dict = to_dict  # type: ignore[method-assign,assignment]
     setattr(SafeSessionState, _LAZY, True)
     return True
