@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -19,10 +21,25 @@ def test_find_root_from_package_and_cwd(tmp_path: Path) -> None:
 
 
 def test_e2e_without_the_suite_is_a_one_line_error(tmp_path: Path) -> None:
-    result = CliRunner().invoke(cli.app, ["e2e", "--root", str(tmp_path)])
-    assert result.exit_code == 2
-    assert "error: the e2e tests are not here" in result.output
-    assert len(result.output.strip().splitlines()) == 1
+    # A process of its own: CliRunner takes over this process's stderr while the
+    # command runs, and a log line of another test's thread landed in its output.
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from ballast_ui.cli import app; app()",
+            "e2e",
+            "--root",
+            str(tmp_path),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert result.returncode == 2
+    assert "error: the e2e tests are not here" in result.stderr + result.stdout
+    assert len((result.stdout + result.stderr).strip().splitlines()) == 1
 
 
 def test_e2e_runs_pytest_from_the_root(monkeypatch: pytest.MonkeyPatch) -> None:
