@@ -173,6 +173,45 @@ def test_tables_of_every_column_type_are_journaled() -> None:
     }
 
 
+def frame_app() -> None:
+    import streamlit as st
+
+    from ballast_ui.state import values
+    from ballast_ui.widgets import _shadow, s_table
+    from tests.ui.fakes import install_ctx
+
+    install_ctx()
+    if st.session_state.pop("replace", False):
+        # Rows changed elsewhere (a restore, an undo): a new base.
+        values()["t.rows"] = [{"title": "b", "due": None}]
+    s_table("Milestones", "t.rows", ["title", "due"], default=[{"title": "a"}])
+    frame = _shadow()["t.rows::frame"][2]
+    seen = st.session_state.setdefault("frames", [])
+    seen.append(id(frame))
+    st.session_state.setdefault("held", []).append(frame)
+    st.text(repr((len(set(seen)), list(frame["title"]))))
+
+
+def test_a_tables_frame_is_built_once_per_base() -> None:
+    at = AppTest.from_function(frame_app, default_timeout=10).run()
+    assert not at.exception
+    assert ast.literal_eval(at.text[0].value) == (1, ["a"])
+    at.run()
+    assert ast.literal_eval(at.text[0].value) == (1, ["a"])
+    # A cell typed: the editor's edits lie over the same base, the frame stays.
+    at.session_state["t.rows"] = {
+        "edited_rows": {"0": {"title": "typed"}},
+        "added_rows": [],
+        "deleted_rows": [],
+    }
+    at.run()
+    assert not at.exception
+    assert ast.literal_eval(at.text[0].value) == (1, ["a"])
+    at.session_state["replace"] = True
+    at.run()
+    assert ast.literal_eval(at.text[0].value) == (2, ["b"])
+
+
 def test_table_rows_are_stored_dense_like_the_browser_reads_them() -> None:
     from ballast_ui.widgets import _apply_edits, _jsonable_rows
 

@@ -540,7 +540,13 @@ def s_table(
         st.session_state.pop(key, None)
     # Dense rows: a column no row has a value in stays a text column (not float NaN).
     base = _jsonable_rows(shadow[f"{key}::base"], columns)
-    frame = pd.DataFrame(base, columns=list(columns))
+    # The frame is built once per base (a third of a project page's run went into
+    # building it again): the editor copies it before applying its edits.
+    built = shadow.get(f"{key}::frame")
+    if built is None or built[0] != base or built[1] != list(columns):
+        built = (base, list(columns), pd.DataFrame(base, columns=list(columns)))
+        shadow[f"{key}::frame"] = built
+    frame = built[2]
     # The browser journal rebuilds the rows from the editor's edit state and this base,
     # as `_table_changed` does: the edit state is JSON whatever the column type (a
     # number cell comes back as a JSON number, a checkbox as true/false), so every
