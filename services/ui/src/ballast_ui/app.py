@@ -43,7 +43,7 @@ from ballast_ui.state import (
     track,
     values,
 )
-from ballast_ui.widgets import journal_meta
+from ballast_ui.widgets import journal_drawn, journal_meta
 
 IN_FULL_RUN = "_ballast_in_full_run"
 VIEW = "_ballast_view::"
@@ -160,7 +160,8 @@ def _drawer(page: Page, ctx: Ctx, r: Router) -> Callable[[], None]:
 def _page_journal(name: str) -> None:
     """The browser journal of the page's widgets, in the same run that drew them."""
     ctx: Ctx = st.session_state["_ballast_ctx"]
-    meta = journal_meta()
+    # The widgets this run drew: the browser keeps what earlier runs sent.
+    meta = journal_drawn()
     store = values()
     keys = {m["key"] for m in meta.values()}
     all_notes, all_markers = browser_notes()

@@ -128,6 +128,8 @@ _MISSING = object()
 
 
 JOURNAL_KEYS = "_ballast_journal_keys"
+# The journaled widgets drawn since a page's journal element last sent them.
+JOURNAL_DRAWN = "_ballast_journal_drawn"
 
 
 def _journal(key: str, kind: str, **extra: Any) -> None:
@@ -139,13 +141,28 @@ def _journal(key: str, kind: str, **extra: Any) -> None:
     and the editor's ``base`` rows; any column type: the edit state is JSON).
     """
     journal: dict[str, dict[str, Any]] = st.session_state.setdefault(JOURNAL_KEYS, {})
-    journal[widget_css_class(key)] = {"key": key, "kind": kind, **extra}
+    cls = widget_css_class(key)
+    journal[cls] = {"key": key, "kind": kind, **extra}
+    drawn: dict[str, None] = st.session_state.setdefault(JOURNAL_DRAWN, {})
+    drawn[cls] = None
 
 
 def journal_meta() -> dict[str, dict[str, Any]]:
     """The journaled widgets of this session: ``{css class: {key, kind, ...}}``."""
     meta: dict[str, dict[str, Any]] = st.session_state.get(JOURNAL_KEYS, {})
     return meta
+
+
+def journal_drawn() -> dict[str, dict[str, Any]]:
+    """The journaled widgets drawn since the last call, as `journal_meta` has them.
+
+    A page's journal element sends these only: the browser keeps what every element
+    sent (the Settings page's time zone list alone is 20 KB, sent with every run of
+    every page before).
+    """
+    meta = journal_meta()
+    drawn: dict[str, None] = st.session_state.pop(JOURNAL_DRAWN, {})
+    return {cls: meta[cls] for cls in drawn if cls in meta}
 
 
 def _labels(options: Sequence[Any], format_func: Any) -> dict[str, Any]:
