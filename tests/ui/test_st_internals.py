@@ -250,7 +250,7 @@ def filtered_app() -> None:
     element(key="probe", data={"n": 1}, on_ping_change=lambda: None)
 
     safe = get_session_state()
-    whole = st_internals._STREAMLIT_FILTERED_STATE.fget(safe)
+    whole = st_internals.ORIGINALS["filtered_state"].fget(safe)
     view = st_internals.FilteredState(safe)
     assert dict(view) == whole
     assert len(view) == len(whole)
@@ -297,12 +297,12 @@ def _streamlits_own(monkeypatch: pytest.MonkeyPatch) -> None:
     from streamlit.runtime.state.safe_session_state import SafeSessionState
 
     monkeypatch.setattr(
-        SafeSessionState, "filtered_state", st_internals._STREAMLIT_FILTERED_STATE
+        SafeSessionState, "filtered_state", st_internals.ORIGINALS["filtered_state"]
     )
     monkeypatch.setattr(
         session_state_proxy.SessionStateProxy,
         "to_dict",
-        st_internals._STREAMLIT_TO_DICT,
+        st_internals.ORIGINALS["to_dict"],
     )
     monkeypatch.delattr(SafeSessionState, st_internals._LAZY, raising=False)
 

@@ -101,7 +101,7 @@ def session_id() -> str | None:
 _FINISHED = "_ballast_finished"
 _STOP_ASKED = "_ballast_stop_asked"
 _PATCHED = "_ballast_keeps_finished_runs"
-# Streamlit's own functions the mend wraps (kept for tests that prove the race).
+# Streamlit's own functions the mends replace (read by the mends and by their tests).
 ORIGINALS: dict[str, Any] = {}
 
 
@@ -195,9 +195,7 @@ class FilteredState(Mapping[str, Any]):
 
     def _all(self) -> dict[str, Any]:
         if self._whole is None:
-            read = _STREAMLIT_FILTERED_STATE.fget
-            assert read is not None  # a property with a getter
-            self._whole = dict(read(self._safe))
+            self._whole = dict(ORIGINALS["filtered_state"].fget(self._safe))
         return self._whole
 
     @staticmethod
@@ -231,9 +229,12 @@ class FilteredState(Mapping[str, Any]):
 
 
 _LAZY = "_ballast_lazy_filtered_state"
-# Streamlit's own property (the whole dict, built under the session's lock).
-_STREAMLIT_FILTERED_STATE: property = SafeSessionState.filtered_state  # type: ignore[assignment]
-_STREAMLIT_TO_DICT = session_state_proxy.SessionStateProxy.to_dict
+# Streamlit's own property (the whole dict, built under the session's lock) and
+# ``to_dict``: `FilteredState` reads the first whether the view is installed or not.
+ORIGINALS.update(
+    filtered_state=SafeSessionState.filtered_state,
+    to_dict=session_state_proxy.SessionStateProxy.to_dict,
+)
 
 
 def lazy_filtered_state() -> bool:
