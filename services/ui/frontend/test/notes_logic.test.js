@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, test } from 'node:test';
 
 import {
-  markerText, noteState, queuedClick, toolbarState, unsavedCount,
+  markerText, noteState, queuedClick, serverEnables, toolbarState, unsavedCount,
 } from '../../src/ballast_ui/frontend/lib/notes_logic.js';
 
 describe('noteState', () => {
@@ -99,4 +99,10 @@ describe('queuedClick', () => {
     const apply = { form: 'f', name: 'apply', after: { 'f.a': 2 } };
     assert.equal(queuedClick(apply, { count: 1, past: true, write: false }, { 'f.a': 2 }), 'drop');
   });
+});
+
+test('serverEnables: the server\'s own state of one button', () => {
+  const form = { count: 1, past: false, future: true, write: false };
+  assert.deepEqual(['undo', 'redo', 'apply', 'reset'].map((n) => serverEnables('f', form, n)),
+    [false, true, false, true]);
 });

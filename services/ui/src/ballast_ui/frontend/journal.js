@@ -11,7 +11,7 @@ import {
   adoptClassEntries, journalKey, loadJournal, same, saveJournal,
 } from './lib/journal_store.js';
 import {
-  markerText, noteState, queuedClick, toolbarState, unsavedCount,
+  markerText, noteState, queuedClick, serverEnables, toolbarState, unsavedCount,
 } from './lib/notes_logic.js';
 import { denseRows, editedRows, hasEdits } from './lib/table_edits.js';
 import {
@@ -42,7 +42,7 @@ export default function (component) {
   for (const [cls, [formId, name]] of Object.entries(w.__ballastTouched || {})) {
     const form = w.__ballastForms[formId];
     if (!form) continue;
-    const on = toolbarState(formId, form, {}, {}, {})[name];
+    const on = serverEnables(formId, form, name);
     for (const button of buttonsOf(cls)) button.disabled = !on;
   }
   w.__ballastTouched = {};
@@ -212,7 +212,7 @@ export default function (component) {
     if (!cls) return;
     const [formId, name] = w.__ballastTouched[cls];
     const form = w.__ballastForms[formId];
-    if (form && toolbarState(formId, form, {}, {}, {})[name]) return;
+    if (form && serverEnables(formId, form, name)) return;
     e.preventDefault();
     e.stopPropagation();
     w.__ballastQueued = { cls, form: formId, name, after: { ...w.__ballastPending } };

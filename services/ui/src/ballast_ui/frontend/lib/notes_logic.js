@@ -59,6 +59,11 @@ export function toolbarState(formId, form, notes, known, pending) {
   };
 }
 
+/** Whether the server's last run drew the form's button `name` enabled. */
+export function serverEnables(formId, form, name) {
+  return toolbarState(formId, form, {}, {}, {})[name];
+}
+
 /**
  * What to do with a click on a button the browser enabled before the server did
  * (the server ignores a click on a button its last run drew disabled): 'click' it
@@ -70,7 +75,7 @@ export function toolbarState(formId, form, notes, known, pending) {
  */
 export function queuedClick(queued, form, known) {
   if (!form) return 'drop';
-  if (toolbarState(queued.form, form, {}, {}, {})[queued.name]) return 'click';
+  if (serverEnables(queued.form, form, queued.name)) return 'click';
   const seen = Object.entries(queued.after).every(([key, value]) => same(known[key], value));
   return seen ? 'drop' : 'wait';
 }
