@@ -198,7 +198,8 @@ def test_a_tables_frame_is_built_once_per_base() -> None:
     assert ast.literal_eval(at.text[0].value) == (1, ["a"])
     at.run()
     assert ast.literal_eval(at.text[0].value) == (1, ["a"])
-    # A cell typed: the editor's edits lie over the same base, the frame stays.
+    # A run with an edit state in the editor's key: the edits lie over the same
+    # base, the frame stays (only rows changed elsewhere replace it).
     at.session_state["t.rows"] = {
         "edited_rows": {"0": {"title": "typed"}},
         "added_rows": [],

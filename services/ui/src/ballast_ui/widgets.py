@@ -557,8 +557,8 @@ def s_table(
         st.session_state.pop(key, None)
     # Dense rows: a column no row has a value in stays a text column (not float NaN).
     base = _jsonable_rows(shadow[f"{key}::base"], columns)
-    # The frame is built once per base (a third of a project page's run went into
-    # building it again): the editor copies it before applying its edits.
+    # The frame is built once per base, not on every run (about 2 ms of a project
+    # page's ~35 ms rerun): the editor copies it before applying its edits.
     built = shadow.get(f"{key}::frame")
     if built is None or built[0] != base or built[1] != list(columns):
         built = (base, list(columns), pd.DataFrame(base, columns=list(columns)))
