@@ -203,8 +203,11 @@ def test_a_failed_recovery_leaves_no_half_restored_directory(cluster: Cluster) -
     cluster.sql("create table t (x int)")
     cluster.pitr.create("full")
     # A target after the last archived WAL: recovery ends before reaching it.
-    # (Nothing is archived after this moment: no check, no switch.)
-    late = cluster.now() + timedelta(milliseconds=1)
+    # (Nothing is archived after this moment: no check, no switch.) Two seconds on:
+    # pgBackRest keeps a backup's stop time in whole seconds, and a target inside the
+    # backup's last second found no backup set to start from ("unable to find backup
+    # set with stop time less than ..."), seen once in CI.
+    late = cluster.now() + timedelta(seconds=2)
     while datetime.now(UTC) <= late:
         time.sleep(0.01)
     dest = cluster.server.base_dir / "half"
