@@ -176,3 +176,54 @@ def test_an_undo_enabled_by_the_browser_undoes_the_change(
     expect(box.get_by_text("● 1 unsaved")).to_be_visible()
     _expect_enabled(buttons, PATIENCE_MS, undo=True, redo=False, apply=True)
     no_exception(page)
+
+
+# Hold back the journal's own timed re-readings (setTimeout(scan, ms)) from now on: what
+# the page shows then was drawn on the widget's change itself. Installed outermost, over
+# the journal's own wrapper of setTimeout (lib/edit_timers.js), so it sees `scan` itself.
+HOLD_SCANS = """() => {
+  const inner = window.setTimeout;
+  window.__heldScans = [];
+  window.__releaseScans = () => { window.setTimeout = inner; };
+  window.setTimeout = function (fn, ms, ...args) {
+    if (fn === window.__ballastScan) {
+      window.__heldScans.push(ms);
+      return 0;
+    }
+    return inner.call(this, fn, ms, ...args);
+  };
+}"""
+
+
+def test_a_note_is_drawn_when_the_widget_is_drawn_not_by_a_timer(
+    context: BrowserContext, ui: Proc, new_project: Callable[..., str]
+) -> None:
+    """The tick of a checkbox is drawn by React a little after the click: the journal
+    reads it then (it watches the widget), not at its next timed re-reading. Before,
+    the note waited for the re-reading 40 ms later: half the interaction time."""
+    pid = new_project("E2E note on draw")
+    page = context.new_page()
+    page.set_default_timeout(PATIENCE_MS)
+    open_project(page, ui.health_url.removesuffix("/_stcore/health"), pid)
+    box = page.locator(".st-key-bpage-projects")
+    note = _note(page, pid, "is_public")
+    marker = page.locator(f".{widget_css_class(f'project.{pid}::marker')}")
+    expect(box.get_by_text("✓ no unsaved changes")).to_be_visible()
+
+    assert ui.proc is not None
+    os.kill(ui.proc.pid, signal.SIGSTOP)
+    try:
+        page.evaluate(HOLD_SCANS)
+        # On the label's text, as a user clicks it (the input itself is hidden): no
+        # input or change event, only the click React handles after the journal saw it.
+        page.locator(f".{widget_css_class(f'project.{pid}.is_public')} label p").click()
+        expect(note).to_have_attribute("data-bnote", "modified", timeout=AT_ONCE_MS)
+        expect(marker).to_have_attribute("data-btext", "● 1 unsaved")
+        # The timed re-readings were asked for, and held: they drew none of it.
+        assert page.evaluate("window.__heldScans.length") > 0
+        page.evaluate("window.__releaseScans()")
+    finally:
+        os.kill(ui.proc.pid, signal.SIGCONT)
+    expect(note).to_contain_text("● modified")
+    expect(marker).to_contain_text("● 1 unsaved")
+    no_exception(page)

@@ -11,7 +11,7 @@ const readonly = (names) => Object.fromEntries(names.map((name) => [name, 'reado
 
 // The globals the component modules use (no `globals` package needed).
 const browser = readonly([
-  'AbortController', 'ArrayBuffer', 'Element', 'HTMLInputElement', 'HTMLTextAreaElement',
+  'AbortController', 'ArrayBuffer', 'Element', 'HTMLInputElement', 'HTMLTextAreaElement', 'MutationObserver',
   'TextDecoder', 'URLSearchParams', 'WebSocket', 'XMLHttpRequest', 'btoa', 'clearTimeout', 'document',
   'fetch', 'localStorage', 'performance', 'setTimeout', 'window',
 ]);

@@ -219,9 +219,24 @@ export default function (component) {
   }, true);
   const enter = (e) => { const c = widgetOf(e.target); if (c) w.__ballastActive = c; };
   for (const ev of ['pointerdown', 'focusin', 'keydown']) document.addEventListener(ev, enter, true);
+  // The widget a user event went into is watched for a moment: React draws its new
+  // state (a checkbox's tick, an option picked) a little after the event, and the
+  // journal reads it the moment it is drawn, not at the next timer.
+  const watcher = new MutationObserver(() => scan());
+  let unwatch = null;
+  const watch = () => {
+    const cls = w.__ballastActive;
+    const box = cls && document.querySelector('.' + cls);
+    if (!box) return;
+    watcher.disconnect();
+    watcher.observe(box, { attributes: true, childList: true, subtree: true, characterData: true });
+    clearTimeout(unwatch);
+    unwatch = setTimeout(() => watcher.disconnect(), 1500);
+  };
   const soon = (e) => {
     enter(e);
     scan();
+    watch();
     for (const ms of [0, 40, 150, 400, 1000]) setTimeout(scan, ms);
   };
   for (const ev of ['input', 'change', 'click', 'keyup', 'pointerup']) {
