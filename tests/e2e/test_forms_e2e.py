@@ -235,6 +235,84 @@ def test_a_table_cell_then_refresh_at_once(
     assert [m["title"] for m in rows] == ["Kickoff"]
 
 
+def grid_cell(page: Page, col: int, row: int) -> Locator:
+    """A grid cell as the grid's accessible table has it (``col`` from 1: column 0 is
+    the row marker; the cell's text is what the canvas draws)."""
+    return grid(page).locator(f'[id="glide-cell-{col}-{row}"]')
+
+
+def select_cell(page: Page, col: int) -> None:
+    """Select cell ``col`` of the table's first row from the keyboard.
+
+    The grid has the focus and its selection is in that row or in the "add row" row
+    under it (a commit with Enter moves the selection a row down).
+    """
+    # Into the first row from the "add row" row; in the first row, no move.
+    page.keyboard.press("ArrowUp")
+    selected = grid(page).locator('[role="gridcell"][aria-selected="true"]')
+    expect(selected).to_have_count(1)
+    at = int(selected.get_attribute("aria-colindex") or "0")
+    for _ in range(abs(col - at)):
+        page.keyboard.press("ArrowRight" if col > at else "ArrowLeft")
+    expect(grid_cell(page, col, 0)).to_have_attribute("aria-selected", "true")
+
+
+def test_a_typed_table_row_then_refresh_at_once(
+    context: BrowserContext,
+    ui_url: str,
+    new_project: Callable[..., str],
+    sql: Sql,
+) -> None:
+    """A milestone with a cell of every column type (text, date, checkbox, number),
+    then a refresh at once after the last cell: every cell is shown again and the
+    draft holds them as JSON (a date as its ISO text, a checkbox as a boolean, hours
+    as a number)."""
+    pid = new_project("E2E typed table refresh at once")
+    page = context.new_page()
+    open_project(page, ui_url, pid)
+    add_milestone(page, "Kickoff")
+    # The due date: the date column's editor is a date input.
+    select_cell(page, 2)
+    page.keyboard.press("Enter")
+    picker = page.locator('input[type="date"][data-testid="date-picker-cell"]')
+    expect(picker).to_be_focused()
+    picker.fill("2026-03-15")
+    picker.press("Enter")
+    expect(grid_cell(page, 2, 0)).to_have_text("2026-03-15")
+    # Done: a checkbox cell toggles with Space.
+    select_cell(page, 3)
+    page.keyboard.press("Space")
+    # Hours: typing opens the number editor. (The grid's accessible table, which the
+    # cells are read from, is redrawn on a new selection, not on a toggle.)
+    select_cell(page, 4)
+    expect(grid_cell(page, 3, 0)).to_have_text("true")
+    # The first digit opens the number editor; the rest is typed into it.
+    page.keyboard.type("1")
+    hours = page.locator("input.gdg-input")
+    expect(hours).to_be_focused()
+    hours.press_sequentially("2.5")
+    expect(hours).to_have_value("12.5")
+    hours.press("Enter")
+    # The refresh the moment the cell shows: well inside the data editor's 150 ms wait
+    # before it sends the edit.
+    assert shown(grid_cell(page, 4, 0).filter(has_text="12.5"), PATIENCE_MS / 1000)
+    page.reload()
+    expect(grid_cell(page, 1, 0)).to_have_text("Kickoff", timeout=PATIENCE_MS)
+    expect(grid_cell(page, 2, 0)).to_have_text("2026-03-15")
+    expect(grid_cell(page, 3, 0)).to_have_text("true")
+    expect(grid_cell(page, 4, 0)).to_have_text("12.5")
+    wait_saved(page)
+    no_exception(page)
+    [(rows,)] = sql(
+        "SELECT d.value FROM drafts d JOIN users u ON u.id = d.user_id"
+        " WHERE u.username = 'editor' AND d.form_id = %s AND d.field = 'milestones'",
+        (f"project.{pid}",),
+    )
+    assert rows == [
+        {"title": "Kickoff", "due": "2026-03-15", "done": True, "hours": 12.5}
+    ]
+
+
 def test_undo_redo_buttons_hotkeys_and_dirty_markers(
     context: BrowserContext, ui_url: str, new_project: Callable[..., str]
 ) -> None:

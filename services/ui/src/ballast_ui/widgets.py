@@ -12,10 +12,11 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import math
 import re
 import time
-from collections.abc import Callable, Sequence
-from datetime import date
+from collections.abc import Callable, Mapping, Sequence
+from datetime import date, datetime
 from typing import Any
 
 import pandas as pd
@@ -499,36 +500,107 @@ def _apply_edits(base: list[dict[str, Any]], edits: Any) -> list[dict[str, Any]]
     return rows
 
 
+# A column's kind from its configured type (`st.column_config`): how a cell is stored.
+# Any other column (or none configured) is ``text``: JSON values are kept as they are.
+_COLUMN_KINDS = {"date": "date", "checkbox": "bool", "number": "number"}
+
+
+def column_kinds(
+    columns: Sequence[str], column_config: Mapping[str, Any] | None = None
+) -> dict[str, str]:
+    """Each column's kind (``text``, ``date``, ``bool`` or ``number``) from its config."""
+    kinds = {}
+    for c in columns:
+        conf = (column_config or {}).get(c)
+        type_config = conf.get("type_config") if isinstance(conf, dict) else None
+        kind = type_config.get("type") if isinstance(type_config, dict) else None
+        kinds[c] = _COLUMN_KINDS.get(str(kind), "text")
+    return kinds
+
+
+def _cell(v: Any, kind: str) -> Any:
+    """A cell in its stored (JSON) form.
+
+    JSON values stay as they are (the edit state is JSON: a date cell comes as
+    ``"YYYY-MM-DD"``, a checkbox as true/false, a number as a number), as the browser
+    journal keeps them; what only a frame holds is turned into JSON by the column's
+    kind: a date or timestamp into its ISO date (a ``date`` column drops the time),
+    NumPy scalars into Python ones, NaN, NaT, NA, infinities and ``""`` into ``None``.
+    """
+    if v is None or v is pd.NA or v is pd.NaT:
+        return None
+    if isinstance(v, datetime):
+        return (v.date() if kind == "date" else v).isoformat()
+    if isinstance(v, date):
+        return v.isoformat()
+    # Python's and NumPy's (a frame's) booleans and numbers alike.
+    if pd.api.types.is_bool(v):
+        return bool(v)
+    if pd.api.types.is_integer(v):
+        return int(v)
+    if pd.api.types.is_float(v):
+        # NaN from an empty cell; no infinity is JSON either.
+        return float(v) if math.isfinite(v) else None
+    if not isinstance(v, str):
+        v = str(v)
+    return None if v == "" else v
+
+
 def _jsonable_rows(
-    rows: list[dict[str, Any]], columns: Sequence[str]
+    rows: list[dict[str, Any]],
+    columns: Sequence[str],
+    kinds: Mapping[str, str] | None = None,
 ) -> list[dict[str, Any]]:
     """Rows in their stored form: exactly the columns, in order, JSON values.
 
     An empty cell is ``None`` whether the editor reports NaN, ``None`` or ``""``; the
     browser journal builds rows the same way and compares them as JSON text.
     """
-    out = []
-    for row in rows:
-        clean: dict[str, Any] = {}
-        for k in columns:
-            v = row.get(k)
-            if isinstance(v, date):
-                v = v.isoformat()
-            elif v is not None and not isinstance(v, str | int | float | bool):
-                v = str(v)
-            elif isinstance(v, float) and v != v:  # NaN from an empty cell
-                v = None
-            clean[k] = None if v == "" else v
-        out.append(clean)
-    return out
+    kinds = kinds or {}
+    return [
+        {k: _cell(row.get(k), kinds.get(k, "text")) for k in columns} for row in rows
+    ]
 
 
-def _table_changed(key: str, columns: Sequence[str]) -> None:
+def _table_changed(
+    key: str, columns: Sequence[str], kinds: Mapping[str, str] | None = None
+) -> None:
     base = _shadow().get(f"{key}::base", [])
-    rows = _jsonable_rows(_apply_edits(base, st.session_state.get(key)), columns)
+    rows = _jsonable_rows(_apply_edits(base, st.session_state.get(key)), columns, kinds)
     _shadow()[f"{key}::rows"] = rows
     note_trigger(st.session_state, "widget")
     persist_input(key, rows, urgent=True)
+
+
+def _number(v: Any) -> int | float | None:
+    return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+
+
+def _frame(
+    base: list[dict[str, Any]], columns: Sequence[str], kinds: Mapping[str, str]
+) -> pd.DataFrame:
+    """The editor's frame over stored rows, each typed column of its own dtype.
+
+    Dense rows: a column no row has a value in stays a text column (not float NaN),
+    unless it is typed: then it has its type's dtype even with no rows or only empty
+    cells (date objects, nullable booleans, nullable floats), so the editor draws a
+    date picker, a checkbox or a number cell from the first row on. A stored value
+    the column's type cannot show (a text in a date column) is shown empty.
+    """
+    frame = pd.DataFrame(base, columns=list(columns))
+    for c in columns:
+        kind = kinds.get(c, "text")
+        cells = [r.get(c) for r in base]
+        if kind == "date":
+            frame[c] = pd.Series([_to_date(v) for v in cells], dtype=object)
+        elif kind == "bool":
+            frame[c] = pd.Series(
+                [v if isinstance(v, bool) else None for v in cells], dtype="boolean"
+            )
+        elif kind == "number":
+            numbers = [_number(v) for v in cells]
+            frame[c] = pd.Series(numbers, dtype="Float64")
+    return frame
 
 
 def s_table(
@@ -536,17 +608,22 @@ def s_table(
     key: str,
     columns: Sequence[str],
     default: Sequence[dict[str, Any]] = (),
+    column_config: Mapping[str, Any] | None = None,
     **kwargs: Any,
 ) -> list[dict[str, Any]]:
     """A controlled `st.data_editor` over a list of row dicts.
 
     The editor shows a fixed base (the rows when editing started) plus its own edits;
     when the stored rows change elsewhere (restore, undo), the base is replaced and the
-    editor's edit state reset.
+    editor's edit state reset. ``column_config`` types columns (`st.column_config`
+    DateColumn, CheckboxColumn, NumberColumn; see `column_kinds`); their cells are
+    stored as JSON all the same: a date as ``"YYYY-MM-DD"``, a checkbox as true/false,
+    a number as a number.
     """
     store = values()
     rows = store.setdefault(key, [dict(r) for r in default])
     shadow = _shadow()
+    kinds = column_kinds(columns, column_config)
     _seen(key)
     # Reset the editor only when its state is gone (not drawn in the last run) or the
     # rows changed elsewhere. Not on "the run before was cut short": that reset the
@@ -555,29 +632,30 @@ def s_table(
         shadow[f"{key}::base"] = [dict(r) for r in rows or []]
         shadow[f"{key}::rows"] = rows
         st.session_state.pop(key, None)
-    # Dense rows: a column no row has a value in stays a text column (not float NaN).
-    base = _jsonable_rows(shadow[f"{key}::base"], columns)
+    base = _jsonable_rows(shadow[f"{key}::base"], columns, kinds)
     # The frame is built once per base, not on every run (about 2 ms of a project
     # page's ~35 ms rerun): the editor copies it before applying its edits.
     built = shadow.get(f"{key}::frame")
-    if built is None or built[0] != base or built[1] != list(columns):
-        built = (base, list(columns), pd.DataFrame(base, columns=list(columns)))
+    typed = list(kinds.items())  # the columns in order, with their kinds
+    if built is None or built[0] != base or built[1] != typed:
+        built = (base, typed, _frame(base, columns, kinds))
         shadow[f"{key}::frame"] = built
     frame = built[2]
     # The browser journal rebuilds the rows from the editor's edit state and this base,
     # as `_table_changed` does: the edit state is JSON whatever the column type (a
-    # number cell comes back as a JSON number, a checkbox as true/false), so every
-    # table is journaled.
+    # number cell comes back as a JSON number, a checkbox as true/false, a date as
+    # "YYYY-MM-DD"), so every table is journaled.
     _journal(key, "table", columns=list(columns), base=base)
     st.caption(label)
     st.data_editor(
         frame,
         key=key,
         on_change=_table_changed,
-        args=(key, list(columns)),
+        args=(key, list(columns), kinds),
         num_rows="dynamic",
         hide_index=True,
         width="stretch",
+        column_config=dict(column_config or {}),
         **kwargs,
     )
     return list(store.get(key) or [])

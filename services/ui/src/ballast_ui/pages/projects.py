@@ -433,7 +433,15 @@ class ProjectsPage(Page):
             )
             note("is_public")
             s_table(
-                "Milestones", f"{k}.milestones", ["title", "due", "done"], disabled=ro
+                "Milestones",
+                f"{k}.milestones",
+                ["title", "due", "done", "hours"],
+                column_config={
+                    "due": st.column_config.DateColumn(),
+                    "done": st.column_config.CheckboxColumn(),
+                    "hours": st.column_config.NumberColumn(min_value=0),
+                },
+                disabled=ro,
             )
             note("milestones")
         if project is not None:

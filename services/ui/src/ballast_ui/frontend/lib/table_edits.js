@@ -15,6 +15,8 @@ export function applyEdits(base, edits) {
 }
 
 // Rows in their stored form: exactly `columns`, in order; an empty or missing cell is null.
+// Every column type alike: the edit state is JSON already (a date cell "YYYY-MM-DD", a
+// checkbox true/false, a number a number), so false and 0 are values, kept as they are.
 export function denseRows(columns, rows) {
   return rows.map((r) => Object.fromEntries(columns.map((c) => {
     const x = r ? r[c] : null;
