@@ -162,24 +162,15 @@ def ui_url(
     api_server: Proc, ui_metrics_port: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
     """The UI (Streamlit + its routes) on a free port, talking to `api_server`."""
-    port = free_port()
-    api_url = api_server.health_url.removesuffix("/healthz")
-    logs = tmp_path_factory.mktemp("e2e-ui")
-    proc = Proc(
+    proc = ui_proc(
         "ui",
-        [sys.executable, "-m", "ballast_ui"],
-        _env(
-            BALLAST_API_URL=api_url,
-            BALLAST_UI__HOST="127.0.0.1",
-            BALLAST_UI__PORT=str(port),
-            BALLAST_UI__METRICS_PORT=str(ui_metrics_port),
-        ),
-        f"http://127.0.0.1:{port}/_stcore/health",
-        logs / "ui.log",
+        api_server,
+        tmp_path_factory.mktemp("e2e-ui") / "ui.log",
+        metrics_port=ui_metrics_port,
     )
     proc.start()
     try:
-        yield f"http://127.0.0.1:{port}"
+        yield proc.health_url.removesuffix("/_stcore/health")
     finally:
         proc.stop()
 
@@ -238,17 +229,25 @@ def api_url_of(api: Proc) -> str:
     return api.health_url.removesuffix("/healthz")
 
 
-def ui_proc(name: str, api: Proc, log_path: Path) -> Proc:
-    """A ui process (not started) on loopback ports of its own, talking to `api`."""
-    port = free_port()
+def ui_proc(
+    name: str,
+    api: Proc | str,
+    log_path: Path,
+    *,
+    port: int | None = None,
+    metrics_port: int | None = None,
+) -> Proc:
+    """A ui process (not started) talking to `api` (its process or its base URL), on
+    loopback: on `port` and `metrics_port` when given, else on free ports of its own."""
+    port = port or free_port()
     return Proc(
         name,
         [sys.executable, "-m", "ballast_ui"],
         _env(
-            BALLAST_API_URL=api_url_of(api),
+            BALLAST_API_URL=api if isinstance(api, str) else api_url_of(api),
             BALLAST_UI__HOST=LOOPBACK,
             BALLAST_UI__PORT=str(port),
-            BALLAST_UI__METRICS_PORT=str(free_port()),
+            BALLAST_UI__METRICS_PORT=str(metrics_port or free_port()),
         ),
         f"http://{LOOPBACK}:{port}/_stcore/health",
         log_path,

@@ -21,7 +21,15 @@ from playwright.sync_api import BrowserContext, Page, expect
 
 from ballast_testing.s3 import S3Server
 from ballast_testing.servers import free_port, throwaway_redis
-from tests.e2e.conftest import PASSWORDS, Proc, _env, login, no_exception, screenshot
+from tests.e2e.conftest import (
+    PASSWORDS,
+    Proc,
+    _env,
+    login,
+    no_exception,
+    screenshot,
+    ui_proc,
+)
 from tests.e2e.no_affinity_proxy import NoAffinityProxy
 from tests.e2e.test_jobs_page import WorkerProc
 
@@ -115,16 +123,8 @@ def _ui(
     name: str, api: str, port: int, tmp_path_factory: pytest.TempPathFactory
 ) -> Proc:
     """A ui process on `api`, listening on `port` (not started)."""
-    return Proc(
-        name,
-        [sys.executable, "-m", "ballast_ui"],
-        _env(
-            BALLAST_API_URL=api,
-            BALLAST_UI__HOST="127.0.0.1",
-            BALLAST_UI__PORT=str(port),
-        ),
-        f"http://127.0.0.1:{port}/_stcore/health",
-        tmp_path_factory.mktemp(f"e2e-{name}") / "ui.log",
+    return ui_proc(
+        name, api, tmp_path_factory.mktemp(f"e2e-{name}") / "ui.log", port=port
     )
 
 

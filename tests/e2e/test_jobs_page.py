@@ -28,6 +28,7 @@ from tests.e2e.conftest import (
     login,
     no_exception,
     screenshot,
+    ui_proc,
 )
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -136,22 +137,13 @@ def jobs_ui(
 ) -> Iterator[str]:
     """The ui on this module's api, once the worker is ready too (the worker boots
     while the api and the ui start)."""
-    port = free_port()
-    proc = Proc(
-        "jobs-ui",
-        [sys.executable, "-m", "ballast_ui"],
-        _env(
-            BALLAST_API_URL=jobs_api,
-            BALLAST_UI__HOST="127.0.0.1",
-            BALLAST_UI__PORT=str(port),
-        ),
-        f"http://127.0.0.1:{port}/_stcore/health",
-        tmp_path_factory.mktemp("e2e-jobs-ui") / "ui.log",
+    proc = ui_proc(
+        "jobs-ui", jobs_api, tmp_path_factory.mktemp("e2e-jobs-ui") / "ui.log"
     )
     proc.start()
     try:
         jobs_worker.wait_ready()
-        yield f"http://127.0.0.1:{port}"
+        yield proc.health_url.removesuffix("/_stcore/health")
     finally:
         proc.stop()
 

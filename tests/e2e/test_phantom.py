@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import random
 import re
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,8 +22,8 @@ import pytest
 from playwright.sync_api import Browser, BrowserContext, Page, expect
 from playwright.sync_api import Error as PlaywrightError
 
-from ballast_testing.servers import free_port
-from tests.e2e.conftest import Proc, api_url_of, login, status_badge
+from tests.e2e.conftest import Proc, login, status_badge
+from tests.e2e.conftest import ui_proc as new_ui_proc
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
 
@@ -47,20 +46,8 @@ def ui_proc(
     api_server: Proc, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Proc]:
     """A UI process of this module's own: the walk kills and restarts it."""
-    port = free_port()
-    env = dict(os.environ)  # noqa: TID251
-    env.update(
-        BALLAST_API_URL=api_url_of(api_server),
-        BALLAST_UI__HOST="127.0.0.1",
-        BALLAST_UI__PORT=str(port),
-        BALLAST_UI__METRICS_PORT=str(free_port()),
-    )
-    proc = Proc(
-        "ui-phantom",
-        [sys.executable, "-m", "ballast_ui"],
-        env,
-        f"http://127.0.0.1:{port}/_stcore/health",
-        tmp_path_factory.mktemp("e2e-phantom") / "ui.log",
+    proc = new_ui_proc(
+        "ui-phantom", api_server, tmp_path_factory.mktemp("e2e-phantom") / "ui.log"
     )
     proc.start()
     try:

@@ -16,7 +16,7 @@ import pytest
 from playwright.sync_api import Browser, Page, expect
 
 from ballast_testing.servers import free_port
-from tests.e2e.conftest import PASSWORDS, Proc, _env, no_exception, screenshot
+from tests.e2e.conftest import PASSWORDS, Proc, _env, no_exception, screenshot, ui_proc
 from tests.fixtures.oidc import Provider
 
 pytestmark = [pytest.mark.e2e, pytest.mark.integration]
@@ -50,24 +50,16 @@ def sso_ui(
         f"http://127.0.0.1:{api_port}/healthz",
         logs / "api.log",
     )
-    ui_proc = Proc(
-        "ui-sso",
-        [sys.executable, "-m", "ballast_ui"],
-        _env(
-            BALLAST_API_URL=f"http://127.0.0.1:{api_port}",
-            BALLAST_UI__HOST="127.0.0.1",
-            BALLAST_UI__PORT=str(ui_port),
-        ),
-        ui + "/_stcore/health",
-        logs / "ui.log",
+    ui_server = ui_proc(
+        "ui-sso", f"http://127.0.0.1:{api_port}", logs / "ui.log", port=ui_port
     )
     api.start()
     try:
-        ui_proc.start()
+        ui_server.start()
         try:
             yield ui
         finally:
-            ui_proc.stop()
+            ui_server.stop()
     finally:
         api.stop()
 
