@@ -357,6 +357,10 @@ def test_typed_rows_round_trip_through_the_editors_frame() -> None:
     empty = _frame([], MILESTONE_COLUMNS, kinds)
     assert len(empty) == 0
     assert [str(t) for t in empty.dtypes] == ["object", "object", "boolean", "Float64"]
+    # Names in a plain object index: the editor reads them one by one on every run,
+    # and from an Arrow-backed string index each read was a pyarrow call.
+    assert frame.columns.dtype == object
+    assert empty.columns.dtype == object
     # A stored value the column's type cannot show is shown empty (kept in the rows).
     odd = _frame(
         [{"title": "x", "due": "soon", "done": "yes", "hours": True}],
