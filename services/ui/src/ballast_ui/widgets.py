@@ -572,8 +572,15 @@ def _table_changed(
     persist_input(key, rows, urgent=True)
 
 
-def _number(v: Any) -> int | float | None:
-    return v if isinstance(v, int | float) and not isinstance(v, bool) else None
+def _number(v: Any) -> float | None:
+    """A number cell's value; None (shown empty) for anything else, and for an
+    integer too large for a float (JSON allows 10**400: the frame could not hold it)."""
+    if not isinstance(v, int | float) or isinstance(v, bool):
+        return None
+    try:
+        return float(v)
+    except OverflowError:
+        return None
 
 
 def _frame(
