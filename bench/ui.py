@@ -20,9 +20,11 @@ Streamlit app with the same pages and widgets using ``st.navigation``:
 - table_commit_lost of table_commit_trials: a click on a data editor's "add row" row,
   then a title typed the moment the new row's cell editor has the focus and committed
   with Enter, on an empty table each time (a new project; the bare app: a new page);
-  lost when no edit state the browser sends within 2 s holds the title. Streamlit's
-  data editor drops a commit made before its add-row edit (sent 150 ms after the
-  click) has gone out; the bare app shows it is Streamlit's, not Ballast's.
+  lost when no edit state the browser sends within 2 s holds the title. The cell
+  editor commits in a timer each key sets, and a character's timer that runs after
+  Enter (the page busy drawing the answer to the added row) closes it with nothing
+  committed; Ballast holds Enter back until those timers ran (lib/grid_keys.js):
+  target 0. The bare app shows what Streamlit alone does.
 """
 
 from __future__ import annotations

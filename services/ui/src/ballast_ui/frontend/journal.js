@@ -13,6 +13,7 @@ import {
 import {
   markerText, noteState, queuedClick, serverEnables, toolbarState, unsavedCount,
 } from './lib/notes_logic.js';
+import { holdCommitKeys } from './lib/grid_keys.js';
 import { denseRows, editedRows, hasEdits } from './lib/table_edits.js';
 import {
   dateValue, numberValue, optionValue, optionValues, sliderValue,
@@ -67,6 +68,9 @@ export default function (component) {
   }
   if (w.__ballastJournal) return;
   w.__ballastJournal = true;
+  // A cell committed with Enter or Tab right after typing reaches the data editor
+  // (lib/grid_keys.js).
+  holdCommitKeys(w);
   const pick = (box, sel) => box.querySelector(sel);
   // Read a widget's value from the DOM, in the form the server stores it.
   const read = (m, box) => {
