@@ -62,6 +62,9 @@ describe('Enter and Tab in a cell editor', () => {
     const cell = element(true);
     assert.equal(heldCommitKey(keydown('Enter', cell)), true);
     assert.equal(heldCommitKey(keydown('Tab', cell, { shiftKey: true })), true);
+    assert.equal(heldCommitKey(keydown('Enter', cell, { ctrlKey: true })), true);
+    // Shift+Enter starts a new line in the cell.
+    assert.equal(heldCommitKey(keydown('Enter', cell, { shiftKey: true })), false);
     // Other keys, other elements, events sent again, IME composition: passed on.
     assert.equal(heldCommitKey(keydown('a', cell)), false);
     assert.equal(heldCommitKey(keydown('Escape', cell)), false);

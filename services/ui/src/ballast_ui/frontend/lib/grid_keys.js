@@ -14,16 +14,16 @@
 // set), then the same key is sent again to the same element. tests/ui/
 // test_frontend_node.py checks that the installed Streamlit's cell editor still
 // decides in such a timer.
-export const COMMIT_KEYS = new Set(['Enter', 'Tab']);
 // The cell editor's root (drawn in a portal outside the grid).
 export const CELL_EDITOR = '.gdg-clip-region';
 
 // Whether `e` is a user's Enter or Tab keydown in a data editor's cell editor (an
-// event sent again here is not: it is not trusted).
+// event sent again here is not: it is not trusted). Shift+Enter is not: it starts a
+// new line in a text cell (the browser's own doing, which holding would prevent).
 export function heldCommitKey(e) {
   return e.type === 'keydown'
     && e.isTrusted === true
-    && COMMIT_KEYS.has(e.key)
+    && ((e.key === 'Enter' && !e.shiftKey) || e.key === 'Tab')
     && e.isComposing !== true
     && e.keyCode !== 229
     && typeof e.target?.closest === 'function'
