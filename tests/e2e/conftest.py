@@ -283,6 +283,18 @@ def sql(stack_db: str) -> Callable[[str, tuple[object, ...]], list[tuple[object,
     return run
 
 
+def editor_draft(
+    sql: Callable[..., list[tuple[object, ...]]], pid: str, field: str
+) -> Any:
+    """The editor's draft of a project form's field, as stored (None: no draft)."""
+    rows = sql(
+        "SELECT d.value FROM drafts d JOIN users u ON u.id = d.user_id"
+        " WHERE u.username = 'editor' AND d.form_id = %s AND d.field = %s",
+        (f"project.{pid}", field),
+    )
+    return rows[0][0] if rows else None
+
+
 def status_badge(page: Page) -> Locator:
     """The outbox status badge in the header."""
     return page.locator(".st-key-b-status")

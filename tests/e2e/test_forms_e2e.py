@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from playwright.sync_api import Browser, BrowserContext, Locator, Page, expect
 
-from tests.e2e.conftest import no_exception, screenshot, wait_saved
+from tests.e2e.conftest import editor_draft, no_exception, screenshot, wait_saved
 from tests.e2e.test_zero_loss import (
     PATIENCE_MS,
     clean,
@@ -71,8 +71,9 @@ def shown(cell: Locator, timeout_s: float) -> bool:
 def add_milestone(page: Page, title: str, *, refresh_at_once: bool = False) -> None:
     """Add a row to the (empty) milestones editor and type ``title`` into it, as a user
     does: a click on the "add row" row opens the new row's first cell, the title is
-    typed (a line break with Shift+Enter), Enter commits it. With ``refresh_at_once``, the page is refreshed the moment
-    the cell shows (well inside the data editor's 150 ms wait before it sends the edit).
+    typed (a line break with Shift+Enter), Enter commits it. With ``refresh_at_once``,
+    the page is refreshed the moment the cell shows (well inside the data editor's
+    150 ms wait before it sends the edit).
     """
     editor = grid(page)
     editor.evaluate("(e) => e.scrollIntoView({block: 'center'})")
@@ -215,11 +216,7 @@ def test_a_table_cell_then_refresh_at_once(
     )
     wait_saved(page)
     no_exception(page)
-    [(rows,)] = sql(
-        "SELECT d.value FROM drafts d JOIN users u ON u.id = d.user_id"
-        " WHERE u.username = 'editor' AND d.form_id = %s AND d.field = 'milestones'",
-        (f"project.{pid}",),
-    )
+    rows = editor_draft(sql, pid, "milestones")
     assert [m["title"] for m in rows] == ["Kickoff"]
 
 
@@ -255,13 +252,8 @@ def test_a_title_typed_at_once_into_a_new_row_is_kept_every_time(
         add_milestone(page, title)
         deadline = time.monotonic() + PATIENCE_MS / 1000
         while True:
-            rows = sql(
-                "SELECT d.value FROM drafts d JOIN users u ON u.id = d.user_id"
-                " WHERE u.username = 'editor' AND d.form_id = %s"
-                " AND d.field = 'milestones'",
-                (f"project.{pid}",),
-            )
-            if rows and [m.get("title") for m in rows[0][0]] == [title]:
+            rows = editor_draft(sql, pid, "milestones")
+            if rows and [m.get("title") for m in rows] == [title]:
                 break
             assert time.monotonic() < deadline, f"row {i}: {title!r} not kept: {rows}"
             time.sleep(0.1)
@@ -281,11 +273,7 @@ def test_shift_enter_starts_a_new_line_in_a_table_cell(
     open_project(page, ui_url, pid)
     add_milestone(page, "Line one\nLine two")
     wait_saved(page)
-    [(rows,)] = sql(
-        "SELECT d.value FROM drafts d JOIN users u ON u.id = d.user_id"
-        " WHERE u.username = 'editor' AND d.form_id = %s AND d.field = 'milestones'",
-        (f"project.{pid}",),
-    )
+    rows = editor_draft(sql, pid, "milestones")
     assert [m["title"] for m in rows] == ["Line one\nLine two"]
     no_exception(page)
 
@@ -358,11 +346,7 @@ def test_a_typed_table_row_then_refresh_at_once(
     expect(grid_cell(page, 4, 0)).to_have_text("12.5")
     wait_saved(page)
     no_exception(page)
-    [(rows,)] = sql(
-        "SELECT d.value FROM drafts d JOIN users u ON u.id = d.user_id"
-        " WHERE u.username = 'editor' AND d.form_id = %s AND d.field = 'milestones'",
-        (f"project.{pid}",),
-    )
+    rows = editor_draft(sql, pid, "milestones")
     assert rows == [
         {"title": "Kickoff", "due": "2026-03-15", "done": True, "hours": 12.5}
     ]

@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 from playwright.sync_api import BrowserContext, FilePayload, expect
 
-from tests.e2e.conftest import no_exception, wait_saved
+from tests.e2e.conftest import editor_draft, no_exception, wait_saved
 from tests.e2e.no_affinity_proxy import NoAffinityProxy
 from tests.e2e.test_jobs_page import nav
 from tests.e2e.test_replicas import proxy, pytestmark, replicas  # noqa: F401
@@ -56,11 +56,7 @@ def test_files_chosen_behind_replicas_without_affinity_all_land(
         expect(box.get_by_text(f"Kept: {name} ({len(data):,} bytes)")).to_be_visible()
     wait_saved(page)
     name, data = chosen[-1]
-    ((draft,),) = sql(
-        "SELECT d.value FROM drafts d JOIN users u ON u.id = d.user_id"
-        " WHERE u.username = 'editor' AND d.form_id = %s AND d.field = 'attachment'",
-        (f"project.{pid}",),
-    )
+    draft = editor_draft(sql, pid, "attachment")
     assert isinstance(draft, dict)
     assert draft["name"] == name
     assert draft["size"] == len(data)
