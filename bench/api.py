@@ -12,6 +12,12 @@ Writes bench/results/api.json with
 - raw_p50_ms_1c, raw_p99_ms_1c: a raw asyncpg transaction (BEGIN, single-row INSERT,
   COMMIT) on the same server, measured in blocks alternating with the saves';
 - ratio_p99_1c = save_p99_ms_1c / raw_p99_ms_1c (target <= 2);
+- floor_p50_ms_1c, floor_p99_ms_1c: the same save statement behind the leanest ASGI app
+  uvicorn serves (`bench/floor.py`: no middleware, auth, model or pool), in the same
+  alternating blocks: what HTTP on this machine plus the statement cost at least;
+  ratio_floor_p99_1c = floor_p99_ms_1c / raw_p99_ms_1c (no api can go below it here) and
+  api_over_floor_p99_ms = save_p99_ms_1c - floor_p99_ms_1c (what the api's own code and
+  framework add);
 - saves_per_s_16c: saves per second with 16 concurrent clients on the production worker
   count (2 api workers: the chart's 2 replicas x 1 worker; target >= 2000). The clients are
   keep-alive HTTP/1.1 connections written by hand (`_Http`), not httpx: they share the
@@ -52,6 +58,7 @@ from ballast_common.db import DB, migrate, run_tx
 from ballast_common.seed import seed_demo
 from ballast_testing.servers import LocalPostgres
 from bench.common import api_process, percentile, write_result
+from bench.floor import floor_process
 
 WARMUP = 200
 SAMPLES_1C = 2000
@@ -87,10 +94,10 @@ def _save_request(form: str) -> Any:
 
 
 async def _save_and_raw_latencies(
-    dsn: str, base: str, token: str, n: int, form: str = "bench.1c"
-) -> tuple[list[float], list[float]]:
-    """`n` 1-client saves and `n` raw insert transactions, in alternating blocks
-    (`_alternating`)."""
+    dsn: str, base: str, token: str, n: int, floor: str, form: str = "bench.1c"
+) -> tuple[list[float], list[float], list[float]]:
+    """`n` 1-client saves to the api at `base`, `n` to the floor app at `floor` and
+    `n` raw insert transactions, in alternating blocks (`_alternating`)."""
     conn = await asyncpg.connect(dsn)
     try:
         await conn.execute(RAW_TABLE)
@@ -103,13 +110,17 @@ async def _save_and_raw_latencies(
             return (time.perf_counter() - t0) * 1000
 
         request = _save_request(form)
-        async with _Http(base, token) as http:
+        lean = _save_request(f"{form}.floor")
+        async with _Http(base, token) as http, _Http(floor, "-") as bare:
 
             async def save(i: int) -> float:
                 return await _send(http, request(i), (200, 201))
 
-            saves, raws = await _alternating((save, raw), n)
-        return saves, raws
+            async def floor_save(i: int) -> float:
+                return await _send(bare, lean(i), (200, 201))
+
+            saves, floors, raws = await _alternating((save, floor_save, raw), n)
+        return saves, floors, raws
     finally:
         await conn.close()
 
@@ -448,10 +459,10 @@ def _database(pg: LocalPostgres, name: str) -> str:
 def run() -> dict[str, Any]:
     with LocalPostgres.throwaway({"fsync": "on", "max_connections": "200"}) as pg:
         url = _database(pg, "ballast_bench")
-        with api_process(url) as base:
+        with api_process(url) as base, floor_process(url) as floor:
             token = _login(base)
-            saves, raw = asyncio.run(
-                _save_and_raw_latencies(url, base, token, SAMPLES_1C)
+            saves, floors, raw = asyncio.run(
+                _save_and_raw_latencies(url, base, token, SAMPLES_1C, floor)
             )
             saves_httpx = _save_latencies_httpx(base, token, SAMPLES_1C)
             drafts = _draft_batch_latencies(base, token, SAMPLES_DRAFTS)
@@ -482,6 +493,7 @@ def run() -> dict[str, Any]:
         raw_per_s = asyncio.run(_raw_throughput(url, CLIENTS, DURATION_16C_S))
     save_p99 = percentile(saves, 99)
     raw_p99 = percentile(raw, 99)
+    floor_p99 = percentile(floors, 99)
     p99_1e4, p99_1e6 = percentile(at_1e4, 99), percentile(at_1e6, 99)
     result = {
         "draft_batch_p50_ms": round(percentile(drafts, 50), 3),
@@ -498,6 +510,10 @@ def run() -> dict[str, Any]:
         "raw_p50_ms_1c": round(percentile(raw, 50), 3),
         "raw_p99_ms_1c": round(raw_p99, 3),
         "ratio_p99_1c": round(save_p99 / raw_p99, 3),
+        "floor_p50_ms_1c": round(percentile(floors, 50), 3),
+        "floor_p99_ms_1c": round(floor_p99, 3),
+        "ratio_floor_p99_1c": round(floor_p99 / raw_p99, 3),
+        "api_over_floor_p99_ms": round(save_p99 - floor_p99, 3),
         "saves_per_s_16c": round(per_s, 1),
         "healthz_per_s_16c": round(healthz_per_s, 1),
         "save_share_of_http_ceiling": round(per_s / healthz_per_s, 3),
