@@ -24,7 +24,7 @@ from ballast_common.telemetry import configure_logging, log_error
 from ballast_ui import components
 from ballast_ui.cache import ui_cache
 from ballast_ui.client import ApiUnavailable, RateLimited
-from ballast_ui.forms import browser_notes
+from ballast_ui.fragments import draw_journal, fragment_for, page_fragment_key, page_run
 from ballast_ui.i18n import BLANK, t, theme_css
 from ballast_ui.metrics import RERUN_SECONDS, end_action, take_trigger, timed_run
 from ballast_ui.pages import ALL_PAGES
@@ -41,9 +41,8 @@ from ballast_ui.state import (
     logout,
     sign_in_methods,
     track,
-    values,
 )
-from ballast_ui.widgets import journal_drawn, journal_meta
+from ballast_ui.widgets import journal_meta
 
 IN_FULL_RUN = "_ballast_in_full_run"
 VIEW = "_ballast_view::"
@@ -52,7 +51,6 @@ PRELOADED = "_ballast_preloaded"
 # not only the first, so the elements stay until their code has arrived on a slow link.
 PRELOAD_S = 20.0
 ACKS = "_ballast_acks"
-_FRAGMENTS: dict[str, Callable[[], None]] = {}
 
 # Fixed geometry: the header and the badge never change size; hidden pages take no space.
 # Streamlit wraps a keyed container in a layout wrapper: hiding only the container left
@@ -120,20 +118,6 @@ def _page_css(names: list[str], current: str, extra: str = "") -> str:
     return f"<style>{BASE_CSS}{shown}{first}{LOADING_CSS}{extra}</style>"
 
 
-def _fragment_for(name: str, draw: Callable[[], None]) -> Callable[[], None]:
-    frag = _FRAGMENTS.get(name)
-    if frag is None:
-
-        def body() -> None:
-            st.session_state[f"_ballast_draw::{name}"]()
-
-        body.__qualname__ = f"page_{name}"
-        frag = st.fragment(body, key=f"page-{name}")
-        _FRAGMENTS[name] = frag
-    st.session_state[f"_ballast_draw::{name}"] = draw
-    return frag
-
-
 def _drawer(page: Page, ctx: Ctx, r: Router) -> Callable[[], None]:
     def draw() -> None:
         # The page draws into one of two slots, the other one an empty element. A new
@@ -157,41 +141,22 @@ def _drawer(page: Page, ctx: Ctx, r: Router) -> Callable[[], None]:
     return run
 
 
-def _page_journal(name: str) -> None:
-    """The browser journal of the page's widgets, in the same run that drew them."""
-    ctx: Ctx = st.session_state["_ballast_ctx"]
-    # The widgets this run drew: the browser keeps what earlier runs sent.
-    meta = journal_drawn()
-    store = values()
-    keys = {m["key"] for m in meta.values()}
-    all_notes, all_markers = browser_notes()
-    notes = {k: n for k, n in all_notes.items() if k in keys}
-    forms = {n["form"] for n in notes.values()}
-    with st.container(key=f"bjournal-{name}"):
-        components.journal(
-            user=str(ctx.user.id) if ctx.user else None,
-            meta=meta,
-            known={k: store.get(k) for k in keys},
-            notes=notes,
-            markers={f: m for f, m in all_markers.items() if f in forms},
-            key=f"ballast_journal_{name}",
-        )
-
-
 def _run_page(name: str, draw: Callable[[], None]) -> None:
     """Body of a page fragment: timed; a page change asked by a callback reruns all."""
     if st.session_state.pop(FULL_RERUN, False):
         st.rerun(scope="app")
     if st.session_state.get(IN_FULL_RUN):
-        draw()
-        _page_journal(name)
+        with page_run():
+            draw()
+        draw_journal(name)
         return
     with timed_run(name, take_trigger(st.session_state, "widget")):
         try:
-            draw()
+            with page_run():
+                draw()
         except ApiUnavailable:
             st.warning("The server is unreachable; your edits are kept.")
-        _page_journal(name)
+        draw_journal(name)
 
 
 def _preload_due() -> bool:
@@ -415,7 +380,7 @@ def main() -> None:
         else:
             for page in pages:
                 with st.container(key=f"bpage-{page.name}"):
-                    _fragment_for(page.name, _drawer(page, ctx, r))()
+                    fragment_for(page_fragment_key(page.name), _drawer(page, ctx, r))()
             with st.container(key=f"bpage-{DENIED}"):
                 st.header(t(ctx, "Access denied"))
                 st.write(

@@ -363,6 +363,19 @@ def resolve_conflict(
     return save_form(form_id, saver, conflict.mode, data=merged)
 
 
+def _then_rerun(fn: Callable[..., None], rerun: str | None) -> Callable[..., None]:
+    """Callback `fn`, then a rerun of fragment `rerun` (when set) instead of the one the
+    button is in."""
+    if rerun is None:
+        return fn
+
+    def run(*args: Any) -> None:
+        fn(*args)
+        st.rerun(rerun)
+
+    return run
+
+
 def form_toolbar(
     form: FormState,
     saver: Saver,
@@ -370,10 +383,14 @@ def form_toolbar(
     on_saved: Callable[[], None] | None = None,
     validators: Mapping[str, Validator | Sequence[Validator]] | None = None,
     can_write: bool = True,
+    rerun: str | None = None,
 ) -> None:
     """Save / Apply / Reset / Undo / Redo buttons and the form's dirty marker.
 
-    The toolbar has a fixed height: its message slot always holds one line.
+    The toolbar has a fixed height: its message slot always holds one line. A form
+    drawn in a fragment of its own inside a page (`ballast_ui.fragments`) names the
+    page's fragment as ``rerun``: what its buttons do (a save, an undo) may change
+    more than the form, so the whole page is drawn again.
     """
     dirty = dirty_fields(form)
     fid = form.form_id
@@ -394,24 +411,28 @@ def form_toolbar(
         "Save",
         key=f"{fid}::save",
         type="primary",
-        on_click=do_save,
+        on_click=_then_rerun(do_save, rerun),
         args=("save",),
         disabled=not can_write,
     )
     cols[1].button(
         "Apply",
         key=f"{fid}::apply",
-        on_click=do_save,
+        on_click=_then_rerun(do_save, rerun),
         args=("apply",),
         disabled=not can_write or not dirty,
     )
     cols[2].button(
-        "Reset", key=f"{fid}::reset", on_click=reset, args=(fid,), disabled=not dirty
+        "Reset",
+        key=f"{fid}::reset",
+        on_click=_then_rerun(reset, rerun),
+        args=(fid,),
+        disabled=not dirty,
     )
     cols[3].button(
         "Undo",
         key=f"{fid}::undo",
-        on_click=undo,
+        on_click=_then_rerun(undo, rerun),
         args=(fid,),
         disabled=not form.past,
         help="Ctrl+Z",
@@ -419,7 +440,7 @@ def form_toolbar(
     cols[4].button(
         "Redo",
         key=f"{fid}::redo",
-        on_click=redo,
+        on_click=_then_rerun(redo, rerun),
         args=(fid,),
         disabled=not form.future,
         help="Ctrl+Shift+Z",
@@ -451,6 +472,7 @@ def conflict_view(
     labels: Mapping[str, str] | None = None,
     *,
     on_saved: Callable[[], None] | None = None,
+    rerun: str | None = None,
 ) -> None:
     """Theirs vs mine per field with keep mine / take theirs (only when in conflict).
 
@@ -458,6 +480,7 @@ def conflict_view(
     their place in Streamlit's element tree whether a conflict is shown or not.
     Resolving finishes what met the conflict: after a Save, ``on_saved`` runs (the
     form closes, as `form_toolbar`'s Save does); after an Apply the form stays.
+    ``rerun``: as `form_toolbar`'s.
     """
     conflict = form.conflict
     fid = form.form_id
@@ -508,6 +531,18 @@ def conflict_view(
             resolve(dict.fromkeys(conflict.fields, "theirs"))
 
         b1, b2, b3 = st.columns(3)
-        b1.button("Apply my choices", key=f"{fid}::resolve", on_click=apply_choices)
-        b2.button("Keep all mine", key=f"{fid}::mine", on_click=keep_all_mine)
-        b3.button("Take all theirs", key=f"{fid}::theirs", on_click=take_all_theirs)
+        b1.button(
+            "Apply my choices",
+            key=f"{fid}::resolve",
+            on_click=_then_rerun(apply_choices, rerun),
+        )
+        b2.button(
+            "Keep all mine",
+            key=f"{fid}::mine",
+            on_click=_then_rerun(keep_all_mine, rerun),
+        )
+        b3.button(
+            "Take all theirs",
+            key=f"{fid}::theirs",
+            on_click=_then_rerun(take_all_theirs, rerun),
+        )

@@ -79,9 +79,39 @@ def touch_fragment() -> None:
     _book()
 
 
+# A fragment nested in a page's fragment -> that page fragment (`nest_in_page`).
+_NESTED = "_ballast_nested"
+# While a page's fragment draws: its fragment id (set by the app frame).
+IN_PAGE_RUN = "_ballast_in_page_run"
+
+
+def nest_in_page() -> None:
+    """Note that the current fragment is nested in the page fragment now drawing (call
+    first in every run of a nested fragment).
+
+    A run of the page that does not draw the nested fragment (the project list instead
+    of a project's form) removes its widgets from the browser: `fragment_done` then
+    forgets what the nested fragment drew, and its next run gives every widget its
+    value again, as `touch_fragment` does for a page's own widgets.
+    """
+    page = st.session_state.get(IN_PAGE_RUN)
+    _run, fragment = current_run()
+    if page is not None and fragment is not None and fragment != page:
+        st.session_state.setdefault(_NESTED, {})[fragment] = page
+
+
 def fragment_done() -> None:
     """Note that the current run of this fragment drew everything (call at its end)."""
-    _book()[3] = True
+    book = _book()
+    book[3] = True
+    _run, fragment = current_run()
+    runs: dict[str | None, list[Any]] = st.session_state[_RUNS]
+    nested: dict[str, str] = st.session_state.get(_NESTED, {})
+    for child, page in nested.items():
+        drawn = runs.get(child)
+        if page == fragment and drawn is not None and drawn[0] is not book[0]:
+            # Not drawn by this run of its page: nothing of it is in the browser.
+            runs[child] = [book[0], set(), set(), True]
 
 
 def _seen(key: str) -> bool:

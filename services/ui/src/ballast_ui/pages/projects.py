@@ -20,6 +20,7 @@ from ballast_ui.forms import (
     use_form,
     validate,
 )
+from ballast_ui.fragments import form_fragment, page_fragment_key
 from ballast_ui.i18n import BLANK, fmt_time, t, user_zone
 from ballast_ui.metrics import note_trigger
 from ballast_ui.pages.jobs import api_error_text, flash
@@ -376,74 +377,91 @@ class ProjectsPage(Page):
         head, close = st.columns([4, 1], vertical_alignment="bottom")
         head.header(title)
         close.button("← All projects", key=f"{form_id}::close", on_click=back)
-        form_toolbar(
-            form, saver, on_saved=back, validators=VALIDATORS, can_write=can_write
-        )
-        conflict_view(form, saver, on_saved=back)
-        errors = validate(form, VALIDATORS)
-
-        def note(name: str) -> None:
-            st.caption(field_note(form, name, errors))
-
-        k = form_id
         # What I may only read is shown, not offered for editing (the api would refuse).
         ro = not can_write
         if ro and project is not None:
             notice.info("You can see this project but not change it.")
-        left, right = st.columns(2)
-        with left:
-            s_text("Name", f"{k}.name", max_chars=200, disabled=ro)
-            note("name")
-            s_area("Description", f"{k}.description", height=120, disabled=ro)
-            note("description")
-            s_select("Status", f"{k}.status", STATUSES, default="draft", disabled=ro)
-            note("status")
-            s_multiselect("Tags", f"{k}.tags", TAGS, disabled=ro)
-            note("tags")
-            s_file("Attachment", f"{k}.attachment", disabled=ro)
-            note("attachment")
-        with right:
-            s_slider("Priority", f"{k}.priority", 1, 5, default=3, disabled=ro)
-            note("priority")
-            s_number(
-                "Budget",
-                f"{k}.budget",
-                default=0.0,
-                min_value=0.0,
-                step=100.0,
-                format="%.2f",
-                disabled=ro,
+        page = page_fragment_key(self.name)
+
+        def draw_form() -> None:
+            # A fragment of its own: a field's change reruns the form, not the table
+            # and the sharing list below (see `ballast_ui.fragments`).
+            form = use_form(form_id, FIELDS, saved, version)
+            form_toolbar(
+                form,
+                saver,
+                on_saved=back,
+                validators=VALIDATORS,
+                can_write=can_write,
+                rerun=page,
             )
-            note("budget")
-            s_date(
-                "Start date",
-                f"{k}.start_date",
-                default=None,
-                min_value=date(2000, 1, 1),
-                disabled=ro,
-            )
-            note("start_date")
-            s_checkbox(
-                "Public",
-                f"{k}.is_public",
-                disabled=ro or not can_share,
-                help=(
-                    None if can_share else "Only the owner or an admin may change this."
-                ),
-            )
-            note("is_public")
-            s_table(
-                "Milestones",
-                f"{k}.milestones",
-                ["title", "due", "done", "hours"],
-                column_config={
-                    "due": st.column_config.DateColumn(),
-                    "done": st.column_config.CheckboxColumn(),
-                    "hours": st.column_config.NumberColumn(min_value=0),
-                },
-                disabled=ro,
-            )
-            note("milestones")
+            conflict_view(form, saver, on_saved=back, rerun=page)
+            errors = validate(form, VALIDATORS)
+
+            def note(name: str) -> None:
+                st.caption(field_note(form, name, errors))
+
+            k = form_id
+            left, right = st.columns(2)
+            with left:
+                s_text("Name", f"{k}.name", max_chars=200, disabled=ro)
+                note("name")
+                s_area("Description", f"{k}.description", height=120, disabled=ro)
+                note("description")
+                s_select(
+                    "Status", f"{k}.status", STATUSES, default="draft", disabled=ro
+                )
+                note("status")
+                s_multiselect("Tags", f"{k}.tags", TAGS, disabled=ro)
+                note("tags")
+                s_file("Attachment", f"{k}.attachment", disabled=ro)
+                note("attachment")
+            with right:
+                s_slider("Priority", f"{k}.priority", 1, 5, default=3, disabled=ro)
+                note("priority")
+                s_number(
+                    "Budget",
+                    f"{k}.budget",
+                    default=0.0,
+                    min_value=0.0,
+                    step=100.0,
+                    format="%.2f",
+                    disabled=ro,
+                )
+                note("budget")
+                s_date(
+                    "Start date",
+                    f"{k}.start_date",
+                    default=None,
+                    min_value=date(2000, 1, 1),
+                    disabled=ro,
+                )
+                note("start_date")
+                s_checkbox(
+                    "Public",
+                    f"{k}.is_public",
+                    disabled=ro or not can_share,
+                    help=(
+                        None
+                        if can_share
+                        else "Only the owner or an admin may change this."
+                    ),
+                )
+                note("is_public")
+
+        form_fragment(self.name, "projects-form", draw_form)
+        s_table(
+            "Milestones",
+            f"{form_id}.milestones",
+            ["title", "due", "done", "hours"],
+            column_config={
+                "due": st.column_config.DateColumn(),
+                "done": st.column_config.CheckboxColumn(),
+                "hours": st.column_config.NumberColumn(min_value=0),
+            },
+            disabled=ro,
+        )
+        st.caption(field_note(form, "milestones", validate(form, VALIDATORS)))
         if project is not None:
             st.caption(
                 f"{t(ctx, 'Version')} {project.version} · {t(ctx, 'updated')} "
