@@ -409,6 +409,38 @@ def test_undo_redo_buttons_hotkeys_and_dirty_markers(
     no_exception(page)
 
 
+# The most data editors the project page held at once, counted on every change of the
+# page from its first paint.
+MOST_EDITORS = """(() => {
+  window.__editors = 0;
+  const count = () => {
+    const n = document.querySelectorAll(
+      '.st-key-bpage-projects [data-testid="stDataFrame"]').length;
+    window.__editors = Math.max(window.__editors, n);
+  };
+  document.addEventListener('DOMContentLoaded', () => new MutationObserver(count)
+    .observe(document.body, {childList: true, subtree: true}));
+})()"""
+
+
+def test_signing_in_onto_a_project_never_shows_a_second_table(
+    context: BrowserContext, ui_url: str, new_project: Callable[..., str]
+) -> None:
+    """Signing in keeps the browser's page: nothing the sign-in page's run drew may
+    turn up in a page of the Workbench. (The hidden preload, drawn last, had the index
+    the project page's container takes after signing in; its data editor stayed in
+    the project page, stale, until the Workbench's first run ended.)"""
+    pid = new_project("E2E one table")
+    page = context.new_page()
+    page.add_init_script(MOST_EDITORS)
+    open_project(page, ui_url, pid)
+    page.locator("body[data-bloaded]").wait_for(state="attached")
+    expect(grid(page)).to_be_visible()
+    expect(page.locator('[data-stale="true"]')).to_have_count(0)
+    assert page.evaluate("window.__editors") == 1
+    no_exception(page)
+
+
 def test_the_table_and_the_form_buttons_redraw_each_other(
     context: BrowserContext, ui_url: str, new_project: Callable[..., str]
 ) -> None:

@@ -178,20 +178,19 @@ def _preload() -> None:
     draw them no more; their code stays in the page.
     """
     rows = pd.DataFrame({"a": [1]})
-    with st.container(key="bpage-_preload"):
-        st.text_area("preload", key="b-preload-area", disabled=True)
-        st.number_input("preload", key="b-preload-number", disabled=True)
-        st.selectbox("preload", ["a"], key="b-preload-select", disabled=True)
-        st.multiselect("preload", ["a"], key="b-preload-multi", disabled=True)
-        st.slider("preload", 0, 1, key="b-preload-slider", disabled=True)
-        st.date_input("preload", None, key="b-preload-date", disabled=True)
-        st.checkbox("preload", key="b-preload-check", disabled=True)
-        st.segmented_control("preload", ["a"], key="b-preload-seg", disabled=True)
-        st.data_editor(rows, key="b-preload-editor", disabled=True)
-        st.progress(0.0)
-        st.code("", language="json")
-        st.metric("preload", 0)
-        st.bar_chart(rows)
+    st.text_area("preload", key="b-preload-area", disabled=True)
+    st.number_input("preload", key="b-preload-number", disabled=True)
+    st.selectbox("preload", ["a"], key="b-preload-select", disabled=True)
+    st.multiselect("preload", ["a"], key="b-preload-multi", disabled=True)
+    st.slider("preload", 0, 1, key="b-preload-slider", disabled=True)
+    st.date_input("preload", None, key="b-preload-date", disabled=True)
+    st.checkbox("preload", key="b-preload-check", disabled=True)
+    st.segmented_control("preload", ["a"], key="b-preload-seg", disabled=True)
+    st.data_editor(rows, key="b-preload-editor", disabled=True)
+    st.progress(0.0)
+    st.code("", language="json")
+    st.metric("preload", 0)
+    st.bar_chart(rows)
 
 
 def _status(ctx: Ctx) -> None:
@@ -374,6 +373,14 @@ def main() -> None:
         extra = SIDEBAR_FIRST_CSS if ctx.authenticated else ""
         st.html(_page_css(names, view, extra + theme_css(ctx)))
         _header(ctx)
+        # The preload's place, right after the header in every full run (empty once
+        # the preload is over): the sign-in page's run and the Workbench's that follows
+        # it put it at the same index. Drawn last, it had the index a page container
+        # takes after signing in, and its elements - a data editor among them - stayed
+        # in that page, stale, until the run ended.
+        with st.container(key="bpage-_preload"):
+            if _preload_due():
+                _preload()
         if not ctx.authenticated:
             with st.container(key="bpage-login"):
                 _login(ctx)
@@ -391,8 +398,6 @@ def main() -> None:
                 st.write("There is no such page.")
             # Toasts for my jobs finishing, on whatever page (draws nothing else).
             job_toasts()
-        if _preload_due():
-            _preload()
     except Exception as exc:
         log_error(exc, {"where": "ui_main"})
         raise
