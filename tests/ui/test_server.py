@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib.metadata
+import itertools
 import os
 import subprocess
 import sys
@@ -107,6 +108,21 @@ def test_metrics_exports_rerun_histogram_by_page_and_trigger() -> None:
         for trigger in ("button", "widget")
     }
     assert count == {"button": 1.0, "widget": 1.0}
+
+
+def test_rerun_buckets_resolve_a_widget_rerun_and_the_alert_threshold() -> None:
+    from ballast_ui.metrics import RERUN_BUCKETS
+
+    bounds = list(RERUN_BUCKETS)
+    assert bounds == sorted(set(bounds))
+    # A widget's rerun takes 5 to 15 ms: a p95 interpolated inside a bucket there is
+    # off by at most 1.25 ms.
+    fine = [b for b in bounds if 0.005 <= b <= 0.015]
+    assert fine[0] == 0.005
+    assert fine[-1] == 0.015
+    assert max(b - a for a, b in itertools.pairwise(fine)) <= 0.0025 + 1e-9
+    # The 50 ms interaction alert (chart: uiInteractionP95Seconds) is a bucket bound.
+    assert 0.05 in bounds
 
 
 def test_unknown_trigger_is_recorded_as_app() -> None:
