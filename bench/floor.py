@@ -26,8 +26,6 @@ import datetime
 import json
 import subprocess
 import sys
-import time
-import urllib.request
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -38,7 +36,7 @@ import uvicorn
 
 from ballast_api.forms.fast import SAVE_FORM_SQL
 from ballast_common.db import fingerprint
-from ballast_testing.api import stop_process
+from ballast_testing.api import stop_process, wait_healthy
 from ballast_testing.servers import LOOPBACK, free_port
 
 PREFIX = "/v1/forms/"
@@ -139,14 +137,6 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
     await _answer(send, status, answer)
 
 
-def _answers(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as resp:
-            return bool(resp.status == 200)
-    except OSError:
-        return False
-
-
 @contextlib.contextmanager
 def floor_process(
     dsn: str, user: str = "editor", timeout: float = 60.0
@@ -165,13 +155,7 @@ def floor_process(
     )
     base = f"http://{LOOPBACK}:{port}"
     try:
-        deadline = time.monotonic() + timeout
-        while not _answers(f"{base}/healthz"):
-            if proc.poll() is not None:
-                raise RuntimeError(f"the floor app exited ({proc.returncode})")
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the floor app did not answer in {timeout:.0f} s")
-            time.sleep(0.1)
+        wait_healthy(proc, f"{base}/healthz", timeout, "the floor app")
         yield base
     finally:
         stop_process(proc)

@@ -10,7 +10,7 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 
 from ballast_testing.servers import LOOPBACK, free_port
@@ -34,6 +34,28 @@ def _healthy(url: str) -> bool:
             return bool(resp.status == 200)
     except (OSError, urllib.error.URLError):
         return False
+
+
+def wait_healthy(
+    proc: subprocess.Popen[bytes],
+    url: str,
+    timeout: float,
+    what: str,
+    tail: Callable[[], str] = str,
+) -> None:
+    """Wait until GET `url` answers 200 while `proc` runs.
+
+    Raises:
+        RuntimeError: `proc` exited first, or `timeout` seconds passed; the message
+            names `what` and ends with `tail()` (e.g. the end of its log).
+    """
+    deadline = time.monotonic() + timeout
+    while not _healthy(url):
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited ({proc.returncode}): {tail()}")
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"{what} not healthy in {timeout:.0f} s: {tail()}")
+        time.sleep(0.1)
 
 
 @contextlib.contextmanager
@@ -78,16 +100,14 @@ def api_process(
             )
         base = f"http://{LOOPBACK}:{port}"
         try:
-            deadline = time.monotonic() + START_TIMEOUT
-            while not _healthy(f"{base}/healthz"):
-                if proc.poll() is not None:
-                    raise RuntimeError(f"api exited: {log_path.read_text()[-2000:]}")
-                if time.monotonic() > deadline:
-                    raise RuntimeError(
-                        f"api not healthy in {START_TIMEOUT:.0f} s: "
-                        f"{log_path.read_text()[-2000:]}"
-                    )
-                time.sleep(0.1)
+            logged = log_path
+            wait_healthy(
+                proc,
+                f"{base}/healthz",
+                START_TIMEOUT,
+                "api",
+                lambda: logged.read_text()[-2000:],
+            )
             yield base
         finally:
             stop_process(proc)
