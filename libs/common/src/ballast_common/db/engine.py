@@ -23,6 +23,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.pool import ConnectionPoolEntry
 
 from ballast_common.config import DatabaseConfig
+from ballast_common.db.held import HeldConnection
 from ballast_common.errors import ConfigError
 
 _SYNC_DRIVERS = {"postgresql": "postgresql+psycopg", "sqlite": "sqlite+pysqlite"}
@@ -124,6 +125,8 @@ class DB:
         self.session_factory = sessionmaker(self.engine, expire_on_commit=False)
         self._async_engine: AsyncEngine | None = None
         self._async_session_factory: async_sessionmaker[AsyncSession] | None = None
+        # The async pool's connection the hot statements keep (db/held.py).
+        self.held = HeldConnection()
 
     @classmethod
     def from_config(
@@ -242,14 +245,20 @@ class DB:
                 fn = getattr(pool, attr, None)
                 if callable(fn):
                     stats[key] += max(int(fn()), 0)
+        # The connection held for hot statements is idle between them.
+        idle_held = min(self.held.idle, stats["checked_out"])
+        stats["checked_out"] -= idle_held
+        stats["idle"] += idle_held
         return stats
 
     def dispose(self) -> None:
         self.engine.dispose()
+        self.held.forget()
         if self._async_engine is not None:
             self._async_engine.sync_engine.dispose()
 
     async def adispose(self) -> None:
+        await self.held.release()
         if self._async_engine is not None:
             await self._async_engine.dispose()
         self.engine.dispose()

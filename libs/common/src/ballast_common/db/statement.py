@@ -5,7 +5,9 @@ upsert, audit row - in one SQL statement with data-modifying CTEs. One statement
 autocommit mode is its own transaction, so a save costs one round trip: no BEGIN, no
 COMMIT, no ORM flush. The statement runs on the asyncpg connection underneath the api's
 SQLAlchemy pool (same connections, same limits, same server settings) and is prepared
-once per connection (asyncpg's statement cache).
+once per connection (asyncpg's statement cache). One of the pool's connections stays
+leased for these statements between runs (`held.py`: no pool checkout and checkin per
+statement); a statement that finds it busy leases another.
 
 Failures are retried like `run_tx_async` retries a transaction: a dropped connection is
 discarded from the pool and the statement runs again, a lost unique-key race runs again
@@ -108,6 +110,24 @@ async def fetchrow(
 async def _fetchrow_once(
     db: DB, statement: str, args: tuple[Any, ...]
 ) -> asyncpg.Record | None:
+    held = db.held
+    fairy = await held.take(db.async_engine)
+    if fairy is None:  # a statement runs on the held connection: lease another
+        return await _fetchrow_leased(db, statement, args)
+    try:
+        raw: asyncpg.Connection = fairy.driver_connection
+        return await raw.fetchrow(statement, *args)
+    except BaseException as exc:
+        if _unusable(exc):
+            await held.discard(exc)
+        raise
+    finally:
+        held.give_back()
+
+
+async def _fetchrow_leased(
+    db: DB, statement: str, args: tuple[Any, ...]
+) -> asyncpg.Record | None:
     # The pool's connection itself, not an `AsyncConnection` around it: the statement
     # needs none of a Connection's machinery, and leasing the bare pooled connection
     # costs half as much CPU (one greenlet hop each way, no Connection object).
@@ -117,15 +137,19 @@ async def _fetchrow_once(
         try:
             return await raw.fetchrow(statement, *args)
         except BaseException as exc:
-            # A broken connection, or one left mid-statement by a cancelled request:
-            # the pool must not lend it again.
-            if isinstance(exc, _CONNECTION_ERRORS) or not isinstance(exc, Exception):
+            if _unusable(exc):
                 await greenlet_spawn(
                     fairy.invalidate, exc if isinstance(exc, Exception) else None
                 )
             raise
     finally:
         await greenlet_spawn(fairy.close)
+
+
+def _unusable(exc: BaseException) -> bool:
+    """A broken connection, or one left mid-statement by a cancelled request: the pool
+    must not lend it again."""
+    return isinstance(exc, _CONNECTION_ERRORS) or not isinstance(exc, Exception)
 
 
 __all__ = ["fetchrow"]
