@@ -8,8 +8,12 @@ import types
 from typing import Any
 
 import pytest
+from prometheus_client import REGISTRY
 
-from ballast_ui import forms, widgets
+from ballast_ui import forms, fragments, widgets
+from ballast_ui.client import ApiUnavailable
+from ballast_ui.metrics import TRIGGER_KEY
+from ballast_ui.router import FULL_RERUN
 
 
 class _Runs:
@@ -103,3 +107,101 @@ def test_the_form_buttons_rerun_the_page(monkeypatch: pytest.MonkeyPatch) -> Non
     with pytest.raises(RuntimeError, match="halt"):
         forms._then_rerun(undo, "page-projects")("project.1")
     assert calls == [("undo", "project.1"), ("rerun", "page-projects")]
+
+
+class _Fragment:
+    """Stands in for Streamlit in `fragments`: the session, warnings, app reruns."""
+
+    def __init__(self, monkeypatch: pytest.MonkeyPatch) -> None:
+        self.state: dict[str, Any] = {}
+        self.warnings: list[str] = []
+        self.journals: list[str] = []
+        self.reruns: list[str] = []
+        self.st = types.SimpleNamespace(
+            session_state=self.state,
+            warning=self.warnings.append,
+            rerun=self._rerun,
+        )
+        monkeypatch.setattr(fragments, "st", self.st)
+        monkeypatch.setattr(fragments, "draw_journal", self.journals.append)
+        monkeypatch.setattr(fragments, "nest_in_page", lambda: None)
+        # A fragment "built" here runs its body at once, as Streamlit's does when drawn.
+        monkeypatch.setattr(fragments, "fragment_for", lambda _key, draw: draw)
+
+    def _rerun(self, scope: str = "fragment") -> None:
+        self.reruns.append(scope)
+        raise _RerunAsked
+
+
+class _RerunAsked(Exception):
+    pass
+
+
+def _reruns_timed(page: str, trigger: str) -> float:
+    value = REGISTRY.get_sample_value(
+        "ballast_ui_rerun_seconds_count", {"page": page, "trigger": trigger}
+    )
+    return value or 0.0
+
+
+def _api_away() -> None:
+    raise ApiUnavailable("the api is away")
+
+
+def test_a_form_rerun_alone_is_timed_under_its_page_and_warns_when_the_api_is_away(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _Fragment(monkeypatch)
+    before = _reruns_timed("projects", "widget")
+    fragments.form_fragment("projects", "projects-form", _api_away)
+    assert _reruns_timed("projects", "widget") == before + 1
+    assert fake.warnings == ["The server is unreachable; your edits are kept."]
+    assert fake.journals == ["projects-form"]  # the run still ends with its journal
+
+
+def test_a_form_drawn_by_its_page_run_is_part_of_that_run(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _Fragment(monkeypatch)
+    fake.state[widgets.IN_PAGE_RUN] = "page"
+    drawn: list[str] = []
+    before = _reruns_timed("projects", "widget")
+    fragments.form_fragment("projects", "projects-form", lambda: drawn.append("form"))
+    assert drawn == ["form"]
+    assert fake.journals == ["projects-form"]
+    assert _reruns_timed("projects", "widget") == before  # the page's run times it
+
+
+def test_a_page_change_asked_by_a_callback_reruns_the_whole_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _Fragment(monkeypatch)
+    fake.state[FULL_RERUN] = True
+    with pytest.raises(_RerunAsked):
+        fragments.run_fragment("projects", "projects", _api_away, part_of="none")
+    assert fake.reruns == ["app"]
+    assert FULL_RERUN not in fake.state
+
+
+def test_a_page_run_on_its_own_is_timed_with_its_trigger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    fake = _Fragment(monkeypatch)
+    fake.state[TRIGGER_KEY] = "nav"
+    before = _reruns_timed("settings", "nav")
+    drawn: list[str] = []
+    fragments.run_fragment(
+        "settings",
+        "settings",
+        lambda: drawn.append("page"),
+        part_of=widgets.IN_FULL_RUN,
+    )
+    assert drawn == ["page"]
+    assert fake.journals == ["settings"]
+    assert _reruns_timed("settings", "nav") == before + 1
+    # Drawn by a full run, it is that run's part: not timed on its own.
+    fake.state[widgets.IN_FULL_RUN] = True
+    fragments.run_fragment(
+        "settings", "settings", drawn.clear, part_of=widgets.IN_FULL_RUN
+    )
+    assert _reruns_timed("settings", "nav") == before + 1

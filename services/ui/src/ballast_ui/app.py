@@ -24,7 +24,12 @@ from ballast_common.telemetry import configure_logging, log_error
 from ballast_ui import components
 from ballast_ui.cache import ui_cache
 from ballast_ui.client import ApiUnavailable, RateLimited
-from ballast_ui.fragments import draw_journal, fragment_for, page_fragment_key, page_run
+from ballast_ui.fragments import (
+    fragment_for,
+    page_fragment_key,
+    page_run,
+    run_fragment,
+)
 from ballast_ui.i18n import BLANK, t, theme_css
 from ballast_ui.metrics import RERUN_SECONDS, end_action, take_trigger, timed_run
 from ballast_ui.pages import ALL_PAGES
@@ -42,9 +47,8 @@ from ballast_ui.state import (
     sign_in_methods,
     track,
 )
-from ballast_ui.widgets import journal_meta
+from ballast_ui.widgets import IN_FULL_RUN, journal_meta
 
-IN_FULL_RUN = "_ballast_in_full_run"
 VIEW = "_ballast_view::"
 PRELOADED = "_ballast_preloaded"
 # How long into a session its full runs draw the preload (see `_preload`): every run,
@@ -142,21 +146,8 @@ def _drawer(page: Page, ctx: Ctx, r: Router) -> Callable[[], None]:
 
 
 def _run_page(name: str, draw: Callable[[], None]) -> None:
-    """Body of a page fragment: timed; a page change asked by a callback reruns all."""
-    if st.session_state.pop(FULL_RERUN, False):
-        st.rerun(scope="app")
-    if st.session_state.get(IN_FULL_RUN):
-        with page_run():
-            draw()
-        draw_journal(name)
-        return
-    with timed_run(name, take_trigger(st.session_state, "widget")):
-        try:
-            with page_run():
-                draw()
-        except ApiUnavailable:
-            st.warning("The server is unreachable; your edits are kept.")
-        draw_journal(name)
+    """Body of a page fragment: part of a full run, or a timed run of its own."""
+    run_fragment(name, name, draw, part_of=IN_FULL_RUN, wrap=page_run)
 
 
 def _preload_due() -> bool:

@@ -16,7 +16,7 @@ that run drew, and its redraw tells the browser that the server's notes are in p
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from typing import Any
 
 import streamlit as st
@@ -84,29 +84,47 @@ def draw_journal(name: str) -> None:
         )
 
 
-def form_fragment(page: str, name: str, draw: Callable[[], None]) -> None:
-    """Draw `draw` (a form) in fragment `name`, nested in page `page`'s fragment.
+def run_fragment(
+    page: str,
+    journal: str,
+    draw: Callable[[], None],
+    *,
+    part_of: str,
+    wrap: Callable[[], AbstractContextManager[object]] = nullcontext,
+) -> None:
+    """The body of a page's or a form's fragment: `draw` inside `wrap`, then journal
+    element `journal`.
 
-    Drawn by the page's run, it is part of that run. Rerun on its own (a field of the
-    form changed), it is a run of its own: timed in ``ballast_ui_rerun_seconds`` under
-    the page's name, ended by its journal element; a page change a callback asked for
-    reruns the whole app, and an unreachable api leaves a warning, as a page's run does.
+    Drawn by a bigger run (session flag `part_of` set: a full run for a page, the page's
+    run for a form), it is part of that run. Run on its own (a widget of it changed), it
+    is a run of its own: timed in ``ballast_ui_rerun_seconds`` under `page` with the
+    run's trigger, and an unreachable api leaves a warning (the edits are kept). A page
+    change a callback asked for (`FULL_RERUN`) reruns the whole app first.
     """
+    if st.session_state.pop(FULL_RERUN, False):
+        st.rerun(scope="app")
+    if st.session_state.get(part_of):
+        with wrap():
+            draw()
+        draw_journal(journal)
+        return
+    with timed_run(page, take_trigger(st.session_state, "widget")):
+        try:
+            with wrap():
+                draw()
+        except ApiUnavailable:
+            st.warning("The server is unreachable; your edits are kept.")
+        draw_journal(journal)
+
+
+def form_fragment(page: str, name: str, draw: Callable[[], None]) -> None:
+    """Draw `draw` (a form) in fragment `name`, nested in page `page`'s fragment: part
+    of the page's run when that draws it, a run of its own (`run_fragment`) when a
+    field of the form changed."""
 
     def run() -> None:
         nest_in_page()
-        if st.session_state.get(IN_PAGE_RUN):
-            draw()
-            draw_journal(name)
-            return
-        if st.session_state.pop(FULL_RERUN, False):
-            st.rerun(scope="app")
-        with timed_run(page, take_trigger(st.session_state, "widget")):
-            try:
-                draw()
-            except ApiUnavailable:
-                st.warning("The server is unreachable; your edits are kept.")
-            draw_journal(name)
+        run_fragment(page, name, draw, part_of=IN_PAGE_RUN)
 
     fragment_for(name, run)()
 
@@ -128,4 +146,5 @@ __all__ = [
     "fragment_for",
     "page_fragment_key",
     "page_run",
+    "run_fragment",
 ]
