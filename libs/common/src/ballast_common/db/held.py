@@ -43,7 +43,7 @@ class HeldConnection:
     async def take(self, engine: AsyncEngine) -> Any:
         """The held connection (leased from `engine`'s pool now if there is none), or
         None when a statement runs on it: the caller leases its own then. A connection
-        taken is given back with `give_back()` or dropped with `discard()`."""
+        taken is given back with `give_back()`, after `drop()` when it is unusable."""
         if self.busy:
             return None
         self.busy = True
@@ -62,14 +62,10 @@ class HeldConnection:
         """The statement is over; the connection stays held."""
         self.busy = False
 
-    async def discard(self, exc: BaseException) -> None:
-        """Drop it: broken, or left mid-statement. The pool never lends it again."""
-        fairy, self._fairy = self._fairy, None
-        self.busy = False
-        if fairy is not None:
-            await greenlet_spawn(
-                fairy.invalidate, exc if isinstance(exc, Exception) else None
-            )
+    def drop(self) -> None:
+        """Hold it no more: broken, or left mid-statement (the caller invalidates it,
+        so the pool never lends it again)."""
+        self._fairy = None
 
     async def release(self) -> None:
         """Hand it back to the pool (`DB.adispose`, and every `HOLD_S`)."""

@@ -112,44 +112,31 @@ async def _fetchrow_once(
 ) -> asyncpg.Record | None:
     held = db.held
     fairy = await held.take(db.async_engine)
-    if fairy is None:  # a statement runs on the held connection: lease another
-        return await _fetchrow_leased(db, statement, args)
+    leased = fairy is None
+    if leased:
+        # The held connection is busy: one of the pool's own for this statement. The
+        # bare pooled connection, not an `AsyncConnection` around it: the statement
+        # needs none of a Connection's machinery, and leasing it costs half as much
+        # CPU (one greenlet hop each way, no Connection object).
+        fairy = await db.async_engine.raw_connection()
     try:
         raw: asyncpg.Connection = fairy.driver_connection
         return await raw.fetchrow(statement, *args)
     except BaseException as exc:
-        if _unusable(exc):
-            await held.discard(exc)
+        # A broken connection, or one left mid-statement by a cancelled request: the
+        # pool must not lend it again.
+        if isinstance(exc, _CONNECTION_ERRORS) or not isinstance(exc, Exception):
+            if not leased:
+                held.drop()
+            await greenlet_spawn(
+                fairy.invalidate, exc if isinstance(exc, Exception) else None
+            )
         raise
     finally:
-        held.give_back()
-
-
-async def _fetchrow_leased(
-    db: DB, statement: str, args: tuple[Any, ...]
-) -> asyncpg.Record | None:
-    # The pool's connection itself, not an `AsyncConnection` around it: the statement
-    # needs none of a Connection's machinery, and leasing the bare pooled connection
-    # costs half as much CPU (one greenlet hop each way, no Connection object).
-    fairy = await db.async_engine.raw_connection()
-    try:
-        raw: asyncpg.Connection = fairy.driver_connection
-        try:
-            return await raw.fetchrow(statement, *args)
-        except BaseException as exc:
-            if _unusable(exc):
-                await greenlet_spawn(
-                    fairy.invalidate, exc if isinstance(exc, Exception) else None
-                )
-            raise
-    finally:
-        await greenlet_spawn(fairy.close)
-
-
-def _unusable(exc: BaseException) -> bool:
-    """A broken connection, or one left mid-statement by a cancelled request: the pool
-    must not lend it again."""
-    return isinstance(exc, _CONNECTION_ERRORS) or not isinstance(exc, Exception)
+        if leased:
+            await greenlet_spawn(fairy.close)
+        else:
+            held.give_back()
 
 
 __all__ = ["fetchrow"]
