@@ -5,6 +5,7 @@ import sys
 
 import uvicorn
 
+from ballast_api.serve import uvicorn_options
 from ballast_common.config import load_config
 from ballast_common.telemetry.metrics import prepare_multiprocess_dir, serve_metrics
 
@@ -24,16 +25,7 @@ uvicorn.run(
     "ballast_api.main:create_app",
     factory=True,
     host=config.api.host,
-    port=config.api.port,
-    workers=config.api.workers,
-    # Our JSON logging handles access lines (with trace ids); uvicorn's would duplicate them.
-    access_log=False,
-    log_config=None,
-    # X-Forwarded-* are read by the app, from security.trusted_proxies only
-    # (ClientAddressMiddleware); uvicorn's own handling would trust its own default list.
-    proxy_headers=False,
-    # No "server: uvicorn" on responses: the api does not advertise what it runs on.
-    server_header=False,
+    **uvicorn_options(config),
 )
 if metrics_dir is not None:
     shutil.rmtree(metrics_dir, ignore_errors=True)
