@@ -23,6 +23,11 @@ Writes bench/results/api.json with
   keep-alive HTTP/1.1 connections written by hand (`_Http`), not httpx: they share the
   machine's two cores with the api, and httpx's own CPU cost capped even GET /healthz at
   ~1,600/s here;
+- floor_saves_per_s_16c: the same 16 clients saving to the floor app (`bench/floor.py`,
+  on the same 2 workers, a connection per concurrent save), in blocks alternating with
+  the api's (two each, DURATION_16C_S in all): what this machine's HTTP stack and the
+  save statement reach at all; save_share_of_floor_16c = saves_per_s_16c / it (what the
+  api keeps of it with its guarantees);
 - healthz_per_s_16c: the same 16 clients on the same 2 workers asking GET /healthz (no
   database, no auth), same run: what this machine's HTTP stack and load generator reach
   at all, the ceiling of any endpoint; save_share_of_http_ceiling = saves_per_s_16c / it;
@@ -483,10 +488,14 @@ def run() -> dict[str, Any]:
         with api_process(url, env=TRACING_OFF) as base:
             token = _login(base)
             saves_off = _save_latencies(base, token, SAMPLES_1C)
-        with api_process(url, workers=2) as base:
+        with api_process(url, workers=2) as base, floor_process(url, workers=2) as lean:
             token = _login(base)
             _throughput(base, token, CLIENTS, 2.0)  # warm-up: connections, caches
-            per_s = _throughput(base, token, CLIENTS, DURATION_16C_S)
+            _throughput(lean, "-", CLIENTS, 2.0)
+            per_s = floor_per_s = 0.0
+            for _ in range(2):
+                per_s += _throughput(base, token, CLIENTS, DURATION_16C_S / 2) / 2
+                floor_per_s += _throughput(lean, "-", CLIENTS, DURATION_16C_S / 2) / 2
             healthz_per_s = _throughput(
                 base, token, CLIENTS, DURATION_16C_S, saves=False
             )
@@ -515,6 +524,8 @@ def run() -> dict[str, Any]:
         "ratio_floor_p99_1c": round(floor_p99 / raw_p99, 3),
         "api_over_floor_p99_ms": round(save_p99 - floor_p99, 3),
         "saves_per_s_16c": round(per_s, 1),
+        "floor_saves_per_s_16c": round(floor_per_s, 1),
+        "save_share_of_floor_16c": round(per_s / floor_per_s, 3),
         "healthz_per_s_16c": round(healthz_per_s, 1),
         "save_share_of_http_ceiling": round(per_s / healthz_per_s, 3),
         "raw_tx_per_s_16c": round(raw_per_s, 1),

@@ -10,13 +10,18 @@ one asyncpg connection held for the app's life - no middleware, no authenticatio
 validation model, no pool, no access line. What the api spends above it
 (`save_p99_ms_1c - floor_p99_ms_1c`) is what the api's own code and framework cost.
 
+Saves that arrive together each take a connection of their own: a stack of free ones,
+opened as concurrency first needs them and kept for the app's life (one at 1 client,
+as the api's held connection). So the same app, on the api's worker count, is the floor
+of `saves_per_s_16c` too (`floor_saves_per_s_16c`).
+
 It is a measuring instrument, not a server: it answers 201/200 for a saved form, 409 for
 anything the statement leaves to the general path (a replayed write id, a stale
 version), 404 for any other request but GET /healthz.
 
-Run by `floor_process(dsn)` as `python -m bench.floor DSN USER PORT`: uvicorn with the
-api's own settings (httptools and uvloop when installed, no access log, no server
-header). The user saving is `editor` of the demo seed unless told otherwise.
+Run by `floor_process(dsn)` as `python -m bench.floor DSN USER PORT [WORKERS]`: uvicorn
+with the api's own settings (httptools and uvloop when installed, no access log, no
+server header). The user saving is `editor` of the demo seed unless told otherwise.
 """
 
 from __future__ import annotations
@@ -24,12 +29,13 @@ from __future__ import annotations
 import contextlib
 import datetime
 import json
+import os
 import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import asyncpg
 import uvicorn
@@ -43,20 +49,45 @@ PREFIX = "/v1/forms/"
 _ROOT = Path(__file__).resolve().parent.parent
 
 
+# Where the workers (processes of their own) find the database and the user.
+DSN_ENV, USER_ENV = "BALLAST_FLOOR_DSN", "BALLAST_FLOOR_USER"
+
+
 class _State:
-    dsn = ""
-    user = "editor"
-    conn: Any = None
+    # Connections no save runs on (a stack: the last used first), and all opened.
+    free: ClassVar[list[Any]] = []
+    opened: ClassVar[list[Any]] = []
     user_id: uuid.UUID | None = None
 
 
+def _env() -> Any:
+    # A measuring instrument's own process environment, set by `main` for its workers
+    # (spawned processes of their own), not the api's settings.
+    return os.environ  # noqa: TID251
+
+
 async def _start() -> None:
-    _State.conn = await asyncpg.connect(_State.dsn)
-    _State.user_id = await _State.conn.fetchval(
-        "SELECT id FROM users WHERE username = $1", _State.user
+    conn = await asyncpg.connect(_env()[DSN_ENV])
+    _State.free[:], _State.opened[:] = [conn], [conn]
+    user = _env().get(USER_ENV, "editor")
+    _State.user_id = await conn.fetchval(
+        "SELECT id FROM users WHERE username = $1", user
     )
     if _State.user_id is None:
-        raise RuntimeError(f"no user {_State.user!r} in the database")
+        raise RuntimeError(f"no user {user!r} in the database")
+
+
+async def _fetchrow(*args: Any) -> Any:
+    """The save statement on a free connection (a new one when none is free)."""
+    if _State.free:
+        conn = _State.free.pop()
+    else:
+        conn = await asyncpg.connect(_env()[DSN_ENV])
+        _State.opened.append(conn)
+    try:
+        return await conn.fetchrow(*args)
+    finally:
+        _State.free.append(conn)
 
 
 async def _lifespan(receive: Any, send: Any) -> None:
@@ -66,7 +97,8 @@ async def _lifespan(receive: Any, send: Any) -> None:
             await _start()
             await send({"type": "lifespan.startup.complete"})
         elif message["type"] == "lifespan.shutdown":
-            await _State.conn.close()
+            for conn in _State.opened:
+                await conn.close()
             await send({"type": "lifespan.shutdown.complete"})
             return
 
@@ -88,7 +120,7 @@ async def _answer(send: Any, status: int, body: bytes) -> None:
 async def _save(form_id: str, body: bytes, write_id: str | None) -> tuple[int, bytes]:
     data = json.loads(body)["data"]
     now = datetime.datetime.now(datetime.UTC)
-    row = await _State.conn.fetchrow(
+    row = await _fetchrow(
         SAVE_FORM_SQL,
         write_id,
         form_id,
@@ -139,9 +171,10 @@ async def app(scope: Any, receive: Any, send: Any) -> None:
 
 @contextlib.contextmanager
 def floor_process(
-    dsn: str, user: str = "editor", timeout: float = 60.0
+    dsn: str, user: str = "editor", timeout: float = 60.0, workers: int = 1
 ) -> Iterator[str]:
-    """Serve the floor app on a free loopback port until the block ends; its base URL.
+    """Serve the floor app on a free loopback port, on `workers` processes, until the
+    block ends; its base URL.
 
     Raises:
         RuntimeError: the app exited before it answered (no such user, no database), or
@@ -149,7 +182,7 @@ def floor_process(
     """
     port = free_port()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "bench.floor", dsn, user, str(port)],
+        [sys.executable, "-m", "bench.floor", dsn, user, str(port), str(workers)],
         cwd=_ROOT,
         start_new_session=True,
     )
@@ -162,12 +195,15 @@ def floor_process(
 
 
 def main(argv: list[str]) -> None:
-    """Serve the floor app: `python -m bench.floor DSN USER PORT`."""
-    _State.dsn, _State.user, port = argv[0], argv[1], int(argv[2])
+    """Serve the floor app: `python -m bench.floor DSN USER PORT [WORKERS]`."""
+    _env().update({DSN_ENV: argv[0], USER_ENV: argv[1]})
+    workers = int(argv[3]) if len(argv) > 3 else 1
     uvicorn.run(
-        app,
+        # Workers import the app by name (they are processes of their own).
+        "bench.floor:app" if workers > 1 else app,
         host=LOOPBACK,
-        port=port,
+        port=int(argv[2]),
+        workers=workers,
         # A start-up that fails (no such user) ends the process instead of being
         # taken for an app without a lifespan.
         lifespan="on",

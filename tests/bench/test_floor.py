@@ -92,3 +92,32 @@ def test_the_floor_refuses_to_start_without_its_user(seeded_url: str) -> None:
         floor_process(seeded_url, user="nobody", timeout=5),
     ):
         pass
+
+
+def test_the_floor_serves_concurrent_saves_on_several_workers(seeded_url: str) -> None:
+    """saves_per_s_16c has a floor too: 16 clients at once on 2 workers, each save on a
+    connection of its own (one asyncpg connection cannot run two statements)."""
+
+    async def clients(base: str) -> list[int]:
+        async with httpx.AsyncClient(base_url=base, timeout=30) as client:
+
+            async def saves(c: int) -> list[int]:
+                out = []
+                for n in range(5):
+                    resp = await client.put(
+                        f"/v1/forms/floor.c{c}",
+                        json={"data": {"n": n}},
+                        headers={"Idempotency-Key": uuid.uuid4().hex},
+                    )
+                    out.append(resp.status_code)
+                return out
+
+            return [s for c in await asyncio.gather(*map(saves, range(16))) for s in c]
+
+    with floor_process(seeded_url, workers=2) as base:
+        statuses = asyncio.run(clients(base))
+    assert statuses.count(201) == 16
+    assert statuses.count(200) == 16 * 4
+    for c in (0, 15):
+        version, audits, _ = asyncio.run(_rows(seeded_url, f"floor.c{c}"))
+        assert (version, audits) == (5, 5)
