@@ -51,6 +51,9 @@ class Recording(asyncio.Transport):
     def abort(self) -> None:
         self.aborted = True
 
+    def write_eof(self) -> None:
+        self.writes.append("eof")
+
     def get_write_buffer_size(self) -> int:
         return 7
 
@@ -116,6 +119,18 @@ def test_close_sends_what_is_held_first_and_abort_drops_it() -> None:
     inner, _ = _on_a_loop(aborting)
     assert inner.writes == []
     assert inner.aborted
+
+
+def test_writelines_and_eof_keep_the_order() -> None:
+    async def body(t: CoalescingTransport) -> None:
+        t.write(b"a")
+        t.writelines([b"b", b"c"])
+        t.write(b"d")
+        t.write_eof()
+        await asyncio.sleep(0)
+
+    inner, _ = _on_a_loop(body)
+    assert inner.writes == [b"abc", b"d", "eof"]
 
 
 def test_nothing_is_written_to_a_transport_that_is_closing() -> None:
@@ -236,3 +251,19 @@ def test_100_continue_is_sent_before_the_body_is() -> None:
             assert chunk, answer
             answer += chunk
         assert answer.startswith(b"HTTP/1.1 200 OK")
+
+
+def test_pipelined_requests_get_their_answers_in_order() -> None:
+    with _served("uvloop") as port, socket.create_connection(("127.0.0.1", port)) as s:
+        s.settimeout(10)
+        s.sendall(
+            b"GET /json HTTP/1.1\r\nHost: t\r\n\r\n"
+            b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\n\r\nabc"
+            b"GET /json HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n"
+        )
+        answer = b""
+        while chunk := s.recv(65536):
+            answer += chunk
+    assert answer.count(b"HTTP/1.1 200 OK") == 3
+    first, second, third = (answer.index(b) for b in (b'{"ok":true}', b"abc", b"close"))
+    assert first < second < third

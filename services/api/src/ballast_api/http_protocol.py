@@ -24,7 +24,7 @@ HOLD_MAX = 64 * 1024
 class CoalescingTransport:
     """A transport that sends what is written in one turn of the loop in one write.
 
-    Everything but `write`, `close` and `abort` is the wrapped transport's own."""
+    Everything but writing, closing and aborting is the wrapped transport's own."""
 
     def __init__(self, transport: asyncio.Transport, loop: asyncio.AbstractEventLoop):
         self._transport = transport
@@ -44,6 +44,13 @@ class CoalescingTransport:
             self._transport.write(data)
         else:
             self._transport.write(held + bytes(data))
+
+    def writelines(self, lines: Any) -> None:
+        self.write(b"".join(lines))
+
+    def write_eof(self) -> None:
+        self.flush()
+        self._transport.write_eof()
 
     def flush(self) -> None:
         """Write what is held (the end of the loop's turn, or before closing)."""
